@@ -1,0 +1,4 @@
+"""The three captioned data sets: MNIST with captions, captioned shapes, MS-COCO."""
+from .common import CaptionBatch
+from .mnist import DigitPools, MnistError, digit_pools, load_mnist
+from .mnist_captions import MnistCaptions

@@ -1,0 +1,64 @@
+"""What every captioned data set hands to a model: a :class:`CaptionBatch`."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ..text import Vocabulary
+
+
+@dataclass
+class CaptionBatch:
+    """A batch of images and their captions.
+
+    ``images`` are ``(B, C, H, W)`` float32 in [0, 1] (the paper's A is the width W
+    and its B the height H; we keep ``B`` for the batch). ``captions`` are word ids
+    ``(B, N)`` padded with 0, ``lengths`` the number of real words ``(B,)``.
+    ``meta`` holds per-example facts the generator knows (which digit went where),
+    used by the evaluation's fidelity checks.
+    """
+
+    images: torch.Tensor   # (B, C, H, W) float32 in [0, 1]
+    captions: torch.Tensor  # (B, N) int64, 0 = <pad>
+    lengths: torch.Tensor  # (B,) int64
+    meta: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def to(self, device) -> "CaptionBatch":
+        return CaptionBatch(self.images.to(device), self.captions.to(device),
+                            self.lengths.to(device), {k: v.to(device) for k, v in self.meta.items()})
+
+    def texts(self, vocab: Vocabulary) -> list[str]:
+        return vocab.decode_batch(self.captions, self.lengths)
+
+
+
+# ---- counter-based randomness ---------------------------------------------
+# Example i of a data set with seed s must be the same whoever asks, in whatever
+# order, in whatever batch. So each random number is a pure function of
+# (seed, index, stream): a splitmix64 hash of the three, vectorised over indices.
+_M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    x = x + np.uint64(0x9E3779B97F4A7C15)
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def uniform(seed: int, index: np.ndarray, stream: int) -> np.ndarray:
+    """Uniform numbers in [0, 1), one per index, a pure function of (seed, index, stream)."""
+    with np.errstate(over="ignore"):
+        key = _splitmix64(np.uint64(seed & 0xFFFFFFFF) << np.uint64(32) | np.uint64(stream & 0xFFFFFFFF))
+        x = _splitmix64(_splitmix64(np.asarray(index, dtype=np.uint64)) ^ key)
+    return (x >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
+
+
+def randint(seed: int, index: np.ndarray, stream: int, high) -> np.ndarray:
+    """Integers in [0, high) (``high`` may be an array, one bound per index)."""
+    return np.minimum((uniform(seed, index, stream) * high).astype(np.int64), np.asarray(high) - 1)

@@ -1,0 +1,52 @@
+"""Shared fixtures. Tests never download: MNIST comes from a directory on disk.
+
+The directory is ``$MINIDRAW_DATA/mnist`` when that is set (CI points it at
+``../shared/data``), else ``../shared/data/mnist`` beside the repository.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _mnist_dir() -> Path | None:
+    candidates = []
+    if os.environ.get("MINIDRAW_DATA"):
+        candidates.append(Path(os.environ["MINIDRAW_DATA"]) / "mnist")
+    candidates.append(REPO.parent / "shared" / "data" / "mnist")
+    for c in candidates:
+        if (c / "t10k-images-idx3-ubyte.gz").exists() or (c / "t10k-images-idx3-ubyte").exists():
+            return c
+    return None
+
+
+@pytest.fixture(scope="session")
+def mnist_dir() -> Path:
+    d = _mnist_dir()
+    if d is None:
+        pytest.skip("no offline MNIST: set MINIDRAW_DATA to a folder holding mnist/t10k-*-ubyte.gz")
+    return d
+
+
+@pytest.fixture(scope="session")
+def pools(mnist_dir):
+    from minidraw.data.mnist import digit_pools
+    return digit_pools(mnist_dir)
+
+
+@pytest.fixture(autouse=True)
+def _no_network(monkeypatch):
+    """Any attempt to open a URL other than file:// fails the test loudly."""
+    import urllib.request
+    real = urllib.request.urlopen
+
+    def guard(url, *a, **k):
+        target = url if isinstance(url, str) else url.full_url
+        if not target.startswith("file:"):
+            raise AssertionError(f"a test tried to reach the network: {target}")
+        return real(url, *a, **k)
+    monkeypatch.setattr(urllib.request, "urlopen", guard)
