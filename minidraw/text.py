@@ -1,7 +1,7 @@
 """Words in, ids out: the tokeniser and vocabulary every data set shares.
 
 A caption ``y`` is a sequence of word ids ``y_1 .. y_N``. A batch of captions of
-different lengths is padded with id 0 (``<pad>``) to a rectangle ``(B, N)`` and
+different lengths is padded with id 0 (``<pad>``) to a rectangle ``(M, L)`` (M captions, L words) and
 carries its true lengths, so that later modules (the BiLSTM of chapter 2, the
 alignment of chapter 5) can ignore padding exactly.
 
@@ -36,9 +36,9 @@ def tokenize(text: str) -> list[str]:
 
 
 def pad(rows: Sequence[Sequence[int]], n: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-pad id lists with 0 (``<pad>``): ``ids (B, N)`` and ``lengths (B,)``, int64."""
-    lengths = torch.tensor([len(r) for r in rows], dtype=torch.long)  # (B,)
-    ids = torch.zeros(len(rows), int(lengths.max()) if n is None else n, dtype=torch.long)  # (B, N)
+    """Right-pad id lists with 0 (``<pad>``): ``ids (M, L)`` and ``lengths (M,)``, int64."""
+    lengths = torch.tensor([len(r) for r in rows], dtype=torch.long)  # (M,)
+    ids = torch.zeros(len(rows), int(lengths.max()) if n is None else n, dtype=torch.long)  # (M, L)
     for b, r in enumerate(rows):
         ids[b, : len(r)] = torch.as_tensor(list(r), dtype=torch.long)
     return ids, lengths
@@ -143,7 +143,7 @@ class Vocabulary:
 
     def encode_batch(self, captions: Sequence[str | Sequence[str]],
                      max_len: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Pad a batch of captions: ``ids (B, N)`` int64 and ``lengths (B,)`` int64.
+        """Pad a batch of captions: ``ids (M, L)`` int64 and ``lengths (M,)`` int64.
 
         ``max_len`` fixes N; a caption longer than that is an error, not a silent cut.
         """

@@ -109,3 +109,13 @@ def test_bad_captions_and_arguments(pools):
         parse_caption("the digit 3 is the digit 4 .")
     with pytest.raises(ValueError, match="split"):
         MnistCaptions("validation", pools=pools)
+
+
+def test_indexing_rules(pools):
+    ds = MnistCaptions("test", pools=pools, length=5)
+    assert len(ds) == 5 and torch.equal(ds[-1][0], ds[4][0])
+    with pytest.raises(IndexError):
+        ds[5]
+    with pytest.raises(IndexError):
+        ds.batch([-1])
+    assert ds.batch([5, 10**9]).images.shape == (2, 1, CANVAS, CANVAS)  # the stream is infinite

@@ -13,16 +13,18 @@ from ..text import Vocabulary
 class CaptionBatch:
     """A batch of images and their captions.
 
-    ``images`` are ``(B, C, H, W)`` float32 in [0, 1] (the paper's A is the width W
-    and its B the height H; we keep ``B`` for the batch). ``captions`` are word ids
-    ``(B, N)`` padded with 0, ``lengths`` the number of real words ``(B,)``.
+    Shapes use the book's symbols: ``M`` images in a batch, ``C`` channels, and
+    the paper's ``A × B`` image, ``A`` its width and ``B`` its height; ``L`` words
+    in the longest caption. ``images`` are ``(M, C, B, A)`` float32 in [0, 1],
+    ``captions`` word ids ``(M, L)`` padded with 0, ``lengths`` the number of real
+    words ``(M,)``.
     ``meta`` holds per-example facts the generator knows (which digit went where),
     used by the evaluation's fidelity checks.
     """
 
-    images: torch.Tensor   # (B, C, H, W) float32 in [0, 1]
-    captions: torch.Tensor  # (B, N) int64, 0 = <pad>
-    lengths: torch.Tensor  # (B,) int64
+    images: torch.Tensor   # (M, C, B, A) float32 in [0, 1]
+    captions: torch.Tensor  # (M, L) int64, 0 = <pad>
+    lengths: torch.Tensor  # (M,) int64
     meta: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def __len__(self) -> int:
@@ -35,6 +37,22 @@ class CaptionBatch:
     def texts(self, vocab: Vocabulary) -> list[str]:
         return vocab.decode_batch(self.captions, self.lengths)
 
+
+
+def as_indices(indices) -> np.ndarray:
+    """Example indices as int64 ``(M,)``. A generated data set is an infinite stream
+    (``length`` is one epoch), so every index >= 0 names an example."""
+    i = np.ascontiguousarray(indices, dtype=np.int64).reshape(-1)
+    if (i < 0).any():
+        raise IndexError(f"example indices must be >= 0, got {i[i < 0][:8]}")
+    return i
+
+
+def item_index(i: int, length: int) -> int:
+    """``dataset[i]`` follows Python's rules: ``-length <= i < length``, negatives from the end."""
+    if not -length <= i < length:
+        raise IndexError(f"index {i} out of range for a data set of length {length}")
+    return i % length
 
 
 # ---- counter-based randomness ---------------------------------------------

@@ -41,7 +41,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..text import Vocabulary, tokenize
-from .common import CaptionBatch, randint
+from .common import CaptionBatch, as_indices, item_index, randint
 from .mnist import DigitPools, digit_pools
 
 CANVAS, DIGIT = 60, 28
@@ -126,8 +126,9 @@ class MnistCaptions(Dataset):
     """Captioned 60×60 MNIST scenes, example ``i`` generated from (seed, split, i).
 
     ``pools`` are the digit images to draw from (:func:`digit_pools`; read from
-    ``root`` when not given). ``length`` is the size of one epoch — any index
-    below it (or above: the data are infinite) gives an image.
+    ``root`` when not given). ``length`` is one epoch (default: the pool's size);
+    :meth:`batch` takes any index >= 0 — the stream is infinite — while
+    ``dataset[i]`` keeps to ``[0, length)`` like any ``Dataset``.
     """
 
     def __init__(self, split: str = "train", pools: DigitPools | None = None,
@@ -139,7 +140,8 @@ class MnistCaptions(Dataset):
         self.pools = digit_pools(root) if pools is None else pools
         images, labels = self.pools.split("train" if split == "train" else "test")
         order = np.argsort(labels, kind="stable")  # pool sorted by label: digit d is a contiguous run
-        self._digits = torch.from_numpy(images[order].astype(np.float32) / 255.0)  # (n, 28, 28)
+        self.digit_images = torch.from_numpy(images[order].astype(np.float32) / 255.0)  # (n, 28, 28)
+        self.digit_labels = labels[order]                          # (n,) sorted: 0 0 ... 9 9
         self._count = np.bincount(labels, minlength=10)            # (10,)
         self._start = np.concatenate([[0], np.cumsum(self._count)[:-1]])  # (10,)
         if (self._count == 0).any():
@@ -165,24 +167,24 @@ class MnistCaptions(Dataset):
         return self.length
 
     def scenes(self, index: np.ndarray) -> dict[str, np.ndarray]:
-        """The random choices behind examples ``index (B,)``: all integer arrays."""
-        index = np.asarray(index, dtype=np.int64)
+        """The random choices behind examples ``index (M,)``: all integer arrays."""
+        index = as_indices(index)
         k = self._key
-        template = self._templates[randint(k, index, 0, len(self._templates))]      # (B,)
-        pair = self._table[template, randint(k, index, 1, self._per_template[template])]  # (B, 2)
-        digits = pair                                                               # (B, 2) D, E (-1: none)
+        template = self._templates[randint(k, index, 0, len(self._templates))]      # (M,)
+        pair = self._table[template, randint(k, index, 1, self._per_template[template])]  # (M, 2)
+        digits = pair                                                               # (M, 2) D, E (-1: none)
         safe = np.maximum(digits, 0)
-        instance = self._start[safe] + np.stack(                                     # (B, 2) rows of the
+        instance = self._start[safe] + np.stack(                                     # (M, 2) rows of the
             [randint(k, index, 2 + j, self._count[safe[:, j]]) for j in range(2)], 1)  # label-sorted pool
-        slots = np.stack([template, np.where(digits[:, 1] >= 0, np.take(PARTNER, template), -1)], 1)  # (B, 2)
+        slots = np.stack([template, np.where(digits[:, 1] >= 0, np.take(PARTNER, template), -1)], 1)  # (M, 2)
         jitter = np.stack([randint(k, index, 4 + j, self.jitter + 1) for j in range(4)], 1).reshape(-1, 2, 2)
-        corner = self._corners[np.maximum(slots, 0)] + jitter                       # (B, 2, 2) y, x
+        corner = self._corners[np.maximum(slots, 0)] + jitter                       # (M, 2, 2) y, x
         return {"template": template, "digits": digits, "slots": slots, "instance": instance, "corner": corner}
 
     def render(self, scene: dict[str, np.ndarray]) -> torch.Tensor:
-        """Paste each scene's digits into blank canvases: ``(B, 1, 60, 60)`` in [0, 1]."""
+        """Paste each scene's digits into blank canvases: ``(M, 1, 60, 60)`` in [0, 1]."""
         n = len(scene["template"])
-        canvas = torch.zeros(n, CANVAS, CANVAS)                                   # (B, H, W)
+        canvas = torch.zeros(n, CANVAS, CANVAS)                                   # (M, B, A)
         offs = torch.arange(DIGIT)
         for j in range(2):
             present = torch.from_numpy(scene["digits"][:, j] >= 0)
@@ -191,31 +193,31 @@ class MnistCaptions(Dataset):
             xs = torch.from_numpy(scene["corner"][:, j, 1])[present]
             rows = (ys[:, None] + offs)[:, :, None]                               # (b, 28, 1)
             cols = (xs[:, None] + offs)[:, None, :]                               # (b, 1, 28)
-            digit = self._digits[torch.from_numpy(scene["instance"][:, j])[present]]  # (b, 28, 28)
+            digit = self.digit_images[torch.from_numpy(scene["instance"][:, j])[present]]  # (b, 28, 28)
             bb = b[:, None, None]
             canvas[bb, rows, cols] = torch.maximum(canvas[bb, rows, cols], digit)  # overlapping strokes: max
-        return canvas[:, None]                                                    # (B, 1, H, W)
+        return canvas[:, None]                                                    # (M, 1, B, A)
 
     def batch(self, index) -> CaptionBatch:
         """Examples ``index`` as one batch; the same index always gives the same example."""
-        scene = self.scenes(np.asarray(index))
+        scene = self.scenes(index)
         t, d, e = scene["template"], scene["digits"][:, 0], scene["digits"][:, 1]
-        captions = torch.from_numpy(self._caption_ids[t, d, e])                  # (B, 12); e=-1 -> last column
-        lengths = torch.full((len(t),), captions.shape[1], dtype=torch.long)      # (B,)
+        captions = torch.from_numpy(self._caption_ids[t, d, e])                  # (M, 12); e=-1 -> last column
+        lengths = torch.full((len(t),), captions.shape[1], dtype=torch.long)      # (M,)
         novel = self._novel(scene["slots"], scene["digits"])
         meta = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in scene.items()}
         meta["heldout"] = torch.from_numpy(novel)
         return CaptionBatch(self.render(scene), captions, lengths, meta)
 
     def __getitem__(self, i: int):
-        b = self.batch([i])
+        b = self.batch([item_index(i, self.length)])
         return b.images[0], b.captions[0], int(b.lengths[0])
 
     def texts(self, index) -> list[str]:
         return self.batch(index).texts(self.vocab)
 
     def _novel(self, slots: np.ndarray, digits: np.ndarray) -> np.ndarray:
-        """Which scenes ``(B, 2)`` put a digit in a held-out slot: ``(B,)`` bool."""
+        """Which scenes ``(M, 2)`` put a digit in a held-out slot: ``(M,)`` bool."""
         held = np.zeros((len(SLOTS) + 1, 11), dtype=bool)  # row/column -1 = "no digit": never held out
         for s, d in self.heldout:
             held[s, d] = True

@@ -1,0 +1,41 @@
+# The two set-up commands of the README:
+#   make book   install into .venv, then build the book, executing every chapter
+#   make test   install into .venv, then run the tests and execute every chapter under nbval
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The dev environment pins torch (a CPU build where one is at hand); the package itself
+# asks only torch>=2.1, so `pip install minidraw` keeps whatever torch you have (e.g. Colab's).
+TORCH_SPEC ?= torch==2.13.0
+# Data already on disk: MINIDRAW_DATA/mnist, MINIDRAW_DATA/coco. Defaults to ../shared/data
+# when it exists (this project's offline machines); otherwise data download on first use.
+MINIDRAW_DATA ?= $(if $(wildcard ../shared/data/mnist),$(abspath ../shared/data),)
+export MINIDRAW_DATA
+
+.PHONY: install book test strip repository clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q "$(TORCH_SPEC)"
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $@
+
+book: install
+	$(BIN)/jupyter-book build --warningiserror --keep-going .
+	@echo "book: $(CURDIR)/_build/html/index.html"
+
+test: install
+	$(BIN)/python -m pytest tests book --nbval-lax --nbval-current-env --nbval-cell-timeout=1800 -q
+
+# Strip notebook outputs before committing (keeps cells marked NBVAL_CHECK_OUTPUT).
+strip: install
+	$(BIN)/python tools/notebooks.py strip book/*.ipynb
+
+# Point the Colab buttons and every chapter's set-up cell at another repository.
+repository: install
+	$(BIN)/python tools/notebooks.py repository "$(URL)"
+
+clean:
+	rm -rf _build
