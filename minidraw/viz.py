@@ -47,3 +47,67 @@ def image_grid(images: torch.Tensor | np.ndarray, captions: Sequence[str] | None
     if title:
         fig.suptitle(title)
     return fig
+
+
+def window_box(g_x: float, g_y: float, delta: float, N: int) -> tuple[float, float, float, float]:
+    """``(x0, y0, width, height)`` of an attention grid in imshow's 0-based pixel coordinates.
+
+    The filter centres span g ± (N/2 − 0.5)·δ in the 1-based coordinates of
+    :mod:`minidraw.attention`; imshow puts pixel a = 1 at 0, hence the −1.
+    """
+    half = (N / 2 - 0.5) * delta
+    return g_x - half - 1, g_y - half - 1, 2 * half, 2 * half
+
+
+def _add_box(ax, box, color="red"):
+    import matplotlib.patches as patches
+    return ax.add_patch(patches.Rectangle(box[:2], box[2], box[3], fill=False, color=color, lw=1.5))
+
+
+def drawing_strip(canvases: torch.Tensor, window=None, N: int | None = None, steps: Sequence[int] | None = None,
+                  size: float = 1.6, title: str | None = None) -> plt.Figure:
+    """One drawing as a row of canvases ``(T, C, B, A)`` at ``steps``, each with its write window.
+
+    ``window`` is a :class:`~minidraw.attention.Window` with ``(T,)`` fields (one example).
+    """
+    T = canvases.shape[0]
+    steps = list(steps) if steps is not None else sorted({int(round(s)) for s in np.linspace(0, T - 1, min(T, 8))})
+    fig, axes = plt.subplots(1, len(steps), figsize=(size * len(steps), size + 0.3), squeeze=False,
+                             layout="constrained")
+    for ax, t in zip(axes[0], steps):
+        ax.imshow(to_numpy_image(canvases[t]), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        if window is not None:
+            _add_box(ax, window_box(float(window.g_x[t]), float(window.g_y[t]), float(window.delta[t]), N))
+        ax.set_title(f"t = {t + 1}", fontsize=8)
+        ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return fig
+
+
+def animate_drawing(canvases: torch.Tensor, window=None, N: int | None = None, title: str | None = None,
+                    interval: int = 150, size: float = 2.5):
+    """A matplotlib animation of one drawing ``(T, C, B, A)``, the write window boxed in red.
+
+    In a notebook show it with ``IPython.display.HTML(anim.to_jshtml())`` (it works in the
+    rendered book, no kernel needed); ``anim.save("drawing.gif")`` writes a GIF.
+    """
+    from matplotlib import animation
+    T = canvases.shape[0]
+    fig, ax = plt.subplots(figsize=(size, size + 0.3))
+    ax.axis("off")
+    im = ax.imshow(to_numpy_image(canvases[0]), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    box = _add_box(ax, (0, 0, 0, 0)) if window is not None else None
+    label = ax.set_title("", fontsize=9)
+
+    def frame(t):
+        im.set_data(to_numpy_image(canvases[t]))
+        if box is not None:
+            x0, y0, w, h = window_box(float(window.g_x[t]), float(window.g_y[t]), float(window.delta[t]), N)
+            box.set_bounds(x0, y0, w, h)
+        label.set_text(f"{title + ': ' if title else ''}t = {t + 1}/{T}")
+        return (im, label) if box is None else (im, box, label)
+
+    anim = animation.FuncAnimation(fig, frame, frames=T, interval=interval, blit=False)
+    plt.close(fig)
+    return anim

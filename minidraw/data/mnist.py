@@ -169,3 +169,14 @@ def digit_pools(root: str | os.PathLike | None = None, carve_train: int = 8000,
                           f"the other {len(te)} to test on (seeded split {seed}); not the standard MNIST train/test")
     return DigitPools(train_x, train_y, test_x, test_y,
                       f"MNIST ({directory}): train split ({len(train_x)}) to train on, test split ({len(test_x)}) to test on")
+
+
+def binarize(images: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Binarised MNIST, as DRAW and most VAE papers use it: pixel ~ Bernoulli(intensity).
+
+    Sampled once with a fixed ``seed`` (a fixed binarisation, not a new one each
+    epoch), so that a bound measured on it is comparable run to run. ``(n, 28, 28)``
+    uint8 -> ``(n, 1, 28, 28)`` float32 in {0, 1}.
+    """
+    p = images.astype(np.float32) / 255.0
+    return (np.random.default_rng(seed).random(p.shape, dtype=np.float32) < p).astype(np.float32)[:, None]
