@@ -8,8 +8,9 @@ PRESETS: dict[str, DrawConfig] = {
     # 256-unit LSTMs, 100-d z, N(0, I) prior. Their bound: −log p(x) ≤ 80.97 nats.
     "draw_mnist_paper": DrawConfig(A=28, B=28, C=1, T=64, read_N=2, write_N=5, enc_size=256, dec_size=256,
                                    z_size=100, learned_prior=False),
-    # A DRAW that draws recognisable digits after a few minutes on a 2-core CPU.
-    "draw_mnist_small": DrawConfig(A=28, B=28, C=1, T=10, read_N=2, write_N=5, enc_size=128, dec_size=128,
+    # A DRAW that draws recognisable digits after a few minutes on a 2-core CPU. A 5×5 read (not
+    # 2×2) gets it off the "average digit" plateau (~206 nats) within the first minute.
+    "draw_mnist_small": DrawConfig(A=28, B=28, C=1, T=10, read_N=5, write_N=5, enc_size=128, dec_size=128,
                                    z_size=10, learned_prior=True),
 }
 
