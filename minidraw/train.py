@@ -15,7 +15,6 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -114,7 +113,7 @@ def load(path: str | os.PathLike, map_location="cpu") -> tuple[Draw, dict]:
         model = Draw(DrawConfig.from_dict(ckpt["config"]))
         model.load_state_dict(ckpt["model"])
     except FileNotFoundError:
-        raise
+        raise FileNotFoundError(f"no checkpoint at {path}; train one with `python -m minidraw.train --out {path}`")
     except Exception as e:
         raise RuntimeError(f"{path} is not a readable minidraw checkpoint ({type(e).__name__}: {e}); "
                            "train again or fetch the file again") from e

@@ -95,11 +95,6 @@ def _missing_message(split: str, directory: Path, named: bool, why: str = "") ->
             + ", or run `python data_scripts/prepare_mnist.py`.")
 
 
-def has_split(split: str, root: str | os.PathLike | None = None) -> bool:
-    directory, _ = resolve_dir("mnist", root)
-    return all(_find(directory, name) for name, _ in FILES[split])
-
-
 def load_mnist(split: str = "train", root: str | os.PathLike | None = None,
                download_ok: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Images ``(n, 28, 28)`` uint8 and labels ``(n,)`` uint8 of one split ("train" or "test")."""
