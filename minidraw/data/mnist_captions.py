@@ -171,8 +171,7 @@ class MnistCaptions(Dataset):
         index = as_indices(index)
         k = self._key
         template = self._templates[randint(k, index, 0, len(self._templates))]      # (M,)
-        pair = self._table[template, randint(k, index, 1, self._per_template[template])]  # (M, 2)
-        digits = pair                                                               # (M, 2) D, E (-1: none)
+        digits = self._table[template, randint(k, index, 1, self._per_template[template])]  # (M, 2) D, E (-1: none)
         safe = np.maximum(digits, 0)
         instance = self._start[safe] + np.stack(                                     # (M, 2) rows of the
             [randint(k, index, 2 + j, self._count[safe[:, j]]) for j in range(2)], 1)  # label-sorted pool
