@@ -30,8 +30,10 @@ from typing import Callable, Optional
 import torch
 from torch import Tensor, nn
 
+from .align import Alignment
 from .attention import ReadAttention, Window, WriteAttention
 from .bound import bernoulli_nll, gaussian_kl, gaussian_log_prob, iwae_nats
+from .text import LanguageModel, sentence_vector
 
 # context(h_dec_prev (M, dec_size)) -> (s_t (M, cond_size), alpha_t (M, L) or None)
 Context = Callable[[Tensor], "tuple[Tensor, Optional[Tensor]]"]
@@ -202,3 +204,91 @@ class Draw(nn.Module):
         steps = torch.stack(canvases)                                           # (T, M, C, B, A)
         return Generated(images=steps[-1], canvases=steps, write=stack_windows(writes),
                          alpha=torch.stack(alphas, 1) if alphas else None)
+
+
+# ---- caption-conditioned DRAW: alignDRAW and its variants ---------------------------
+VARIANTS = ("align", "noalign", "skipthought", "draw")
+
+
+@dataclass
+class CaptionDrawConfig(DrawConfig):
+    """A DRAW that draws from a caption. ``variant`` picks how the caption enters step t:
+
+    * ``align`` (alignDRAW): s_t = Σ_j α_j^t h^lang_j, the alignment of chapter 5;
+    * ``noalign`` (noalignDRAW): s_t = the sentence vector, the same at every step;
+    * ``skipthought``: s_t = a frozen, pretrained sentence embedding given with the caption;
+    * ``draw``: no caption at all (unconditional DRAW, the sanity check).
+    """
+
+    variant: str = "align"
+    vocab_size: int = 23    # word ids, <pad> included (MNIST with captions: 22 words + <pad>)
+    embed_size: int = 128
+    lang_size: int = 128    # m, per direction: h^lang_j has 2m dims
+    align_size: int = 512
+    sentence_size: int = 384  # skipthought: size of the frozen embedding (all-MiniLM-L6-v2: 384)
+
+    def __post_init__(self) -> None:
+        if self.variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {VARIANTS}, got {self.variant!r}")
+        self.cond_size = {"align": 2 * self.lang_size, "noalign": 2 * self.lang_size,
+                          "skipthought": self.sentence_size, "draw": 0}[self.variant]
+
+
+def build(cfg: DrawConfig) -> nn.Module:
+    """The model a configuration describes: :class:`CaptionDraw` or plain :class:`Draw`."""
+    return CaptionDraw(cfg) if isinstance(cfg, CaptionDrawConfig) else Draw(cfg)
+
+
+class CaptionDraw(nn.Module):
+    """alignDRAW and its variants: a language model, a conditioning rule, and the DRAW core.
+
+    Every variant runs the same :class:`Draw` step; they differ only in the
+    ``context`` that turns the caption into s_t.
+    """
+
+    def __init__(self, cfg: CaptionDrawConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.draw = Draw(cfg)
+        self.language = (LanguageModel(cfg.vocab_size, cfg.embed_size, cfg.lang_size)
+                         if cfg.variant in ("align", "noalign") else None)
+        self.align = Alignment(2 * cfg.lang_size, cfg.dec_size, cfg.align_size) if cfg.variant == "align" else None
+
+    def context(self, captions: Optional[Tensor], lengths: Optional[Tensor],
+                sentence: Optional[Tensor] = None) -> Optional[Context]:
+        """The callable h^dec_{t−1} -> (s_t, α_t) for a batch of captions ``(M, L)``."""
+        variant = self.cfg.variant
+        if variant == "draw":
+            return None
+        if variant == "skipthought":
+            if sentence is None:
+                raise ValueError("the skipthought variant needs sentence embeddings (M, sentence_size)")
+            return lambda h_dec: (sentence, None)
+        if captions is None or lengths is None:
+            raise ValueError(f"the {variant} variant needs captions (M, L) and their lengths (M,)")
+        h_lang, mask = self.language(captions, lengths)                       # (M, L, 2m), (M, L)
+        if variant == "noalign":
+            s = sentence_vector(h_lang, mask)                                  # (M, 2m), fixed over t
+            return lambda h_dec: (s, None)
+        keys = self.align.keys(h_lang)                                         # U h^lang, once per caption
+        return lambda h_dec: self.align(h_dec, keys, h_lang, mask)             # (s_t, α_t)
+
+    def forward(self, images: Tensor, captions: Optional[Tensor] = None, lengths: Optional[Tensor] = None,
+                sentence: Optional[Tensor] = None, keep_canvases: bool = False) -> DrawOutput:
+        """One sample of the bound of ``images`` given their captions (α per step in ``.alpha``)."""
+        return self.draw(images, self.context(captions, lengths, sentence), keep_canvases)
+
+    @torch.no_grad()
+    def generate(self, captions: Optional[Tensor] = None, lengths: Optional[Tensor] = None,
+                 sentence: Optional[Tensor] = None, M: Optional[int] = None, temperature: float = 1.0) -> Generated:
+        """Draw one image per caption from the prior p(z_t | z_<t, y) (``M`` images for ``draw``)."""
+        if M is None:
+            M = next(len(v) for v in (captions, sentence) if v is not None)
+        return self.draw.generate(M, self.context(captions, lengths, sentence), temperature)
+
+    @torch.no_grad()
+    def iwae(self, images: Tensor, captions: Optional[Tensor] = None, lengths: Optional[Tensor] = None,
+             sentence: Optional[Tensor] = None, K: int = 50) -> Tensor:
+        """−L_K in nats per image ``(M,)`` given the captions."""
+        rep = lambda v: None if v is None else v.repeat(K, *([1] * (v.dim() - 1)))  # noqa: E731
+        return self.draw.iwae(images, K, lambda k: self.context(rep(captions), rep(lengths), rep(sentence)))

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
 import torch
+from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 PAD, UNK = "<pad>", "<unk>"
 _TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z]+)?|[^\sa-z0-9]")
@@ -157,3 +159,100 @@ class Vocabulary:
     def decode_batch(self, ids: torch.Tensor, lengths: torch.Tensor | None = None) -> list[str]:
         lengths = [None] * len(ids) if lengths is None else lengths.tolist()
         return [self.decode(row.tolist(), n) for row, n in zip(ids, lengths)]
+
+
+# ---- the language model ------------------------------------------------------
+def _check_lengths(lengths: Tensor, M: int, L: int) -> None:
+    """Every caption has between 1 and L words; say which ones do not."""
+    if lengths.shape != (M,):
+        raise ValueError(f"lengths must have shape (M,) = ({M},), got {tuple(lengths.shape)}")
+    bad = ((lengths < 1) | (lengths > L)).nonzero().flatten().tolist()
+    if bad:
+        raise ValueError(f"caption lengths must be in 1..L = 1..{L}; captions {bad[:5]} have lengths "
+                         f"{lengths[bad[:5]].tolist()} (a 0 length is an empty caption; a length > L "
+                         f"points past the padded ids)")
+
+
+class LanguageModel(nn.Module):
+    """alignDRAW's language model: a bidirectional LSTM over the caption's word embeddings.
+
+    A forward LSTM reads ``y_1 .. y_L`` left to right, a backward LSTM reads it right
+    to left, each with ``m = hidden_size`` units; word ``j`` is represented by both
+    states side by side::
+
+        →h_j = LSTM_fwd(→h_{j−1}, E y_j)       (j = 1 .. L, from →h_0 = 0)
+        ←h_j = LSTM_bwd(←h_{j+1}, E y_j)       (j = L .. 1, from ←h_{L+1} = 0)
+        h^lang_j = [→h_j ; ←h_j]               (2m numbers)
+
+    so →h_j summarises ``y_1 .. y_j`` and ←h_j summarises ``y_j .. y_L``. Here L is
+    each caption's *own* length: the batch is packed, so the backward LSTM starts at
+    the caption's last real word, never on padding, and padding changes no result.
+
+    ``forward(ids (M, L), lengths (M,))`` -> ``h_lang (M, L, 2m)``, exactly 0 at padded
+    positions, and ``mask (M, L)``, True on real words.
+    """
+
+    def __init__(self, vocab_size: int, embed_size: int = 128, hidden_size: int = 128) -> None:
+        super().__init__()
+        self.vocab_size, self.embed_size, self.hidden_size = vocab_size, embed_size, hidden_size
+        self.size = 2 * hidden_size                                        # h^lang_j has 2m numbers
+        self.embed = nn.Embedding(vocab_size, embed_size, padding_idx=0)   # E; <pad> embeds to 0
+        self.lstm = nn.LSTM(embed_size, hidden_size, batch_first=True, bidirectional=True)
+
+    def forward(self, ids: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        if ids.dim() != 2:
+            raise ValueError(f"ids must have shape (M, L), got {tuple(ids.shape)}")
+        M, L = ids.shape
+        n = lengths.detach().to("cpu", torch.long)                          # (M,)  pack wants CPU lengths
+        _check_lengths(n, M, L)
+        x = self.embed(ids)                                                # (M, L, e)  E y_j
+        packed = pack_padded_sequence(x, n, batch_first=True, enforce_sorted=False)
+        out, _ = self.lstm(packed)                                         # each caption to its own length
+        h_lang, _ = pad_packed_sequence(out, batch_first=True, total_length=L)  # (M, L, 2m)  [→h_j; ←h_j], 0 on pad
+        mask = torch.arange(L, device=ids.device) < n.to(ids.device)[:, None]  # (M, L)  j < length
+        return h_lang, mask
+
+    def extra_repr(self) -> str:
+        return f"size={self.size}"
+
+
+def sentence_vector(h_lang: Tensor, mask: Tensor) -> Tensor:
+    """The caption as one vector: the mean of ``h^lang_j`` over its real words, ``(M, 2m)``.
+
+    ``h_lang (M, L, 2m)``, ``mask (M, L)``. noalignDRAW and the baselines condition on it.
+    """
+    w = mask.to(h_lang.dtype)                                              # (M, L)  1 on words, 0 on padding
+    return (w[..., None] * h_lang).sum(1) / w.sum(1, keepdim=True)         # (M, 2m)  Σ_j h_j / length
+
+
+class FrozenSentenceEncoder:
+    """skipthoughtDRAW's sentence embedding: a frozen, pretrained encoder (an optional extra).
+
+    The paper conditioned one variant on skip-thought vectors (Kiros et al., 2015),
+    which can no longer be downloaded. A modern frozen sentence encoder takes
+    their place: by default sentence-transformers' ``all-MiniLM-L6-v2`` (384
+    numbers per caption). Install it with ``pip install 'minidraw[skipthought]'``;
+    everything else in minidraw works without it. The encoder is never trained:
+    its embeddings are computed once per caption and passed to the model as
+    ``sentence``.
+    """
+
+    def __init__(self, model_name: str = "sentence-transformers/all-MiniLM-L6-v2", device: str | None = None):
+        try:
+            from sentence_transformers import SentenceTransformer
+        except ImportError as e:
+            raise ImportError("the skipthought variant needs a frozen sentence encoder: "
+                              "pip install 'minidraw[skipthought]' (sentence-transformers), "
+                              "or pass your own embeddings as `sentence` (M, sentence_size)") from e
+        self.model = SentenceTransformer(model_name, device=device)
+        self.size = int(self.model.get_sentence_embedding_dimension())
+
+    @torch.no_grad()
+    def __call__(self, texts: Sequence[str]) -> Tensor:
+        """Embeddings ``(M, size)`` float32 of ``texts``."""
+        if isinstance(texts, str):
+            raise TypeError("give a list of captions, not one string")
+        emb = torch.as_tensor(self.model.encode(list(texts), convert_to_numpy=True), dtype=torch.float32)
+        if emb.shape != (len(texts), self.size):
+            raise RuntimeError(f"the encoder returned {tuple(emb.shape)}, expected {(len(texts), self.size)}")
+        return emb

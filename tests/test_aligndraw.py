@@ -1,0 +1,133 @@
+"""alignDRAW and its variants: one DRAW step, four ways of reading the caption."""
+import numpy as np
+import pytest
+import torch
+
+from minidraw import train
+from minidraw.configs import preset
+from minidraw.data.shapes import VOCAB as SHAPES_VOCAB
+from minidraw.data.shapes import ShapesCaptions
+from minidraw.draw import CaptionDraw, CaptionDrawConfig, build
+
+SMALL = dict(A=16, B=12, C=3, T=5, read_N=3, write_N=4, enc_size=32, dec_size=32, z_size=6,
+             vocab_size=len(SHAPES_VOCAB), embed_size=8, lang_size=8, align_size=12, sentence_size=10)
+
+
+def model(variant="align", seed=0, **kw):
+    torch.manual_seed(seed)
+    return CaptionDraw(CaptionDrawConfig(variant=variant, **{**SMALL, **kw}))
+
+
+@pytest.fixture(scope="module")
+def batch():
+    b = ShapesCaptions("train").batch(np.arange(12))     # captions of 13 to 18 words
+    images = torch.nn.functional.interpolate(b.images, size=(12, 16))  # (M, C, B, A) = 12 high, 16 wide
+    return images, b.captions, b.lengths
+
+
+def run(m, images, captions, lengths, seed=1, **kw):
+    torch.manual_seed(seed)
+    return m(images, captions, lengths, **kw)
+
+
+def test_alpha_sums_to_one_over_words_and_is_zero_on_padding(batch):
+    images, captions, lengths = batch
+    assert lengths.min() < lengths.max()                  # mixed lengths in the batch
+    out = run(model(), images, captions, lengths)
+    assert out.alpha.shape == (12, SMALL["T"], captions.shape[1])
+    real = torch.arange(captions.shape[1])[None, None] < lengths[:, None, None]   # (M, 1, L)
+    torch.testing.assert_close(out.alpha.sum(-1), torch.ones(12, SMALL["T"]))
+    assert (out.alpha.masked_select(~real.expand_as(out.alpha)) == 0).all()
+
+
+@pytest.mark.parametrize("variant", ["align", "noalign"])
+def test_padding_never_changes_the_bound_or_the_alignment(batch, variant):
+    images, captions, lengths = batch
+    m = model(variant)
+    wide = torch.cat([captions, torch.zeros(12, 7, dtype=captions.dtype)], 1)      # 7 more <pad>
+    a, b = run(m, images, captions, lengths), run(m, images, wide, lengths)
+    torch.testing.assert_close(a.bound, b.bound, rtol=0, atol=1e-4)
+    torch.testing.assert_close(a.kl, b.kl, rtol=0, atol=1e-5)
+    if variant == "align":
+        torch.testing.assert_close(b.alpha[..., : captions.shape[1]], a.alpha, rtol=0, atol=1e-6)
+        assert (b.alpha[..., captions.shape[1]:] == 0).all()
+    # a caption alone, unpadded, gives the same s_t (and α_t) as inside the padded batch
+    h = torch.randn(1, SMALL["dec_size"])
+    alone = m.context(captions[:1, : lengths[0]], lengths[:1])(h)
+    inside = m.context(wide, lengths)(h.expand(12, -1))
+    torch.testing.assert_close(alone[0], inside[0][:1], rtol=0, atol=1e-6)
+
+
+def test_noalign_equals_align_with_uniform_alpha(batch):
+    images, captions, lengths = batch
+    aligned = model("align")
+    with torch.no_grad():
+        aligned.align.v.weight.zero_()                     # e_j = 0 for every word: α uniform
+    plain = model("noalign", seed=5)
+    plain.load_state_dict({k: v for k, v in aligned.state_dict().items() if not k.startswith("align.")})
+    a, b = run(aligned, images, captions, lengths), run(plain, images, captions, lengths)
+    torch.testing.assert_close(a.bound, b.bound, rtol=0, atol=1e-4)
+    torch.testing.assert_close(a.alpha[:, 0, :6].sum(-1), torch.full((12,), 6.0) / lengths.float())
+
+
+@pytest.mark.parametrize("variant", ["align", "noalign", "skipthought", "draw"])
+def test_each_variant_trains_on_a_fixed_batch(batch, variant):
+    images, captions, lengths = batch
+    m = model(variant)
+    sentence = torch.randn(12, SMALL["sentence_size"]) if variant == "skipthought" else None
+    kw = {"sentence": sentence} if sentence is not None else {}
+    before = torch.stack([run(m, images, captions, lengths, seed=s, **kw).bound.mean() for s in range(3)]).mean()
+    opt = torch.optim.Adam(m.parameters(), lr=1e-2)
+    for _ in range(40):
+        loss = m(images, captions, lengths, **kw).bound.mean()
+        opt.zero_grad()
+        loss.backward()
+        train.clip_each(m.parameters(), 10.0)
+        opt.step()
+    after = torch.stack([run(m, images, captions, lengths, seed=s, **kw).bound.mean() for s in range(3)]).mean()
+    assert after < 0.85 * before, (before.item(), after.item())
+
+
+def test_generation_single_and_mixed_lengths(batch):
+    _, captions, lengths = batch
+    m = model()
+    g = m.generate(captions, lengths)
+    assert g.images.shape == (12, 3, 12, 16) and g.alpha.shape == (12, SMALL["T"], captions.shape[1])
+    assert g.images.min() >= 0 and g.images.max() <= 1
+    ids, n = SHAPES_VOCAB.encode_batch(["a small red circle is in the middle on a black background ."])
+    one = m.generate(ids, n)
+    assert one.images.shape == (1, 3, 12, 16) and torch.isfinite(one.images).all()
+    assert m.generate(ids, n, temperature=0.0).images.shape == (1, 3, 12, 16)
+    assert model("draw").generate(M=3).images.shape == (3, 3, 12, 16)
+
+
+def test_missing_inputs_give_clear_errors(batch):
+    images, captions, lengths = batch
+    with pytest.raises(ValueError, match="needs captions"):
+        model("align")(images)
+    with pytest.raises(ValueError, match="sentence embeddings"):
+        model("skipthought")(images, captions, lengths)
+    with pytest.raises(ValueError, match="variant must be"):
+        CaptionDrawConfig(variant="skipthoughts")
+
+
+def test_iwae_with_captions_is_no_looser(batch):
+    images, captions, lengths = batch
+    m = model()
+    torch.manual_seed(0)
+    elbo = torch.stack([m(images[:4], captions[:4], lengths[:4]).bound for _ in range(30)]).mean(0)
+    assert (m.iwae(images[:4], captions[:4], lengths[:4], K=30) < elbo).all()
+
+
+def test_paper_presets_and_checkpoint_round_trip(tmp_path):
+    mnist = preset("aligndraw_mnist_paper")
+    assert (mnist.A, mnist.B, mnist.C, mnist.lang_size, mnist.align_size, mnist.read_N, mnist.write_N,
+            mnist.enc_size, mnist.dec_size, mnist.z_size, mnist.T) == (60, 60, 1, 128, 512, 8, 8, 300, 300, 150, 32)
+    coco = preset("aligndraw_coco_paper")
+    assert (coco.A, coco.C, coco.read_N, coco.enc_size, coco.z_size, coco.T) == (32, 3, 9, 550, 275, 32)
+    small = preset("aligndraw_mnist_small", variant="noalign")
+    assert small.variant == "noalign" and small.cond_size == 2 * small.lang_size
+    m = build(preset("aligndraw_shapes_small"))
+    train.save(tmp_path / "a.pt", m)
+    loaded, _ = train.load(tmp_path / "a.pt")
+    assert isinstance(loaded, CaptionDraw) and loaded.cfg == m.cfg
