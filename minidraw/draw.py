@@ -139,12 +139,18 @@ class Draw(nn.Module):
         return self.decoder(z, dec), alpha
 
     # ---- inference: the bound ----------------------------------------------------
-    def forward(self, x: Tensor, context: Optional[Context] = None, keep_canvases: bool = False) -> DrawOutput:
-        """Encode ``x (M, C, B, A)`` in [0, 1], decode, and score: one sample of the bound."""
+    def forward(self, x: Tensor, context: Optional[Context] = None, keep_canvases: bool = False,
+                noise: Optional[Tensor] = None) -> DrawOutput:
+        """Encode ``x (M, C, B, A)`` in [0, 1], decode, and score: one sample of the bound.
+
+        ``noise (T, M, z_size)`` fixes the ε of every z_t = μ_t + σ_t ε (drawn when not given).
+        """
         cfg = self.cfg
         if x.shape[1:] != (cfg.C, cfg.B, cfg.A):
             raise ValueError(f"images of shape {tuple(x.shape[1:])}, this model draws {(cfg.C, cfg.B, cfg.A)}")
         M = x.shape[0]
+        if noise is not None and noise.shape != (cfg.T, M, cfg.z_size):
+            raise ValueError(f"noise must have shape {(cfg.T, M, cfg.z_size)}, got {tuple(noise.shape)}")
         dec, canvas = self._start(M, x.device, x.dtype)
         enc = (x.new_zeros(M, cfg.enc_size), x.new_zeros(M, cfg.enc_size))
         kls, log_q, log_p, reads, writes, canvases, alphas = [], 0.0, 0.0, [], [], [], []
@@ -153,7 +159,8 @@ class Draw(nn.Module):
             r, w_read = self.read(x, x_hat, dec[0])                            # r_t (M, 2·C·N·N)
             enc = self.encoder(torch.cat([r, dec[0]], -1), enc)                # h^enc_t
             mu, logsigma = self.q(enc[0]).chunk(2, -1)                         # q(z_t|·) = N(μ_t, σ_t²)
-            z = mu + torch.exp(logsigma) * torch.randn_like(mu)                # z_t = μ_t + σ_t ε
+            eps = torch.randn_like(mu) if noise is None else noise[t]
+            z = mu + torch.exp(logsigma) * eps                                 # z_t = μ_t + σ_t ε
             mu_p, logsigma_p = self.prior_params(dec[0], t)                    # p(z_t | z_<t)
             kls.append(gaussian_kl(mu, logsigma, mu_p, logsigma_p).sum(-1))    # KL_t (M,)
             log_q = log_q + gaussian_log_prob(z, mu, logsigma)
@@ -274,9 +281,10 @@ class CaptionDraw(nn.Module):
         return lambda h_dec: self.align(h_dec, keys, h_lang, mask)             # (s_t, α_t)
 
     def forward(self, images: Tensor, captions: Optional[Tensor] = None, lengths: Optional[Tensor] = None,
-                sentence: Optional[Tensor] = None, keep_canvases: bool = False) -> DrawOutput:
+                sentence: Optional[Tensor] = None, keep_canvases: bool = False,
+                noise: Optional[Tensor] = None) -> DrawOutput:
         """One sample of the bound of ``images`` given their captions (α per step in ``.alpha``)."""
-        return self.draw(images, self.context(captions, lengths, sentence), keep_canvases)
+        return self.draw(images, self.context(captions, lengths, sentence), keep_canvases, noise)
 
     @torch.no_grad()
     def generate(self, captions: Optional[Tensor] = None, lengths: Optional[Tensor] = None,

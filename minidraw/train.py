@@ -1,46 +1,135 @@
-"""Training DRAW and alignDRAW: the loop the chapters run.
+"""Training every model in minidraw: one loop, checkpoints that resume exactly, many GPUs.
 
-    python -m minidraw.train --preset draw_mnist_small --lr 3e-3 --minutes 3 --out runs/draw_small.pt
-    python -m minidraw.train --preset aligndraw_mnist_small --lr 3e-3 --minutes 5 --out runs/aligndraw.pt
+    minidraw train --preset draw_mnist_small --set lr=3e-3 --out runs/draw --max-minutes 3
+    minidraw train --preset aligndraw_mnist_small --set lr=3e-3 model.variant=noalign --out runs/noalign
+    torchrun --nproc_per_node 8 -m minidraw train --preset aligndraw_coco_paper --out runs/coco
 
-Optimiser as in the authors' released code: RMSProp (decay 0.9, eps 1e-6) with
+**Configuration.** A :class:`TrainConfig` starts from its defaults, then a TOML
+file (``--config``: top-level keys, and a ``[model]`` table overriding the
+preset's model fields), then ``--set key=value`` (``model.key=value`` for the
+model). The model's configuration is saved inside every checkpoint, so sampling
+needs nothing else.
+
+**Optimiser** as in the authors' released code: RMSProp (decay 0.9, eps 1e-6),
 every parameter's gradient clipped to L2 norm 10; Adam is offered too. The loss
-is the negative bound −L in nats per image, averaged over the batch.
+is −L in nats per image, averaged over the batch.
 
-A model is trained on *batches*: tuples of tensors that the model is called
-with — ``(images,)`` for DRAW, ``(images, captions, lengths)`` for alignDRAW.
+**Exact resumption.** The batch of step k is a pure function of (seed, k) —
+epoch e is a seeded permutation — and a checkpoint holds model, optimiser, step
+and RNG states. Resuming from the checkpoint of step k therefore replays steps
+k+1, k+2, … exactly as the uninterrupted run would have. Checkpoints are
+written to a temporary file and renamed (a kill never leaves a half-written
+``checkpoint.pt``), every ``checkpoint_every`` steps or ``checkpoint_minutes``,
+at the end, and on Ctrl-C / SIGTERM. They load with ``weights_only=True``: a
+checkpoint from a stranger cannot run code.
+
+**Many GPUs.** Under ``torchrun`` (``WORLD_SIZE`` > 1) each process takes its
+slice of the global batch and PyTorch's DistributedDataParallel averages the
+gradients; rank 0 writes checkpoints and metrics. On CUDA the forward pass runs
+under bf16 autocast (``bf16 = true``); ``compile = true`` wraps the model in
+``torch.compile``.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
+import signal
+import sys
 import time
-from dataclasses import asdict, dataclass
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterable, Optional
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from tqdm.auto import tqdm
 
-from .configs import preset
+from .configs import PRESETS, preset
 from .data.mnist import binarize, digit_pools
 from .draw import CaptionDrawConfig, DrawConfig, build
 
-Batch = tuple  # of tensors, the model's positional arguments
+Batch = tuple  # of tensors: the model's positional arguments, (images,) or (images, captions, lengths)
+CHECKPOINT = "checkpoint.pt"
+METRICS = "metrics.jsonl"
 
 
 @dataclass
 class TrainConfig:
     preset: str = "draw_mnist_small"
-    batch_size: int = 64
+    model: dict = field(default_factory=dict)  # overrides of the preset's model fields
+    batch_size: int = 64          # the global batch, split across processes
     lr: float = 1e-3
-    optimizer: str = "adam"      # "adam" or "rmsprop"
-    clip: float = 10.0           # per-parameter gradient norm
+    optimizer: str = "adam"       # "adam" or "rmsprop"
+    clip: float = 10.0            # per-parameter gradient norm
     max_steps: int = 1_000_000
-    max_minutes: float = 3.0
+    max_minutes: float = 0.0      # 0: no time limit
     seed: int = 0
+    eval_every: int = 500         # steps between test-bound evaluations (0: only at the end)
+    eval_examples: int = 2000
+    checkpoint_every: int = 500   # steps
+    checkpoint_minutes: float = 10.0
+    bf16: bool = True             # autocast on CUDA
+    compile: bool = False
+    data: str = ""                # data folder (MNIST IDX files / prepared COCO); "" = the default
+
+
+class TrainingDiverged(FloatingPointError):
+    """The bound became NaN or infinite."""
+
+
+# ---- configuration ------------------------------------------------------------------
+def _convert(value: str, like):
+    """Parse ``value`` as the type of ``like`` (bool, int, float or str)."""
+    if isinstance(like, bool):
+        if value.lower() in ("1", "true", "yes", "on"):
+            return True
+        if value.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"expected true or false, got {value!r}")
+    return type(like)(float(value)) if isinstance(like, int) and "e" in value.lower() else type(like)(value)
+
+
+def load_config(preset_name: Optional[str] = None, file: Optional[str] = None,
+                sets: Iterable[str] = ()) -> TrainConfig:
+    """Defaults, then a TOML file, then ``key=value`` overrides (``model.key=value`` for the model)."""
+    data: dict = {}
+    if file:
+        try:
+            import tomllib
+        except ModuleNotFoundError:  # Python < 3.11
+            import tomli as tomllib
+        with open(file, "rb") as f:
+            data = tomllib.load(f)
+    if preset_name:
+        data["preset"] = preset_name
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"unknown training setting(s) {unknown} in {file}; known: {sorted(known)}")
+    cfg = TrainConfig(**{**data, "model": dict(data.get("model", {}))})
+    if cfg.preset not in PRESETS:
+        raise ValueError(f"unknown preset {cfg.preset!r}; presets: {', '.join(sorted(PRESETS))}")
+    model_defaults = PRESETS[cfg.preset].to_dict()
+    for item in sets:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--set takes key=value, got {item!r}")
+        if key.startswith("model."):
+            name = key[len("model."):]
+            if name not in model_defaults:
+                raise ValueError(f"unknown model field {name!r}; fields: {sorted(model_defaults)}")
+            cfg.model[name] = _convert(value, model_defaults[name])
+        elif key in known and key != "model":
+            setattr(cfg, key, _convert(value, getattr(cfg, key)))
+        else:
+            raise ValueError(f"unknown training setting {key!r}; settings: {sorted(known - {'model'})}, "
+                             "or model.<field>")
+    preset(cfg.preset, **cfg.model)  # validates the model overrides now, not after the data has loaded
+    return cfg
 
 
 def make_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
@@ -58,160 +147,389 @@ def clip_each(params, max_norm: float) -> None:
             torch.nn.utils.clip_grad_norm_(p, max_norm)
 
 
-# ---- data -----------------------------------------------------------------------------
+# ---- data: the batch of step k is a function of (seed, k) --------------------------------
+class Batches:
+    """``batches(step)``: the (slice of the) global batch of a step, reproducible from the seed.
+
+    ``source`` is a tensor of images or a captioned data set (anything with ``batch(indices)``).
+    Epoch e is ``np.random.default_rng([seed, e]).permutation(n)``; a generated data set is an
+    infinite stream, so its epoch e visits indices ``e·n + permutation`` — new scenes every epoch.
+    With ``world`` processes, rank r takes the r-th contiguous slice of the global batch.
+    """
+
+    def __init__(self, source, batch_size: int, seed: int = 0, rank: int = 0, world: int = 1, device="cpu"):
+        if batch_size % world:
+            raise ValueError(f"the global batch {batch_size} does not split evenly over {world} processes")
+        self.source, self.batch_size, self.seed, self.rank, self.world, self.device = (
+            source, batch_size, seed, rank, world, device)
+        self.n = len(source)
+        self.per_epoch = self.n // batch_size
+        if self.per_epoch == 0:
+            raise ValueError(f"batch size {batch_size} exceeds the {self.n} training examples")
+
+    def indices(self, step: int) -> np.ndarray:
+        epoch, k = divmod(step - 1, self.per_epoch)                       # steps count from 1
+        order = np.random.default_rng([self.seed, epoch]).permutation(self.n)
+        glob = order[k * self.batch_size:(k + 1) * self.batch_size]      # (batch_size,)
+        per = self.batch_size // self.world
+        mine = glob[self.rank * per:(self.rank + 1) * per]
+        return mine if isinstance(self.source, torch.Tensor) else mine + epoch * self.n
+
+    def __call__(self, step: int) -> Batch:
+        idx = self.indices(step)
+        if isinstance(self.source, torch.Tensor):
+            return (self.source[torch.from_numpy(idx)].to(self.device),)
+        b = self.source.batch(idx).to(self.device)
+        return b.images, b.captions, b.lengths
+
+
 def mnist_binarized(root=None) -> tuple[torch.Tensor, torch.Tensor, str]:
     """Fixed-binarised training and test digits ``(n, 1, 28, 28)`` and where they came from."""
-    pools = digit_pools(root)
+    pools = digit_pools(root or None)
     return (torch.from_numpy(binarize(pools.train_images, seed=0)),
             torch.from_numpy(binarize(pools.test_images, seed=1)), pools.source)
 
 
-def tensor_batches(images: torch.Tensor, batch_size: int, seed: int = 0) -> Iterator[Batch]:
-    """Endless random minibatches ``(images[idx],)`` of a tensor, reproducible from ``seed``."""
-    gen = torch.Generator().manual_seed(seed)
-    while True:
-        yield (images[torch.randint(len(images), (batch_size,), generator=gen).to(images.device)],)
-
-
-def caption_batches(dataset, batch_size: int, seed: int = 0, device="cpu") -> Iterator[Batch]:
-    """Endless ``(images, captions, lengths)`` from a captioned data set, one shuffled epoch after another.
-
-    Epoch e visits indices ``e·len + permutation``: the generated data sets are
-    infinite streams, so every epoch shows new images (new jitter, new digits).
-    """
-    rng = np.random.default_rng(seed)
-    for epoch in range(1 << 62):
-        order = epoch * len(dataset) + rng.permutation(len(dataset))
-        for i in range(0, len(order) - batch_size + 1, batch_size):
-            b = dataset.batch(order[i:i + batch_size]).to(device)
-            yield b.images, b.captions, b.lengths
-
-
-def fixed_batches(dataset, n: int, batch_size: int = 500, device="cpu") -> list[Batch]:
-    """The first ``n`` examples of a data set as a list of batches (a fixed evaluation set)."""
+def fixed_batches(source, n: int, batch_size: int = 500, device="cpu") -> list[Batch]:
+    """The first ``n`` examples of a data set (or tensor of images) as a list of batches."""
     out = []
-    for i in range(0, n, batch_size):
-        b = dataset.batch(np.arange(i, min(n, i + batch_size))).to(device)
-        out.append((b.images, b.captions, b.lengths))
+    for i in range(0, min(n, len(source)), batch_size):
+        idx = np.arange(i, min(n, len(source), i + batch_size))
+        if isinstance(source, torch.Tensor):
+            out.append((source[torch.from_numpy(idx)].to(device),))
+        else:
+            b = source.batch(idx).to(device)
+            out.append((b.images, b.captions, b.lengths))
     return out
 
 
-# ---- the loop -------------------------------------------------------------------------
-@torch.no_grad()
-def dataset_bound(model, batches, seed: int = 0) -> tuple[float, float]:
-    """Mean −L in nats per image over ``batches`` (a tensor of images, or a list of batches)."""
-    if isinstance(batches, torch.Tensor):
-        batches = [(batches[i:i + 500],) for i in range(0, len(batches), 500)]
-    was_training = model.training
-    model.eval()
-    torch.manual_seed(seed)
-    values = torch.cat([model(*b).bound for b in batches])
-    model.train(was_training)
-    return values.mean().item(), (values.std() / math.sqrt(len(values))).item()
+def caption_batches(dataset, batch_size: int, seed: int = 0, device="cpu"):
+    """Endless ``(images, captions, lengths)`` batches of a captioned data set (for notebooks)."""
+    batches = Batches(dataset, batch_size, seed, device=device)
+    return (batches(step) for step in range(1, 1 << 62))
 
 
-def fit(model, batches, cfg: TrainConfig, progress: bool = True) -> list[dict]:
-    """Train until ``max_steps`` or ``max_minutes``; returns the log (one dict per step).
-
-    ``batches`` is an iterator of batches, or a tensor of images (random minibatches
-    of it). Batches and model must be on the same device.
-    """
-    if isinstance(batches, torch.Tensor):
-        batches = tensor_batches(batches, cfg.batch_size, cfg.seed)
-    torch.manual_seed(cfg.seed)
-    opt = make_optimizer(cfg.optimizer, model.parameters(), cfg.lr)
-    log, start, running = [], time.perf_counter(), None
-    bar = tqdm(total=cfg.max_steps if cfg.max_steps < 1_000_000 else None, disable=not progress, unit="step")
-    for step, batch in zip(range(1, cfg.max_steps + 1), batches):
-        loss = model(*batch).bound.mean()                   # −L, nats per image
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"the bound became {loss.item()} at step {step}; lower the learning rate")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        clip_each(model.parameters(), cfg.clip)
-        opt.step()
-        running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
-        elapsed = time.perf_counter() - start
-        log.append({"step": step, "bound": loss.item(), "seconds": elapsed})
-        bar.update()
-        bar.set_postfix(bound=f"{running:.1f}")
-        if elapsed > 60 * cfg.max_minutes:
-            break
-    bar.close()
-    return log
+def data_for(cfg: TrainConfig, model_cfg: DrawConfig):
+    """Training source, test source, a description, and the vocabulary (or None), for a preset."""
+    if not isinstance(model_cfg, CaptionDrawConfig):
+        train, test, source = mnist_binarized(cfg.data)
+        return train, test, source, None
+    if "shapes" in cfg.preset:
+        from .data.shapes import ShapesCaptions
+        train, test = ShapesCaptions("train", seed=cfg.seed), ShapesCaptions("test", seed=cfg.seed)
+        return train, test, "captioned shapes (generated)", train.vocab
+    if "coco" in cfg.preset:
+        from .data.coco import CocoCaptions
+        train, test = CocoCaptions("train", root=cfg.data or None), CocoCaptions("dev", root=cfg.data or None)
+        return train, test, f"MS-COCO 2014 captions, {len(train)} training captions", train.vocab
+    from .data.mnist_captions import MnistCaptions
+    pools = digit_pools(cfg.data or None)
+    train = MnistCaptions("train", pools, seed=cfg.seed)
+    return train, MnistCaptions("test", pools, seed=cfg.seed), pools.source, train.vocab
 
 
-# ---- checkpoints ----------------------------------------------------------------------
+# ---- checkpoints ----------------------------------------------------------------------------
+def _rng_state() -> dict:
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
 def save(path: str | os.PathLike, model, extra: dict | None = None) -> None:
-    """Write ``{"config", "model", ...}`` atomically (temporary file, then rename)."""
+    """Write ``{"kind", "config", "model", ...}`` atomically: a temporary file, fsync, rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
+    model = getattr(model, "module", model)  # unwrap DistributedDataParallel
+    model = getattr(model, "_orig_mod", model)  # unwrap torch.compile
     kind = "caption" if isinstance(model.cfg, CaptionDrawConfig) else "draw"
-    torch.save({"kind": kind, "config": model.cfg.to_dict(), "model": model.state_dict(), **(extra or {})}, tmp)
+    with open(tmp, "wb") as f:
+        torch.save({"kind": kind, "config": model.cfg.to_dict(), "model": model.state_dict(), **(extra or {})}, f)
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(tmp, path)
 
 
 def load(path: str | os.PathLike, map_location="cpu"):
-    """A model from a checkpoint, loaded with ``weights_only=True`` (no arbitrary unpickling)."""
+    """``(model, checkpoint)``, loaded with ``weights_only=True`` (no arbitrary unpickling)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}; train one with "
+                                f"`minidraw train --preset NAME --out {path.parent}`")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
         config_class = CaptionDrawConfig if ckpt.get("kind") == "caption" else DrawConfig
         model = build(config_class.from_dict(ckpt["config"]))
         model.load_state_dict(ckpt["model"])
-    except FileNotFoundError:
-        raise FileNotFoundError(f"no checkpoint at {path}; train one with `python -m minidraw.train --out {path}`")
     except Exception as e:
-        raise RuntimeError(f"{path} is not a readable minidraw checkpoint ({type(e).__name__}: {e}); "
-                           "train again or fetch the file again") from e
+        raise RuntimeError(f"{path} is not a readable minidraw checkpoint ({type(e).__name__}: "
+                           f"{str(e).splitlines()[0][:200]}); it may be truncated, corrupt or not from "
+                           "minidraw: train again, or resume from an earlier copy") from None
     return model, ckpt
 
 
-# ---- command line ---------------------------------------------------------------------
-def data_for(name: str, cfg: DrawConfig, batch_size: int, seed: int, root=None):
-    """Training batches, a fixed test set and a description of the data, for preset ``name``."""
-    if not isinstance(cfg, CaptionDrawConfig):
-        train, test, source = mnist_binarized(root)
-        return tensor_batches(train, batch_size, seed), test, source
-    if "shapes" in name:
-        from .data.shapes import ShapesCaptions
-        train_ds, test_ds, source = ShapesCaptions("train"), ShapesCaptions("test"), "captioned shapes"
-    else:
-        from .data.mnist_captions import MnistCaptions
-        pools = digit_pools(root)
-        train_ds, test_ds, source = MnistCaptions("train", pools), MnistCaptions("test", pools), pools.source
-    return caption_batches(train_ds, batch_size, seed), fixed_batches(test_ds, 2000), source
+# ---- the loop --------------------------------------------------------------------------------
+@torch.no_grad()
+def dataset_bound(model, batches, seed: int = 0) -> tuple[float, float]:
+    """Mean −L in nats per image over ``batches`` (a tensor of images, or a list of batches)."""
+    if isinstance(batches, torch.Tensor):
+        batches = fixed_batches(batches, len(batches), device=batches.device)
+    was_training = model.training
+    model.eval()
+    state = torch.get_rng_state()
+    torch.manual_seed(seed)
+    values = torch.cat([model(*b).bound.float() for b in batches])
+    torch.set_rng_state(state)   # evaluating must not change the training run's random stream
+    model.train(was_training)
+    return values.mean().item(), (values.std() / math.sqrt(len(values))).item()
 
 
-def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--preset", default=TrainConfig.preset)
-    p.add_argument("--variant", choices=["align", "noalign", "draw"], help="override a caption preset's variant")
-    p.add_argument("--minutes", type=float, default=TrainConfig.max_minutes)
-    p.add_argument("--steps", type=int, default=TrainConfig.max_steps)
-    p.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
-    p.add_argument("--lr", type=float, default=TrainConfig.lr)
-    p.add_argument("--optimizer", default=TrainConfig.optimizer, choices=["adam", "rmsprop"])
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--data", help="folder with the MNIST IDX files (default: $MINIDRAW_DATA/mnist or download)")
-    p.add_argument("--out", help="write the checkpoint here (a .pt file)")
-    a = p.parse_args(argv)
-    cfg = TrainConfig(a.preset, a.batch_size, a.lr, a.optimizer, max_steps=a.steps, max_minutes=a.minutes, seed=a.seed)
-    model_cfg = preset(a.preset, **({"variant": a.variant} if a.variant else {}))
-    train_batches, test, source = data_for(a.preset, model_cfg, cfg.batch_size, cfg.seed, a.data)
-    print(source)
+def train_step(model, opt: torch.optim.Optimizer, batch: Batch, cfg: TrainConfig, step: int, **kw) -> float:
+    """One optimiser step on ``batch``; returns −L (nats per image). Raises on a non-finite bound."""
+    cuda = next(model.parameters()).is_cuda
+    amp = torch.autocast("cuda", dtype=torch.bfloat16) if cuda and cfg.bf16 else nullcontext()
+    with amp:
+        loss = model(*batch, **kw).bound.float().mean()                   # −L, nats per image
+    if not torch.isfinite(loss):
+        raise TrainingDiverged(f"the bound became {loss.item()} at step {step}")
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    clip_each(model.parameters(), cfg.clip)
+    opt.step()
+    return loss.item()
+
+
+class _Stop:
+    """Turns Ctrl-C / SIGTERM into a request to stop after the current step (and checkpoint)."""
+
+    def __init__(self):
+        self.requested, self.previous = False, {}
+
+    def __enter__(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self.previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread (e.g. inside a notebook worker): no handler
+                pass
+        return self
+
+    def _handle(self, signum, frame):
+        self.requested = True
+
+    def __exit__(self, *exc):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
+def fit(model, batches, cfg: TrainConfig, progress: bool = True, *, out: Optional[str | os.PathLike] = None,
+        test: Optional[list] = None, opt: Optional[torch.optim.Optimizer] = None, start_step: int = 0,
+        extra: Optional[dict] = None, rank: int = 0) -> list[dict]:
+    """The training loop of every model; returns the log (one dict per step, and evaluations).
+
+    ``batches``: a tensor of images, a callable ``step -> batch`` (:class:`Batches`), or an
+    iterator of batches. With ``out`` a directory, it checkpoints (and resumes through
+    :func:`run`) and appends ``metrics.jsonl``; ``test`` (a list of batches) is evaluated
+    every ``eval_every`` steps.
+    """
+    if isinstance(batches, torch.Tensor):
+        batches = Batches(batches, cfg.batch_size, cfg.seed, device=batches.device)
+    if not callable(batches):
+        it = iter(batches)
+        batches = lambda step: next(it)  # noqa: E731
+    if start_step == 0:
+        torch.manual_seed(cfg.seed + rank)
+    opt = opt or make_optimizer(cfg.optimizer, model.parameters(), cfg.lr)
+    out = Path(out) if out is not None and rank == 0 else None
+    metrics = open(out / METRICS, "a", buffering=1) if out else None   # line-buffered: a kill loses no line
+    log, start, last_ckpt, running, step = [], time.perf_counter(), time.perf_counter(), None, start_step
+
+    def checkpoint(step):
+        save(out / CHECKPOINT, model, {**(extra or {}), "train": asdict(cfg), "step": step,
+                                       "optimizer": opt.state_dict(), "rng": _rng_state()})
+
+    def record(entry):
+        log.append(entry)
+        if metrics:
+            metrics.write(json.dumps(entry) + "\n")
+
+    bar = tqdm(initial=start_step, total=cfg.max_steps if cfg.max_steps < 1_000_000 else None,
+               disable=not progress or rank != 0, unit="step")
+    try:
+        with _Stop() as stop:
+            for step in range(start_step + 1, cfg.max_steps + 1):
+                try:
+                    loss = train_step(model, opt, batches(step), cfg, step)
+                except TrainingDiverged as e:
+                    where = (f"the last good checkpoint is {out / CHECKPOINT}" if out and (out / CHECKPOINT).exists()
+                             else "no checkpoint was written")
+                    raise TrainingDiverged(f"{e}; training stopped, {where}. Lower the learning rate "
+                                           "(--set lr=...) and resume.") from None
+                elapsed = time.perf_counter() - start
+                running = loss if running is None else 0.98 * running + 0.02 * loss
+                record({"step": step, "bound": loss, "seconds": round(elapsed, 3)})
+                bar.update()
+                bar.set_postfix(bound=f"{running:.1f}")
+                done = step == cfg.max_steps or (cfg.max_minutes and elapsed > 60 * cfg.max_minutes)
+                if test is not None and (done or (cfg.eval_every and step % cfg.eval_every == 0)) and rank == 0:
+                    mean, se = dataset_bound(getattr(model, "module", model), test)
+                    record({"step": step, "test_bound": mean, "test_se": se})
+                    bar.write(f"step {step}: test −L = {mean:.2f} ± {se:.2f} nats")
+                if out and (done or stop.requested or step % cfg.checkpoint_every == 0
+                            or time.perf_counter() - last_ckpt > 60 * cfg.checkpoint_minutes):
+                    checkpoint(step)
+                    last_ckpt = time.perf_counter()
+                if done or stop.requested:
+                    if stop.requested and rank == 0:
+                        bar.write(f"stopped at step {step}" + (f"; resume with the same --out {out}" if out else ""))
+                    break
+    finally:
+        bar.close()
+        if metrics:
+            metrics.close()
+    return log
+
+
+# ---- a whole run: data, model, resumption, processes ---------------------------------------
+def _distributed() -> tuple[int, int, int]:
+    """(rank, world size, local rank), starting the process group under torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def read_metrics(out: str | os.PathLike) -> list[dict]:
+    path = Path(out) / METRICS
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+def plot_metrics(out: str | os.PathLike):
+    """The bound per step (and the test bound) from ``metrics.jsonl``; saved as ``metrics.png``."""
+    import matplotlib.pyplot as plt
+    rows = read_metrics(out)
+    steps = [r["step"] for r in rows if "bound" in r]
+    fig, ax = plt.subplots(figsize=(6, 3.5), layout="constrained")
+    ax.plot(steps, [r["bound"] for r in rows if "bound" in r], alpha=0.4, label="training batch")
+    tests = [r for r in rows if "test_bound" in r]
+    if tests:
+        ax.errorbar([r["step"] for r in tests], [r["test_bound"] for r in tests],
+                    [r["test_se"] for r in tests], marker="o", label="test")
+    ax.set_xlabel("step"), ax.set_ylabel("−L (nats per image)"), ax.legend()
+    fig.savefig(Path(out) / "metrics.png", dpi=100)
+    return fig
+
+
+def run(cfg: TrainConfig, out: Optional[str | os.PathLike] = None, progress: bool = True):
+    """Train ``cfg`` (resuming from ``out/checkpoint.pt`` when there is one); returns ``(model, log)``."""
+    rank, world, local = _distributed()
+    device = f"cuda:{local}" if torch.cuda.is_available() else "cpu"
+    model_cfg = preset(cfg.preset, **cfg.model)
+    train_src, test_src, source, vocab = data_for(cfg, model_cfg)
+    if isinstance(model_cfg, CaptionDrawConfig) and vocab is not None and model_cfg.vocab_size != len(vocab):
+        model_cfg.vocab_size = len(vocab)    # e.g. COCO: the prepared vocabulary decides
     torch.manual_seed(cfg.seed)
-    model = build(model_cfg)
-    log = fit(model, train_batches, cfg)
-    mean, se = dataset_bound(model, test)
-    n = len(test) if isinstance(test, torch.Tensor) else sum(len(b[0]) for b in test)
-    print(f"{cfg.preset}: {len(log)} steps in {log[-1]['seconds'] / 60:.1f} min; "
-          f"test bound −L = {mean:.2f} ± {se:.2f} nats per image ({n} test examples)")
-    if a.out:
-        save(a.out, model, {"train": asdict(cfg), "log": [[r["step"], r["bound"], r["seconds"]] for r in log],
-                            "test_bound": [mean, se], "data": source})
-        print(f"checkpoint: {a.out}")
+    model = build(model_cfg).to(device)
+    opt = make_optimizer(cfg.optimizer, model.parameters(), cfg.lr)
+    start = 0
+    ckpt_path = Path(out) / CHECKPOINT if out else None
+    if out:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        stale = ckpt_path.with_name(CHECKPOINT + ".tmp")
+        if stale.exists() and rank == 0:
+            stale.unlink()   # a checkpoint write that a kill interrupted; the previous one is intact
+    if ckpt_path and ckpt_path.exists():
+        saved, ckpt = load(ckpt_path, map_location=device)
+        if saved.cfg.to_dict() != model_cfg.to_dict():
+            raise ValueError(f"{ckpt_path} holds a different model ({saved.cfg}); use another --out to start afresh")
+        model.load_state_dict(saved.state_dict())
+        opt.load_state_dict(ckpt["optimizer"])
+        start = int(ckpt["step"])
+        _set_rng_state(ckpt["rng"])
+        if rank == 0:   # drop metrics a killed run wrote after its last checkpoint: the curve replays them
+            rows = [r for r in read_metrics(out) if r["step"] <= start]
+            (Path(out) / METRICS).write_text("".join(json.dumps(r) + "\n" for r in rows))
+            print(f"resuming {ckpt_path} at step {start}")
+    if rank == 0:
+        print(source)
+    net = model
+    if world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local] if device != "cpu" else None)
+    if cfg.compile:
+        net = torch.compile(net)
+    batches = Batches(train_src, cfg.batch_size, cfg.seed, rank, world, device)
+    test = fixed_batches(test_src, cfg.eval_examples, device=device) if rank == 0 else None
+    extra = {"data": source, **({"vocab": vocab.to_dict()} if vocab is not None else {})}
+    log = fit(net, batches, cfg, progress, out=out, test=test, opt=opt, start_step=start, extra=extra, rank=rank)
+    if out and rank == 0:
+        import matplotlib
+        matplotlib.use("Agg")
+        plot_metrics(out)
+    return model, log
+
+
+# ---- command line ---------------------------------------------------------------------------
+EXAMPLES = """examples:
+  minidraw train --preset draw_mnist_small --set lr=3e-3 --out runs/draw --max-minutes 3
+  minidraw train --preset aligndraw_mnist_small --set lr=3e-3 model.variant=noalign --out runs/noalign
+  minidraw train --config my.toml --out runs/mine          # TOML: top-level settings, [model] table
+  minidraw train --out runs/draw                           # resumes runs/draw/checkpoint.pt
+  torchrun --nproc_per_node 4 -m minidraw train --preset aligndraw_coco_paper --out runs/coco
+
+presets: """ + ", ".join(sorted(PRESETS))
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.description = "Train a model (DRAW, alignDRAW or a variant); resumes from OUT/checkpoint.pt."
+    p.epilog = EXAMPLES
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.add_argument("--preset", help="a named model configuration (default: draw_mnist_small)")
+    p.add_argument("--config", help="a TOML file of training settings, with a [model] table")
+    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="override settings: lr=3e-3 batch_size=100 model.variant=noalign ...")
+    p.add_argument("--out", required=True, help="run directory: checkpoint.pt, metrics.jsonl, metrics.png")
+    p.add_argument("--max-minutes", type=float, help="stop (and checkpoint) after this many minutes")
+    p.add_argument("--max-steps", type=int, help="stop after this many steps")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run_command(args: argparse.Namespace) -> int:
+    try:
+        sets = list(args.set)
+        if args.max_minutes is not None:
+            sets.append(f"max_minutes={args.max_minutes}")
+        if args.max_steps is not None:
+            sets.append(f"max_steps={args.max_steps}")
+        resume = Path(args.out) / CHECKPOINT
+        if not args.preset and not args.config and resume.exists():   # resume with the saved settings
+            saved = torch.load(resume, map_location="cpu", weights_only=True)["train"]
+            cfg = load_config(saved["preset"], None, [f"{k}={v}" for k, v in saved.items()
+                                                      if k not in ("preset", "model")] + sets)
+            cfg.model = {**saved["model"], **cfg.model}
+        else:
+            cfg = load_config(args.preset, args.config, sets)
+        model, log = run(cfg, args.out, progress=not args.quiet)
+    except (ValueError, FileNotFoundError, RuntimeError, TrainingDiverged) as e:
+        print(f"minidraw train: error: {e}", file=sys.stderr)
+        return 2
+    tests = [r for r in log if "test_bound" in r]
+    if tests and int(os.environ.get("RANK", "0")) == 0:
+        print(f"step {tests[-1]['step']}: test −L = {tests[-1]['test_bound']:.2f} ± {tests[-1]['test_se']:.2f} "
+              f"nats per image; checkpoint {Path(args.out) / CHECKPOINT}")
+    return 0
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="minidraw train")
+    add_arguments(p)
+    return run_command(p.parse_args(argv))
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

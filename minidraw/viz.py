@@ -85,28 +85,77 @@ def drawing_strip(canvases: torch.Tensor, window=None, N: int | None = None, ste
     return fig
 
 
+def _word_layout(words: Sequence[str], chars: int) -> list[tuple[int, int]]:
+    """``(line, first character)`` of each word, words set greedily into lines of ``chars`` characters."""
+    place, line, col = [], 0, 0
+    for w in words:
+        if col and col + 1 + len(w) > chars:
+            line, col = line + 1, 0
+        col += 1 if col else 0                                             # the space before a word
+        place.append((line, col))
+        col += len(w)
+    return place
+
+
 def animate_drawing(canvases: torch.Tensor, window=None, N: int | None = None, title: str | None = None,
-                    interval: int = 150, size: float = 2.5):
+                    interval: int = 150, size: float = 2.5, words: Sequence[str] | None = None,
+                    alpha: torch.Tensor | np.ndarray | None = None, cmap: str = "Oranges"):
     """A matplotlib animation of one drawing ``(T, C, B, A)``, the write window boxed in red.
+
+    With ``words`` (the caption's tokens) the caption is written under the canvas,
+    and with ``alpha (T, L)`` (alignment weights, L ≥ len(words), padding columns
+    ignored) each word's background is shaded by α_t,j / max_j α_t,j at step t:
+    the words the model is drawing from light up.
 
     In a notebook show it with ``IPython.display.HTML(anim.to_jshtml())`` (it works in the
     rendered book, no kernel needed); ``anim.save("drawing.gif")`` writes a GIF.
     """
     from matplotlib import animation
     T = canvases.shape[0]
-    fig, ax = plt.subplots(figsize=(size, size + 0.3))
+    words = list(words) if words else []
+    if alpha is not None:
+        if not words:
+            raise ValueError("alignment weights need the caption's words to shade")
+        alpha = alpha.detach().cpu().numpy() if isinstance(alpha, torch.Tensor) else np.asarray(alpha)
+        if alpha.shape[0] != T or alpha.shape[1] < len(words):
+            raise ValueError(f"alpha must have shape (T, L) with T = {T}, L >= {len(words)} words; "
+                             f"got {alpha.shape}")
+        alpha = alpha[:, :len(words)]                                      # (T, n) real words only
+    fontsize, margin = 8, 0.03
+    chars = max(8, int((1 - 2 * margin) * size * 72 / (0.6 * fontsize)))  # monospace: 0.6 em per character
+    place = _word_layout(words, chars)
+    lines = place[-1][0] + 1 if place else 0
+    strip = 0.05 + 0.22 * lines                                           # inches of caption under the canvas
+    height = size + 0.3 + (strip if words else 0.0)
+    fig = plt.figure(figsize=(size, height))
+    ax = fig.add_axes((0, (height - size - 0.3) / height, 1, size / height))
     ax.axis("off")
     im = ax.imshow(to_numpy_image(canvases[0]), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     box = _add_box(ax, (0, 0, 0, 0)) if window is not None else None
     label = ax.set_title("", fontsize=9)
+    texts = []
+    if words:
+        wax = fig.add_axes((margin, 0.02 / height, 1 - 2 * margin, (strip - 0.04) / height))
+        wax.set_xlim(0, chars)
+        wax.set_ylim(lines, 0)
+        wax.axis("off")
+        for w, (line, col) in zip(words, place):
+            texts.append(wax.text(col + len(w) / 2, line + 0.5, w, ha="center", va="center", fontsize=fontsize,
+                                  family="monospace", bbox=dict(boxstyle="round,pad=0.15", edgecolor="none",
+                                                                facecolor="white")))
+    colours = plt.get_cmap(cmap)
 
     def frame(t):
         im.set_data(to_numpy_image(canvases[t]))
         if box is not None:
             x0, y0, w, h = window_box(float(window.g_x[t]), float(window.g_y[t]), float(window.delta[t]), N)
             box.set_bounds(x0, y0, w, h)
+        if alpha is not None:
+            weight = alpha[t] / max(float(alpha[t].max()), 1e-12)          # (n,) in [0, 1], 1 = most attended
+            for text, a in zip(texts, weight):
+                text.get_bbox_patch().set_facecolor(colours(0.75 * float(a)))  # ≤ 0.75: the word stays legible
         label.set_text(f"{title + ': ' if title else ''}t = {t + 1}/{T}")
-        return (im, label) if box is None else (im, box, label)
+        return (im, label, *texts) if box is None else (im, box, label, *texts)
 
     anim = animation.FuncAnimation(fig, frame, frames=T, interval=interval, blit=False)
     plt.close(fig)

@@ -1,0 +1,165 @@
+"""The ``minidraw`` command (also ``python -m minidraw``).
+
+    minidraw train   --preset NAME [--config FILE] [--set key=value ...] --out DIR [--max-minutes M]
+    minidraw sample  --checkpoint CKPT --caption "..." [--n 16] --out grid.png [--animation drawing.gif]
+    minidraw prepare mnist|coco|shapes ...
+
+``minidraw COMMAND --help`` shows each command's options and examples.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+COCO_EXAMPLES = """examples:
+  # data already on disk (DIR/annotations/captions_train2014.json, DIR/train2014/, DIR/val2014/)
+  minidraw prepare coco --coco-root /data/coco2014 --out data/coco
+  # download MS-COCO 2014 (~19 GB) into DIR first, then prepare
+  minidraw prepare coco --download --coco-root /data/coco2014 --out data/coco
+  # the whole pipeline offline, on a tiny generated COCO-format fixture
+  minidraw prepare coco --tiny --coco-root /tmp/tiny_coco --out /tmp/tiny_coco/out --min-count 1
+  # 64x64 images, 4 processes decoding JPEGs
+  minidraw prepare coco --coco-root /data/coco2014 --out data/coco --size 64 --workers 4
+"""
+
+
+def _coco_arguments(p: argparse.ArgumentParser) -> None:
+    p.description = ("Prepare MS-COCO 2014 captions: (download,) crop, resize, tokenise, split. Writes "
+                     "coco{size}_{train,dev,test}.npz, vocab.json and meta.json into --out.")
+    p.epilog, p.formatter_class = COCO_EXAMPLES, argparse.RawDescriptionHelpFormatter
+    p.add_argument("--coco-root", type=Path, default=None,
+                   help="folder with annotations/, train2014/, val2014/ (default with --download: "
+                        "<coco data dir>/raw)")
+    p.add_argument("--download", action="store_true", help="download and unzip the 2014 images and captions first")
+    p.add_argument("--tiny", action="store_true", help="write a tiny generated COCO-format fixture and use it")
+    p.add_argument("--out", type=Path, default=None,
+                   help="where the prepared files go (default: $MINIDRAW_DATA/coco or ~/.cache/minidraw/coco)")
+    p.add_argument("--size", type=int, default=32, help="image side in pixels (default 32, the paper's)")
+    p.add_argument("--min-count", type=int, default=5,
+                   help="words seen fewer times in training captions become <unk> (default 5)")
+    p.add_argument("--dev-fraction", type=float, default=0.5,
+                   help="share of val2014 images that go to dev, the rest to test (default 0.5)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the dev/test split (default 0)")
+    p.add_argument("--max-words", type=int, default=None, help="cut captions after this many words")
+    p.add_argument("--skip-missing", action="store_true",
+                   help="leave out images that are missing or unreadable instead of stopping")
+    p.add_argument("--workers", type=int, default=0, help="processes decoding images (default 0: this one)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _prepare_coco(args: argparse.Namespace) -> int:
+    from .data.coco import CocoDataError, download_coco, make_tiny_coco, prepare_coco
+    from .data.download import DownloadError, resolve_dir
+    if args.download and args.tiny:
+        return _fail("prepare coco", "--download and --tiny exclude each other")
+    root = args.coco_root
+    if root is None and (args.download or args.tiny):
+        root = resolve_dir("coco", None)[0] / ("raw" if args.download else "tiny_raw")
+    if root is None:
+        return _fail("prepare coco", "say where the COCO 2014 data is (--coco-root DIR), or add --download")
+    try:
+        if args.download:
+            download_coco(root, progress=not args.quiet)
+        if args.tiny:
+            make_tiny_coco(root)
+        meta = prepare_coco(root, args.out, size=args.size, min_count=args.min_count,
+                            dev_fraction=args.dev_fraction, seed=args.seed, max_words=args.max_words,
+                            skip_missing=args.skip_missing, workers=args.workers, progress=not args.quiet)
+    except (CocoDataError, DownloadError) as e:
+        return _fail("prepare coco", e)
+    print(f"wrote {', '.join(meta['files'].values())}, vocab.json, meta.json to {resolve_dir('coco', args.out)[0]}")
+    for split, c in meta["counts"].items():
+        print(f"  {split:5s}: {c['images']:6d} images, {c['captions']:7d} captions, up to {c['max_len']} words")
+    print(f"  vocabulary: {meta['vocab_size']} words (min count {meta['min_count']})")
+    return 0
+
+
+def _mnist_arguments(p: argparse.ArgumentParser) -> None:
+    p.description = "Fetch MNIST (four IDX files, MD5-checked) into ~/.cache/minidraw/mnist, or check a copy."
+    p.epilog = ("examples:\n  minidraw prepare mnist                      # download\n"
+                "  minidraw prepare mnist --root /data/mnist   # check the files already there")
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.add_argument("--root", help="folder holding the IDX files (default: $MINIDRAW_DATA/mnist or the cache)")
+
+
+def _prepare_mnist(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .data.mnist import MnistError, digit_pools, load_mnist
+    try:
+        for split in ("test", "train"):
+            try:
+                x, y = load_mnist(split, args.root)
+                print(f"{split}: {len(x)} digits, label counts {np.bincount(y, minlength=10).tolist()}")
+            except MnistError as e:
+                if split == "test":
+                    raise
+                print(f"train: not available ({str(e).splitlines()[0]})")
+        print(digit_pools(args.root).source)
+    except MnistError as e:
+        return _fail("prepare mnist", e)
+    return 0
+
+
+def _shapes_arguments(p: argparse.ArgumentParser) -> None:
+    p.description = ("Captioned shapes are generated on the fly and need no preparation; this writes a "
+                     "fixed snapshot (uint8 images, padded captions, lengths) to an .npz for use elsewhere.")
+    p.add_argument("--out", required=True, help="the .npz file to write")
+    p.add_argument("--split", default="train", choices=["train", "test", "heldout"])
+    p.add_argument("--n", type=int, default=10_000, help="number of examples (default 10000)")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def _prepare_shapes(args: argparse.Namespace) -> int:
+    import json
+
+    import numpy as np
+
+    from .data.shapes import ShapesCaptions
+    ds = ShapesCaptions(args.split, seed=args.seed)
+    b = ds.batch(np.arange(args.n))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(out, images=(b.images.permute(0, 2, 3, 1) * 255).round().byte().numpy(),
+                        captions=b.captions.int().numpy(), lengths=b.lengths.int().numpy(),
+                        vocab=json.dumps(ds.vocab.to_dict()), heldout=json.dumps(ds.heldout))
+    print(f"wrote {args.n} {args.split} examples to {out}")
+    return 0
+
+
+def _fail(command: str, error) -> int:
+    print(f"minidraw {command}: error: {error}", file=sys.stderr)
+    return 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import sample, train
+    p = argparse.ArgumentParser(prog="minidraw", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    t = sub.add_parser("train", help="train a model; resumes from OUT/checkpoint.pt")
+    train.add_arguments(t)
+    t.set_defaults(run=train.run_command)
+    s = sub.add_parser("sample", help="draw images from a caption with a trained checkpoint",
+                       description=sample.DESCRIPTION, epilog=sample.EXAMPLES,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    sample.add_arguments(s)
+    s.set_defaults(run=sample.run)
+    prep = sub.add_parser("prepare", help="download and prepare data (mnist, coco, shapes)")
+    kinds = prep.add_subparsers(dest="dataset", required=True, metavar="DATASET")
+    for name, add, run in (("mnist", _mnist_arguments, _prepare_mnist), ("coco", _coco_arguments, _prepare_coco),
+                           ("shapes", _shapes_arguments, _prepare_shapes)):
+        q = kinds.add_parser(name, help=f"prepare {name}")
+        add(q)
+        q.set_defaults(run=run)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

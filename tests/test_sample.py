@@ -1,0 +1,158 @@
+"""``minidraw sample``: vocabulary, caption checks, reproducible drawing, and the command line."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from minidraw import train
+from minidraw.configs import preset
+from minidraw.data import mnist_captions, shapes
+from minidraw.draw import Draw, DrawConfig, build
+from minidraw.sample import (add_arguments, encode_captions, main, max_words_for, register, run, sample,
+                             vocabulary_for)
+from minidraw.text import EmptyCaptionError, UnknownWordError, Vocabulary
+
+CAPTION = "a large red circle is at the top left on a white background ."
+TINY = dict(T=3, enc_size=16, dec_size=16, z_size=4, align_size=8, lang_size=8, embed_size=8)
+
+
+@pytest.fixture(scope="module")
+def shapes_model() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return build(preset("aligndraw_shapes_small", **TINY))
+
+
+@pytest.fixture(scope="module")
+def draw_model() -> Draw:
+    torch.manual_seed(0)
+    return Draw(DrawConfig(A=12, B=10, T=3, read_N=2, write_N=3, enc_size=16, dec_size=16, z_size=4))
+
+
+@pytest.fixture(scope="module")
+def ckpts(tmp_path_factory, shapes_model, draw_model) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("ckpt")
+    train.save(d / "shapes.pt", shapes_model, {"train": {"preset": "aligndraw_shapes_small"}})
+    train.save(d / "draw.pt", draw_model, {"train": {"preset": "draw_mnist_small"}})
+    return {"shapes": d / "shapes.pt", "draw": d / "draw.pt"}
+
+
+def fails(capsys, argv: list[str]) -> str:
+    """Run ``main(argv)``, expect exit status 2, and return stderr (one line, no traceback)."""
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("\n") == 1, err
+    return err
+
+
+# ---- vocabulary and captions -----------------------------------------------------------
+def test_vocabulary_from_checkpoint_preset_or_size(shapes_model, draw_model):
+    assert vocabulary_for(draw_model, {}) is None
+    assert vocabulary_for(build(preset("aligndraw_shapes_small", variant="draw", **TINY)), {}) is None
+    assert vocabulary_for(shapes_model, {"train": {"preset": "aligndraw_shapes_small"}}) == shapes.VOCAB
+    assert vocabulary_for(shapes_model, {}) == shapes.VOCAB                             # vocab_size 31
+    mnist = build(preset("aligndraw_mnist_small", A=20, B=20, **TINY))
+    assert vocabulary_for(mnist, {"train": {"preset": "aligndraw_mnist_small"}}) == mnist_captions.VOCAB
+    assert vocabulary_for(mnist, {}) == mnist_captions.VOCAB                            # vocab_size 23
+    stored = Vocabulary.closed(f"w{i}" for i in range(30))
+    assert vocabulary_for(shapes_model, {"vocab": stored.to_dict()}) == stored          # stored wins
+    with pytest.raises(ValueError, match="23 words but the model embeds 31"):
+        vocabulary_for(shapes_model, {"train": {"preset": "aligndraw_mnist_small"}})
+    odd = build(preset("aligndraw_shapes_small", vocab_size=40, **TINY))
+    with pytest.raises(ValueError, match="stores no vocabulary"):
+        vocabulary_for(odd, {})
+    with pytest.raises(ValueError, match="stores no vocabulary"):                      # COCO: never guessed
+        vocabulary_for(shapes_model, {"train": {"preset": "aligndraw_coco_paper"}})
+    with pytest.raises(ValueError, match="malformed"):
+        vocabulary_for(shapes_model, {"vocab": {"words": ["<pad>"]}})
+
+
+def test_encode_captions_errors():
+    ids, lengths = encode_captions(shapes.VOCAB, [CAPTION, "a red circle ."], max_words_for(shapes.VOCAB))
+    assert ids.shape == (2, 14) and lengths.tolist() == [14, 4] and ids[1, 4:].eq(0).all()
+    assert max_words_for(mnist_captions.VOCAB) == 12 and max_words_for(shapes.VOCAB) == 18
+    assert max_words_for(Vocabulary.closed(["x"])) == 64
+    with pytest.raises(EmptyCaptionError, match="at least one word"):
+        encode_captions(shapes.VOCAB, ["  "], 18)
+    with pytest.raises(UnknownWordError, match="purple.*triangle"):
+        encode_captions(shapes.VOCAB, ["a purple circle"], 18)
+    with pytest.raises(ValueError, match="at most 12 words"):
+        encode_captions(shapes.VOCAB, [CAPTION], 12)
+
+
+def test_sample_is_deterministic_given_the_seed(shapes_model, draw_model):
+    a = sample(shapes_model, shapes.VOCAB, CAPTION, n=3, seed=5)
+    b = sample(shapes_model, shapes.VOCAB, CAPTION, n=3, seed=5)
+    c = sample(shapes_model, shapes.VOCAB, CAPTION, n=3, seed=6)
+    assert a.images.shape == (3, 3, 32, 32) and a.alpha.shape == (3, 3, 14)            # (M, T, L)
+    assert torch.equal(a.images, b.images) and not torch.equal(a.images, c.images)
+    u = sample(draw_model, None, None, n=2, seed=1)
+    assert u.images.shape == (2, 1, 10, 12) and u.alpha is None
+    assert torch.equal(u.images, sample(draw_model, None, None, n=2, seed=1).images)
+    with pytest.raises(ValueError, match="unconditional"):
+        sample(draw_model, None, "a red circle", n=1, seed=0)
+
+
+# ---- the command line -----------------------------------------------------------------------
+def test_main_writes_grid_and_animation(ckpts, tmp_path, capsys):
+    out, gif = tmp_path / "new" / "grid.png", tmp_path / "anim" / "drawing.gif"
+    assert main(["--checkpoint", str(ckpts["shapes"]), "--caption", CAPTION, "--n", "2", "--seed", "1",
+                 "--out", str(out), "--animation", str(gif)]) == 0
+    with Image.open(out) as im:
+        assert im.format == "PNG" and im.size[0] > 100
+    with Image.open(gif) as im:
+        assert im.format == "GIF" and im.n_frames == 3                                  # one frame per step
+    out2 = tmp_path / "draw.png"
+    assert main(["--checkpoint", str(ckpts["draw"]), "--n", "3", "--out", str(out2),
+                 "--animation", str(tmp_path / "draw.gif")]) == 0
+    with Image.open(out2) as im:
+        assert im.format == "PNG"
+    assert "image(s)" in capsys.readouterr().out
+
+
+def test_main_same_seed_same_png(ckpts, tmp_path):
+    paths = [tmp_path / f"{k}.png" for k in "abc"]
+    for path, seed in zip(paths, ["4", "4", "5"]):
+        main(["--checkpoint", str(ckpts["draw"]), "--n", "2", "--seed", seed, "--out", str(path)])
+    assert paths[0].read_bytes() == paths[1].read_bytes() != paths[2].read_bytes()
+
+
+def test_caption_errors_exit_2(ckpts, tmp_path, capsys):
+    base = ["--checkpoint", str(ckpts["shapes"]), "--out", str(tmp_path / "x.png")]
+    err = fails(capsys, base + ["--caption", "a purple circle is in the middle"])
+    assert "purple" in err and "known words are" in err and "magenta" in err
+    assert "at least one word" in fails(capsys, base + ["--caption", ""])
+    assert "at most 18 words" in fails(capsys, base + ["--caption", " ".join(["a"] * 19)])
+    assert "give one with --caption" in fails(capsys, base)
+    err = fails(capsys, ["--checkpoint", str(ckpts["draw"]), "--out", str(tmp_path / "y.png"),
+                         "--caption", "a red circle"])
+    assert "unconditional" in err
+    assert ".gif" in fails(capsys, base + ["--caption", CAPTION, "--animation", str(tmp_path / "a.mp4")])
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_bad_checkpoints_exit_2(tmp_path, ckpts, capsys):
+    out = ["--out", str(tmp_path / "x.png")]
+    err = fails(capsys, ["--checkpoint", str(tmp_path / "nope.pt")] + out)
+    assert "no checkpoint at" in err and "nope.pt" in err
+    broken = tmp_path / "broken.pt"
+    data = ckpts["draw"].read_bytes()
+    broken.write_bytes(data[: len(data) // 2])
+    err = fails(capsys, ["--checkpoint", str(broken)] + out)
+    assert "broken.pt" in err and "checkpoint" in err
+
+
+def test_subcommand_registration(ckpts, tmp_path):
+    top = argparse.ArgumentParser(prog="minidraw")
+    register(top.add_subparsers(dest="command", required=True))
+    args = top.parse_args(["sample", "--checkpoint", str(ckpts["draw"]), "--n", "1",
+                           "--out", str(tmp_path / "one.png")])
+    assert args.func is run and args.func(args) == 0 and (tmp_path / "one.png").exists()
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    assert p.parse_args(["--checkpoint", "c.pt", "--out", "o.png"]).n == 16

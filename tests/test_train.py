@@ -1,0 +1,214 @@
+"""The trainer: configuration, exact resumption, failures that lose nothing, many processes."""
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from minidraw import train
+from minidraw.configs import preset
+from minidraw.draw import Draw, build
+
+TINY = ["model.T=2", "model.enc_size=16", "model.dec_size=16", "model.z_size=4",
+        "batch_size=16", "eval_examples=64", "eval_every=0", "checkpoint_every=2", "seed=3"]
+
+
+@pytest.fixture(autouse=True)
+def _offline_mnist(monkeypatch, mnist_dir):
+    monkeypatch.setenv("MINIDRAW_DATA", str(mnist_dir.parent))
+
+
+def tiny(*more) -> train.TrainConfig:
+    return train.load_config("draw_mnist_small", None, [*TINY, *more])
+
+
+def test_config_layers_defaults_toml_and_sets(tmp_path):
+    f = tmp_path / "run.toml"
+    f.write_text('preset = "aligndraw_shapes_small"\nlr = 0.003\nbf16 = false\n[model]\nT = 4\nvariant = "noalign"\n')
+    cfg = train.load_config(None, f, ["batch_size=32", "model.z_size=8", "lr=1e-2", "max_steps=1e3"])
+    assert (cfg.preset, cfg.lr, cfg.bf16, cfg.batch_size, cfg.max_steps) == ("aligndraw_shapes_small", 1e-2, False, 32, 1000)
+    assert cfg.model == {"T": 4, "variant": "noalign", "z_size": 8}
+    m = preset(cfg.preset, **cfg.model)
+    assert (m.T, m.variant, m.z_size, m.cond_size) == (4, "noalign", 8, 2 * m.lang_size)
+    for bad, msg in ((["lr"], "key=value"), (["learning_rate=1"], "unknown training setting"),
+                     (["model.Z=1"], "unknown model field"), (["bf16=maybe"], "true or false")):
+        with pytest.raises(ValueError, match=msg):
+            train.load_config("draw_mnist_small", None, bad)
+    with pytest.raises(ValueError, match="unknown preset"):
+        train.load_config("nope")
+    (tmp_path / "bad.toml").write_text("learning_rate = 1\n")
+    with pytest.raises(ValueError, match="unknown training setting"):
+        train.load_config(None, tmp_path / "bad.toml")
+
+
+def test_batches_are_a_function_of_the_step_and_split_over_ranks():
+    images = torch.arange(100.0)[:, None, None, None].expand(100, 1, 2, 2)
+    b = train.Batches(images, 10, seed=1)
+    assert torch.equal(b(7)[0], train.Batches(images, 10, seed=1)(7)[0])       # any order, any process
+    first_epoch = torch.cat([b(s)[0][:, 0, 0, 0] for s in range(1, 11)])
+    assert sorted(first_epoch.tolist()) == list(range(100))                     # an epoch visits each once
+    ranks = [train.Batches(images, 10, seed=1, rank=r, world=2)(7)[0] for r in range(2)]
+    assert torch.equal(torch.cat(ranks), b(7)[0])                               # slices of the global batch
+    with pytest.raises(ValueError, match="split evenly"):
+        train.Batches(images, 10, world=3)
+
+
+def test_resume_continues_the_same_curve(tmp_path):
+    _, straight = train.run(tiny("max_steps=6"), tmp_path / "a", progress=False)
+    train.run(tiny("max_steps=3", "checkpoint_every=3"), tmp_path / "b", progress=False)
+    _, resumed = train.run(tiny("max_steps=6"), tmp_path / "b", progress=False)
+    losses = lambda log: [r["bound"] for r in log if "bound" in r]  # noqa: E731
+    assert [r["step"] for r in resumed if "bound" in r] == [4, 5, 6]
+    assert losses(resumed) == losses(straight)[3:]                              # bit for bit
+    rows = train.read_metrics(tmp_path / "b")
+    assert [r["step"] for r in rows if "bound" in r] == [1, 2, 3, 4, 5, 6]
+    assert (tmp_path / "b" / "metrics.png").exists()
+    model, ckpt = train.load(tmp_path / "b" / "checkpoint.pt")
+    assert ckpt["step"] == 6 and ckpt["train"]["max_steps"] == 6 and model.cfg.T == 2
+
+
+def test_nonfinite_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(tmp_path):
+    cfg = tiny("max_steps=10")
+    model = build(preset(cfg.preset, **cfg.model))
+
+    class Poisoned(torch.nn.Module):  # turns the bound into NaN from step 5 on
+        def __init__(self):
+            super().__init__()
+            self.module, self.calls, self.cfg = model, 0, model.cfg  # wrapped like DDP wraps
+
+        def forward(self, x):
+            self.calls += 1
+            out = self.module(x)
+            if self.calls >= 5:
+                out.nll = out.nll * float("nan")
+            return out
+
+    images = torch.rand(64, 1, 28, 28).round()
+    with pytest.raises(train.TrainingDiverged, match=r"at step 5.*last good checkpoint"):
+        train.fit(Poisoned(), images, cfg, progress=False, out=tmp_path)
+    _, ckpt = train.load(tmp_path / "checkpoint.pt")
+    assert ckpt["step"] == 4
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
+def test_corrupt_and_malicious_checkpoints(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        train.load(tmp_path / "missing.pt")
+    good = tmp_path / "good.pt"
+    train.save(good, Draw(preset("draw_mnist_small", T=2)))
+    data = good.read_bytes()
+    (tmp_path / "cut.pt").write_bytes(data[: len(data) // 3])
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint at all")
+    for name in ("cut.pt", "junk.pt"):
+        with pytest.raises(RuntimeError, match="not a readable minidraw checkpoint") as e:
+            train.load(tmp_path / name)
+        assert e.value.__cause__ is None and e.value.__suppress_context__   # one clear message
+
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    evil = tmp_path / "evil.pt"
+    with open(evil, "wb") as f:
+        pickle.dump({"kind": "draw", "config": Evil()}, f)
+    torch.save({"kind": "draw", "config": Evil()}, tmp_path / "evil2.pt")
+    for path in (evil, tmp_path / "evil2.pt"):
+        with pytest.raises(RuntimeError, match="not a readable"):
+            train.load(path)
+    assert not marker.exists()
+
+
+def _cli(out, *more):
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "minidraw", "train", "--preset", "draw_mnist_small", "--quiet",
+                             "--out", str(out), "--set", *TINY, "checkpoint_every=1", *more],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_step(out, step, proc, timeout=90, checkpoint=True):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        rows = train.read_metrics(out)
+        if rows and rows[-1]["step"] >= step and (not checkpoint or (out / "checkpoint.pt").exists()):
+            return
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    raise AssertionError("the run did not get going in time")
+
+
+def test_sigkill_mid_run_then_resume(tmp_path):
+    out = tmp_path / "run"
+    proc = _cli(out, "max_steps=100000")
+    _wait_for_step(out, 5, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    _, ckpt = train.load(out / "checkpoint.pt")              # intact, never half-written
+    killed_at = ckpt["step"]
+    model, log = train.run(tiny(f"max_steps={killed_at + 2}", "checkpoint_every=1"), out, progress=False)
+    assert [r["step"] for r in log if "bound" in r] == [killed_at + 1, killed_at + 2]
+    assert not (out / "checkpoint.pt.tmp").exists()
+    steps = [r["step"] for r in train.read_metrics(out) if "bound" in r]
+    assert steps == list(range(1, killed_at + 3))             # no duplicated or missing steps
+
+
+def test_ctrl_c_checkpoints_and_exits_cleanly(tmp_path):
+    out = tmp_path / "run"
+    proc = _cli(out, "max_steps=100000", "checkpoint_every=100000")
+    _wait_for_step(out, 2, proc, checkpoint=False)
+    assert not (out / "checkpoint.pt").exists()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    _, ckpt = train.load(out / "checkpoint.pt")
+    assert ckpt["step"] == max(r["step"] for r in train.read_metrics(out))
+
+
+def test_cli_errors_are_one_clear_line(tmp_path, capsys):
+    from minidraw.cli import main
+    assert main(["train", "--preset", "nope", "--out", str(tmp_path)]) == 2
+    assert "unknown preset" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    assert "torchrun" in capsys.readouterr().out
+
+
+def _ddp_worker(rank, world, init, x, noise, out):
+    import torch.distributed as dist
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
+    torch.manual_seed(0)
+    model = Draw(preset("draw_mnist_small", T=3, enc_size=16, dec_size=16, z_size=4))
+    ddp = torch.nn.parallel.DistributedDataParallel(model)
+    opt = torch.optim.SGD(ddp.parameters(), lr=0.1)
+    per = len(x) // world
+    part = slice(rank * per, (rank + 1) * per)
+    train.train_step(ddp, opt, (x[part],), train.TrainConfig(), step=1, noise=noise[:, part])
+    if rank == 0:
+        torch.save(model.state_dict(), out)
+    dist.destroy_process_group()
+
+
+def test_two_processes_equal_one_on_the_global_batch(tmp_path):
+    torch.manual_seed(1)
+    x = torch.rand(8, 1, 28, 28).round()
+    noise = torch.randn(3, 8, 4)
+    torch.multiprocessing.spawn(_ddp_worker, args=(2, f"file://{tmp_path / 'init'}", x, noise, tmp_path / "ddp.pt"),
+                                nprocs=2, join=True)
+    torch.manual_seed(0)
+    single = Draw(preset("draw_mnist_small", T=3, enc_size=16, dec_size=16, z_size=4))
+    before = {k: v.clone() for k, v in single.state_dict().items()}
+    opt = torch.optim.SGD(single.parameters(), lr=0.1)
+    train.train_step(single, opt, (x,), train.TrainConfig(), step=1, noise=noise)
+    ddp = torch.load(tmp_path / "ddp.pt", weights_only=True)
+    for k, v in single.state_dict().items():
+        torch.testing.assert_close(ddp[k], v, rtol=1e-5, atol=1e-6)
+    assert any(not torch.equal(before[k], v) for k, v in single.state_dict().items())   # the step did something
