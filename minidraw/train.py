@@ -14,10 +14,11 @@ needs nothing else.
 every parameter's gradient clipped to L2 norm 10; Adam is offered too. The loss
 is −L in nats per image, averaged over the batch.
 
-**Exact resumption.** The batch of step k is a pure function of (seed, k) —
-epoch e is a seeded permutation — and a checkpoint holds model, optimiser, step
-and RNG states. Resuming from the checkpoint of step k therefore replays steps
-k+1, k+2, … exactly as the uninterrupted run would have. Checkpoints are
+**Exact resumption.** The batch of step k and the noise ε it draws are pure
+functions of (seed, process rank, k) — epoch e is a seeded permutation, and
+step k reseeds the generator — and a checkpoint holds model, optimiser and
+step. Resuming from the checkpoint of step k therefore replays steps k+1, k+2,
+… exactly as the uninterrupted run would have, on one process or many. Checkpoints are
 written to a temporary file and renamed (a kill never leaves a half-written
 ``checkpoint.pt``), every ``checkpoint_every`` steps or ``checkpoint_minutes``,
 at the end, and on Ctrl-C / SIGTERM. They load with ``weights_only=True``: a
@@ -152,8 +153,9 @@ class Batches:
     """``batches(step)``: the (slice of the) global batch of a step, reproducible from the seed.
 
     ``source`` is a tensor of images or a captioned data set (anything with ``batch(indices)``).
-    Epoch e is ``np.random.default_rng([seed, e]).permutation(n)``; a generated data set is an
-    infinite stream, so its epoch e visits indices ``e·n + permutation`` — new scenes every epoch.
+    Epoch e is ``np.random.default_rng([seed, e]).permutation(n)``; a generated data set
+    (``endless = True``) is an infinite stream, so its epoch e visits indices ``e·n + permutation``
+    — new scenes every epoch — while a finite one (COCO) revisits its n examples.
     With ``world`` processes, rank r takes the r-th contiguous slice of the global batch.
     """
 
@@ -173,7 +175,7 @@ class Batches:
         glob = order[k * self.batch_size:(k + 1) * self.batch_size]      # (batch_size,)
         per = self.batch_size // self.world
         mine = glob[self.rank * per:(self.rank + 1) * per]
-        return mine if isinstance(self.source, torch.Tensor) else mine + epoch * self.n
+        return mine + epoch * self.n if getattr(self.source, "endless", False) else mine
 
     def __call__(self, step: int) -> Batch:
         idx = self.indices(step)
@@ -229,17 +231,11 @@ def data_for(cfg: TrainConfig, model_cfg: DrawConfig):
 
 
 # ---- checkpoints ----------------------------------------------------------------------------
-def _rng_state() -> dict:
-    state = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+def step_seed(seed: int, rank: int, step: int) -> int:
+    """The seed of the noise ε of step ``step`` on process ``rank``: like the batch, a pure function
+    of (seed, rank, step), so a resumed run — on any number of processes — draws what the
+    uninterrupted run drew, and evaluating in between changes nothing."""
+    return ((seed * 1_000_003 + rank) * 1_000_003 + step) % (1 << 63)
 
 
 def save(path: str | os.PathLike, model, extra: dict | None = None) -> None:
@@ -283,18 +279,26 @@ def dataset_bound(model, batches, seed: int = 0) -> tuple[float, float]:
         batches = fixed_batches(batches, len(batches), device=batches.device)
     was_training = model.training
     model.eval()
-    state = torch.get_rng_state()
-    torch.manual_seed(seed)
-    values = torch.cat([model(*b).bound.float() for b in batches])
-    torch.set_rng_state(state)   # evaluating must not change the training run's random stream
+    with torch.random.fork_rng(devices=range(torch.cuda.device_count())):   # leaves the caller's RNG as it was
+        torch.manual_seed(seed)
+        values = torch.cat([model(*b).bound.float() for b in batches])
     model.train(was_training)
     return values.mean().item(), (values.std() / math.sqrt(len(values))).item()
 
 
+def _use_bf16(model, cfg: TrainConfig) -> bool:
+    """bf16 autocast on GPUs with bf16 hardware (not, e.g., a T4, where it is slowly emulated)."""
+    if not (cfg.bf16 and next(model.parameters()).is_cuda):
+        return False
+    try:
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    except TypeError:  # older torch
+        return torch.cuda.is_bf16_supported()
+
+
 def train_step(model, opt: torch.optim.Optimizer, batch: Batch, cfg: TrainConfig, step: int, **kw) -> float:
     """One optimiser step on ``batch``; returns −L (nats per image). Raises on a non-finite bound."""
-    cuda = next(model.parameters()).is_cuda
-    amp = torch.autocast("cuda", dtype=torch.bfloat16) if cuda and cfg.bf16 else nullcontext()
+    amp = torch.autocast("cuda", dtype=torch.bfloat16) if _use_bf16(model, cfg) else nullcontext()
     with amp:
         loss = model(*batch, **kw).bound.float().mean()                   # −L, nats per image
     if not torch.isfinite(loss):
@@ -343,8 +347,6 @@ def fit(model, batches, cfg: TrainConfig, progress: bool = True, *, out: Optiona
     if not callable(batches):
         it = iter(batches)
         batches = lambda step: next(it)  # noqa: E731
-    if start_step == 0:
-        torch.manual_seed(cfg.seed + rank)
     opt = opt or make_optimizer(cfg.optimizer, model.parameters(), cfg.lr)
     out = Path(out) if out is not None and rank == 0 else None
     metrics = open(out / METRICS, "a", buffering=1) if out else None   # line-buffered: a kill loses no line
@@ -352,7 +354,7 @@ def fit(model, batches, cfg: TrainConfig, progress: bool = True, *, out: Optiona
 
     def checkpoint(step):
         save(out / CHECKPOINT, model, {**(extra or {}), "train": asdict(cfg), "step": step,
-                                       "optimizer": opt.state_dict(), "rng": _rng_state()})
+                                       "optimizer": opt.state_dict()})
 
     def record(entry):
         log.append(entry)
@@ -364,6 +366,7 @@ def fit(model, batches, cfg: TrainConfig, progress: bool = True, *, out: Optiona
     try:
         with _Stop() as stop:
             for step in range(start_step + 1, cfg.max_steps + 1):
+                torch.manual_seed(step_seed(cfg.seed, rank, step))
                 try:
                     loss = train_step(model, opt, batches(step), cfg, step)
                 except TrainingDiverged as e:
@@ -412,10 +415,11 @@ def read_metrics(out: str | os.PathLike) -> list[dict]:
 
 def plot_metrics(out: str | os.PathLike):
     """The bound per step (and the test bound) from ``metrics.jsonl``; saved as ``metrics.png``."""
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure   # not pyplot: no backend switch, safe inside notebooks
     rows = read_metrics(out)
     steps = [r["step"] for r in rows if "bound" in r]
-    fig, ax = plt.subplots(figsize=(6, 3.5), layout="constrained")
+    fig = Figure(figsize=(6, 3.5), layout="constrained")
+    ax = fig.subplots()
     ax.plot(steps, [r["bound"] for r in rows if "bound" in r], alpha=0.4, label="training batch")
     tests = [r for r in rows if "test_bound" in r]
     if tests:
@@ -451,7 +455,6 @@ def run(cfg: TrainConfig, out: Optional[str | os.PathLike] = None, progress: boo
         model.load_state_dict(saved.state_dict())
         opt.load_state_dict(ckpt["optimizer"])
         start = int(ckpt["step"])
-        _set_rng_state(ckpt["rng"])
         if rank == 0:   # drop metrics a killed run wrote after its last checkpoint: the curve replays them
             rows = [r for r in read_metrics(out) if r["step"] <= start]
             (Path(out) / METRICS).write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -468,8 +471,6 @@ def run(cfg: TrainConfig, out: Optional[str | os.PathLike] = None, progress: boo
     extra = {"data": source, **({"vocab": vocab.to_dict()} if vocab is not None else {})}
     log = fit(net, batches, cfg, progress, out=out, test=test, opt=opt, start_step=start, extra=extra, rank=rank)
     if out and rank == 0:
-        import matplotlib
-        matplotlib.use("Agg")
         plot_metrics(out)
     return model, log
 

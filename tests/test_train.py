@@ -60,6 +60,25 @@ def test_batches_are_a_function_of_the_step_and_split_over_ranks():
         train.Batches(images, 10, world=3)
 
 
+def test_finite_and_endless_data_sets_across_epochs():
+    from minidraw.data.shapes import ShapesCaptions
+
+    class Finite:  # like CocoCaptions: n examples, indices must stay below n
+        def __len__(self):
+            return 20
+
+        def batch(self, idx):
+            assert (idx < 20).all(), idx
+            return ShapesCaptions("test").batch(idx)
+
+    finite = train.Batches(Finite(), 5, seed=0)
+    assert all(finite.indices(s).max() < 20 for s in range(1, 30))             # epochs 2..7 revisit 0..19
+    endless = train.Batches(ShapesCaptions("train", length=20), 5, seed=0)
+    assert endless.indices(5).min() >= 20                                         # epoch 2: new scenes
+    images, captions, lengths = endless(5)
+    assert images.shape == (5, 3, 32, 32) and len(captions) == len(lengths) == 5
+
+
 def test_resume_continues_the_same_curve(tmp_path):
     _, straight = train.run(tiny("max_steps=6"), tmp_path / "a", progress=False)
     train.run(tiny("max_steps=3", "checkpoint_every=3"), tmp_path / "b", progress=False)
@@ -145,9 +164,24 @@ def _wait_for_step(out, step, proc, timeout=90, checkpoint=True):
     raise AssertionError("the run did not get going in time")
 
 
-def test_sigkill_mid_run_then_resume(tmp_path):
+@pytest.fixture
+def cli_run():
+    """Start ``minidraw train`` in a subprocess; whatever happens, it does not outlive the test."""
+    procs = []
+
+    def start(out, *more):
+        procs.append(_cli(out, *more))
+        return procs[-1]
+    yield start
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+        p.communicate()
+
+
+def test_sigkill_mid_run_then_resume(tmp_path, cli_run):
     out = tmp_path / "run"
-    proc = _cli(out, "max_steps=100000")
+    proc = cli_run(out, "max_steps=100000")
     _wait_for_step(out, 5, proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -160,9 +194,9 @@ def test_sigkill_mid_run_then_resume(tmp_path):
     assert steps == list(range(1, killed_at + 3))             # no duplicated or missing steps
 
 
-def test_ctrl_c_checkpoints_and_exits_cleanly(tmp_path):
+def test_ctrl_c_checkpoints_and_exits_cleanly(tmp_path, cli_run):
     out = tmp_path / "run"
-    proc = _cli(out, "max_steps=100000", "checkpoint_every=100000")
+    proc = cli_run(out, "max_steps=100000", "checkpoint_every=100000")
     _wait_for_step(out, 2, proc, checkpoint=False)
     assert not (out / "checkpoint.pt").exists()
     proc.send_signal(signal.SIGINT)

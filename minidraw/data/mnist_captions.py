@@ -131,6 +131,8 @@ class MnistCaptions(Dataset):
     ``dataset[i]`` keeps to ``[0, length)`` like any ``Dataset``.
     """
 
+    endless = True  # an infinite stream: any index >= 0 is an example (the trainer relies on it)
+
     def __init__(self, split: str = "train", pools: DigitPools | None = None,
                  root: str | os.PathLike | None = None, seed: int = 0, holdout_seed: int = 0,
                  length: int | None = None, jitter: int = 4) -> None:

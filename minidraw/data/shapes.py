@@ -382,6 +382,8 @@ class ShapesCaptions(Dataset):
     For training call :meth:`batch` with a batch of indices: it is vectorised.
     """
 
+    endless = True  # an infinite stream: any index >= 0 is an example (the trainer relies on it)
+
     DEFAULT_LENGTH = {"train": 50_000, "test": 10_000, "heldout": 10_000}
 
     def __init__(self, split: str = "train", seed: int = 0, holdout_seed: int = 0,
