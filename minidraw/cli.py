@@ -140,25 +140,21 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     t = sub.add_parser("train", help="train a model; resumes from OUT/checkpoint.pt")
     train.add_arguments(t)
-    t.set_defaults(run=train.run_command)
-    s = sub.add_parser("sample", help="draw images from a caption with a trained checkpoint",
-                       description=sample.DESCRIPTION, epilog=sample.EXAMPLES,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    sample.add_arguments(s)
-    s.set_defaults(run=sample.run)
+    t.set_defaults(func=train.run_command)
+    sample.register(sub)
     prep = sub.add_parser("prepare", help="download and prepare data (mnist, coco, shapes)")
     kinds = prep.add_subparsers(dest="dataset", required=True, metavar="DATASET")
     for name, add, run in (("mnist", _mnist_arguments, _prepare_mnist), ("coco", _coco_arguments, _prepare_coco),
                            ("shapes", _shapes_arguments, _prepare_shapes)):
         q = kinds.add_parser(name, help=f"prepare {name}")
         add(q)
-        q.set_defaults(run=run)
+        q.set_defaults(func=run)
     return p
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    return args.run(args)
+    return args.func(args)
 
 
 if __name__ == "__main__":
