@@ -66,3 +66,43 @@ def ssi(generated, truth) -> float:
         raise ValueError(f"generated {g.shape} and true {t.shape} images must both be (M, C, B, A)")
     values = [structural_similarity(a, b, data_range=1.0, channel_axis=0) for a, b in zip(g, t)]
     return float(np.mean(values))
+
+
+@torch.no_grad()
+def retrieval_scores(model, dataset, n_queries: int = 100, n_candidates: int = 100, pool: int | None = None,
+                     seed: int = 0, batch_size: int = 500) -> np.ndarray:
+    """The bound −L(x | y) of each query caption with each of its candidate images: ``(Q, n)``.
+
+    Query q is example q of ``dataset``; its candidates are its own image (column 0) and
+    ``n − 1`` other examples drawn at random (seeded) from the first ``pool`` examples.
+    All candidates of one caption share the same noise ε (common random numbers), so
+    their bounds differ only because the images do.
+    """
+    pool = pool or max(n_queries, n_candidates)
+    if pool < n_candidates:
+        raise ValueError(f"a pool of {pool} examples cannot give {n_candidates} distinct candidates")
+    rng = np.random.default_rng(seed)
+    cand = np.empty((n_queries, n_candidates), dtype=np.int64)             # (Q, n) example indices
+    for q in range(n_queries):
+        others = rng.choice(np.delete(np.arange(pool), q) if q < pool else np.arange(pool),
+                            n_candidates - 1, replace=False)
+        cand[q] = np.concatenate([[q], others])
+    images = dataset.batch(np.arange(pool)).images                           # (pool, C, B, A)
+    queries = dataset.batch(np.arange(n_queries))                            # captions (Q, L)
+    cfg = model.cfg
+    device = next(model.parameters()).device
+    gen = torch.Generator().manual_seed(seed)
+    eps = torch.randn(n_queries, cfg.T, cfg.z_size, generator=gen)           # one ε per caption
+    flat_q = np.repeat(np.arange(n_queries), n_candidates)                   # (Q·n,)
+    flat_c = cand.reshape(-1)
+    was_training = model.training
+    model.eval()
+    out = []
+    for i in range(0, len(flat_q), batch_size):
+        q, c = flat_q[i:i + batch_size], flat_c[i:i + batch_size]
+        noise = eps[q].transpose(0, 1).contiguous().to(device)               # (T, m, z)
+        bound = model(images[c].to(device), queries.captions[q].to(device), queries.lengths[q].to(device),
+                      noise=noise).bound
+        out.append(bound.float().cpu())
+    model.train(was_training)
+    return torch.cat(out).view(n_queries, n_candidates).numpy()
