@@ -1,5 +1,4 @@
 """The trainer: configuration, exact resumption, failures that lose nothing, many processes."""
-import json
 import os
 import pickle
 import signal
@@ -8,7 +7,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 

@@ -4,3 +4,6 @@ from .common import CaptionBatch
 from .mnist import DigitPools, MnistError, digit_pools, load_mnist
 from .mnist_captions import MnistCaptions
 from .shapes import ShapesCaptions
+
+__all__ = ["CaptionBatch", "CocoCaptions", "DigitPools", "MnistCaptions", "MnistError", "ShapesCaptions",
+           "digit_pools", "load_mnist"]
