@@ -2,6 +2,7 @@
 
     minidraw train   --preset NAME [--config FILE] [--set key=value ...] --out DIR [--max-minutes M]
     minidraw sample  --checkpoint CKPT --caption "..." [--n 16] --out grid.png [--animation drawing.gif]
+    minidraw evaluate --checkpoint CKPT [--metrics bound,iwae,retrieval,ssi,fidelity] [--json out.json]
     minidraw prepare mnist|coco|shapes ...
 
 ``minidraw COMMAND --help`` shows each command's options and examples.
@@ -134,7 +135,7 @@ def _fail(command: str, error) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import sample, train
+    from . import evaluate, sample, train
     p = argparse.ArgumentParser(prog="minidraw", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -142,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_arguments(t)
     t.set_defaults(func=train.run_command)
     sample.register(sub)
+    evaluate.register(sub)
     prep = sub.add_parser("prepare", help="download and prepare data (mnist, coco, shapes)")
     kinds = prep.add_subparsers(dest="dataset", required=True, metavar="DATASET")
     for name, add, run in (("mnist", _mnist_arguments, _prepare_mnist), ("coco", _coco_arguments, _prepare_coco),

@@ -1,9 +1,10 @@
 """Named presets: the papers' hyper-parameters for GPUs, and small ones for a laptop CPU."""
 from __future__ import annotations
 
+from .baselines import BaselineConfig
 from .draw import CaptionDrawConfig, DrawConfig
 
-PRESETS: dict[str, DrawConfig] = {
+PRESETS: dict[str, DrawConfig | BaselineConfig] = {
     # Gregor et al. (2015), binarised MNIST with attention: 28×28, 64 steps, read 2×2, write 5×5,
     # 256-unit LSTMs, 100-d z, N(0, I) prior. Their bound: −log p(x) ≤ 80.97 nats.
     "draw_mnist_paper": DrawConfig(A=28, B=28, C=1, T=64, read_N=2, write_N=5, enc_size=256, dec_size=256,
@@ -26,11 +27,26 @@ PRESETS: dict[str, DrawConfig] = {
     "aligndraw_shapes_small": CaptionDrawConfig(A=32, B=32, C=3, T=8, read_N=4, write_N=5, enc_size=128,
                                                 dec_size=128, z_size=16, variant="align", vocab_size=31,
                                                 embed_size=32, lang_size=64, align_size=64),
+    # The paper's baselines, conditional VAEs on the sentence vector (minidraw.baselines). The paper
+    # gives no sizes for them: these are ours. The small ones have about as many parameters as
+    # aligndraw_*_small (~0.4 M) and the same language model.
+    "fcvae_mnist_small": BaselineConfig(A=60, B=60, C=1, kind="fc", vocab_size=23, embed_size=32, lang_size=64,
+                                        hidden=48, z_size=32),
+    "convvae_mnist_small": BaselineConfig(A=60, B=60, C=1, kind="conv", vocab_size=23, embed_size=32,
+                                          lang_size=64, channels=16, z_size=32),
+    "fcvae_shapes_small": BaselineConfig(A=32, B=32, C=3, kind="fc", vocab_size=31, embed_size=32, lang_size=64,
+                                         hidden=56, z_size=32),
+    "convvae_shapes_small": BaselineConfig(A=32, B=32, C=3, kind="conv", vocab_size=31, embed_size=32,
+                                           lang_size=64, channels=16, z_size=32),
+    "fcvae_coco_paper": BaselineConfig(A=32, B=32, C=3, kind="fc", vocab_size=0, embed_size=128, lang_size=128,
+                                       hidden=1024, z_size=150),
+    "convvae_coco_paper": BaselineConfig(A=32, B=32, C=3, kind="conv", vocab_size=0, embed_size=128,
+                                         lang_size=128, channels=64, z_size=150),
 }
 
 
-def preset(name: str, **overrides) -> DrawConfig:
-    """A copy of preset ``name`` with ``overrides`` applied (e.g. ``variant="noalign"``)."""
+def preset(name: str, **overrides) -> DrawConfig | BaselineConfig:
+    """A copy of preset ``name`` with ``overrides`` applied (e.g. ``variant="noalign"``, ``kind="conv"``)."""
     if name not in PRESETS:
         raise KeyError(f"unknown preset {name!r}; presets: {', '.join(sorted(PRESETS))}")
     cfg = PRESETS[name]

@@ -223,7 +223,11 @@ class CaptionDrawConfig(DrawConfig):
 
     * ``align`` (alignDRAW): s_t = Σ_j α_j^t h^lang_j, the alignment of chapter 5;
     * ``noalign`` (noalignDRAW): s_t = the sentence vector, the same at every step;
-    * ``skipthought``: s_t = a frozen, pretrained sentence embedding given with the caption;
+    * ``skipthought``: s_t = a frozen, pretrained sentence embedding, the same at every step:
+      with ``sentence_encoder = "external"`` given with the caption as ``sentence``
+      (e.g. :class:`minidraw.text.FrozenSentenceEncoder`); with ``"autoencoder"`` computed
+      inside the model by a frozen BiLSTM that :func:`minidraw.text.pretrain_sentence_encoder`
+      trained on the captions alone before the drawing model starts (works offline);
     * ``draw``: no caption at all (unconditional DRAW, the sanity check).
     """
 
@@ -233,16 +237,25 @@ class CaptionDrawConfig(DrawConfig):
     lang_size: int = 128    # m, per direction: h^lang_j has 2m dims
     align_size: int = 512
     sentence_size: int = 384  # skipthought: size of the frozen embedding (all-MiniLM-L6-v2: 384)
+    sentence_encoder: str = "external"  # skipthought: "external" (given) or "autoencoder" (inside, frozen)
+    sentence_pretrain_steps: int = 500   # skipthought + autoencoder: caption-autoencoder training steps
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
             raise ValueError(f"variant must be one of {VARIANTS}, got {self.variant!r}")
+        if self.sentence_encoder not in ("external", "autoencoder"):
+            raise ValueError(f"sentence_encoder must be 'external' or 'autoencoder', got {self.sentence_encoder!r}")
+        if self.variant == "skipthought" and self.sentence_encoder == "autoencoder":
+            self.sentence_size = 2 * self.lang_size                            # the frozen BiLSTM's mean state
         self.cond_size = {"align": 2 * self.lang_size, "noalign": 2 * self.lang_size,
                           "skipthought": self.sentence_size, "draw": 0}[self.variant]
 
 
-def build(cfg: DrawConfig) -> nn.Module:
-    """The model a configuration describes: :class:`CaptionDraw` or plain :class:`Draw`."""
+def build(cfg) -> nn.Module:
+    """The model a configuration describes: :class:`CaptionDraw`, plain :class:`Draw`, or a baseline VAE."""
+    from .baselines import BaselineConfig, ConditionalVAE   # here: baselines imports this module
+    if isinstance(cfg, BaselineConfig):
+        return ConditionalVAE(cfg)
     return CaptionDraw(cfg) if isinstance(cfg, CaptionDrawConfig) else Draw(cfg)
 
 
@@ -260,6 +273,21 @@ class CaptionDraw(nn.Module):
         self.language = (LanguageModel(cfg.vocab_size, cfg.embed_size, cfg.lang_size)
                          if cfg.variant in ("align", "noalign") else None)
         self.align = Alignment(2 * cfg.lang_size, cfg.dec_size, cfg.align_size) if cfg.variant == "align" else None
+        # skipthought with an in-model encoder: a BiLSTM that is never trained here (its weights are
+        # set once by text.pretrain_sentence_encoder and travel in the checkpoint)
+        self.frozen_language = (LanguageModel(cfg.vocab_size, cfg.embed_size, cfg.lang_size).requires_grad_(False)
+                                if self.internal_encoder else None)
+
+    @property
+    def internal_encoder(self) -> bool:
+        """True when the skipthought sentence vector is computed inside the model."""
+        return self.cfg.variant == "skipthought" and self.cfg.sentence_encoder == "autoencoder"
+
+    def train(self, mode: bool = True) -> "CaptionDraw":
+        super().train(mode)
+        if self.frozen_language is not None:
+            self.frozen_language.eval()                                        # frozen: always inference mode
+        return self
 
     def context(self, captions: Optional[Tensor], lengths: Optional[Tensor],
                 sentence: Optional[Tensor] = None) -> Optional[Context]:
@@ -268,6 +296,9 @@ class CaptionDraw(nn.Module):
         if variant == "draw":
             return None
         if variant == "skipthought":
+            if sentence is None and self.frozen_language is not None and captions is not None:
+                with torch.no_grad():
+                    sentence = sentence_vector(*self.frozen_language(captions, lengths))  # (M, 2m), frozen
             if sentence is None:
                 raise ValueError("the skipthought variant needs sentence embeddings (M, sentence_size)")
             return lambda h_dec: (sentence, None)

@@ -1,4 +1,8 @@
-"""Evaluation: the paper's retrieval and image-similarity measures.
+"""Evaluation: the paper's measures — bound, retrieval, SSI — and caption fidelity.
+
+**The bound** (the paper's lower-bound table): −L in nats per image, averaged
+over a split, with its standard error; and the tighter importance-weighted
+estimate −L_K (Burda et al., 2016) from K posterior samples per image.
 
 **Retrieval** (the paper's image-retrieval table). For each test caption, rank a
 candidate set of images — its own image and others drawn at random — by how
@@ -10,10 +14,25 @@ median rank 50.
 **SSI** (structural similarity, the paper's last column): the mean SSIM between
 an image generated from a test caption and that caption's true image, computed
 with scikit-image's maintained implementation.
+
+**Caption fidelity** (ours): does a picture generated from a caption show what
+the caption says? Classifiers in :mod:`minidraw.fidelity` read each named object
+at its named place; reported for seen and held-out compositions.
+
+:func:`evaluate` computes a table row — any of ``bound``, ``iwae``,
+``retrieval``, ``ssi``, ``fidelity`` — for one model on its data splits
+(:func:`splits_for` rebuilds them from a checkpoint), and ``minidraw evaluate``
+runs it from the command line.
 """
 from __future__ import annotations
 
+import argparse
+import json
+import math
+import time
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Optional
 
 import numpy as np
 import torch
@@ -106,3 +125,263 @@ def retrieval_scores(model, dataset, n_queries: int = 100, n_candidates: int = 1
         out.append(bound.float().cpu())
     model.train(was_training)
     return torch.cat(out).view(n_queries, n_candidates).numpy()
+
+
+# ---- the bound on a split ----------------------------------------------------------------------
+@dataclass(frozen=True)
+class Estimate:
+    """A mean over ``n`` examples and its standard error."""
+
+    mean: float
+    se: float
+    n: int
+
+    @classmethod
+    def of(cls, values: torch.Tensor) -> "Estimate":
+        v = values.detach().double().cpu()
+        se = v.std().item() / math.sqrt(len(v)) if len(v) > 1 else float("nan")
+        return cls(v.mean().item(), se, len(v))
+
+    def __str__(self) -> str:
+        return f"{self.mean:.2f} ± {self.se:.2f}"
+
+
+def _batches(data, n: int, batch_size: int) -> Iterable[tuple]:
+    """The first ``n`` examples of a data set (or a tensor of images) as the model's arguments."""
+    n = min(n, len(data))
+    for i in range(0, n, batch_size):
+        idx = np.arange(i, min(n, i + batch_size))
+        if isinstance(data, torch.Tensor):
+            yield (data[torch.from_numpy(idx)],)
+        else:
+            b = data.batch(idx)
+            yield (b.images, b.captions, b.lengths)
+
+
+def _device(model) -> torch.device:
+    return next(model.parameters()).device
+
+
+@torch.no_grad()
+def bound(model, data, n: int = 1000, batch_size: int = 500, seed: int = 0) -> Estimate:
+    """−L in nats per image over the first ``n`` examples of ``data`` (one sample of z each)."""
+    was = model.training
+    model.eval()
+    with torch.random.fork_rng(devices=range(torch.cuda.device_count())):   # the caller's RNG is untouched
+        torch.manual_seed(seed)
+        dev = _device(model)
+        values = torch.cat([model(*(a.to(dev) for a in b)).bound.float().cpu() for b in _batches(data, n, batch_size)])
+    model.train(was)
+    return Estimate.of(values)
+
+
+@torch.no_grad()
+def iwae(model, data, n: int = 200, K: int = 50, seed: int = 0, images_per_pass: int = 1000) -> Estimate:
+    """−L_K in nats per image (K importance samples each): ≤ −L in expectation, → −log p(x) as K grows."""
+    was = model.training
+    model.eval()
+    with torch.random.fork_rng(devices=range(torch.cuda.device_count())):
+        torch.manual_seed(seed)
+        dev = _device(model)
+        per = max(1, images_per_pass // K)                                   # images per pass: K copies each
+        values = torch.cat([model.iwae(*(a.to(dev) for a in b), K=K).float().cpu()
+                            for b in _batches(data, n, per)])
+    model.train(was)
+    return Estimate.of(values)
+
+
+# ---- generation, SSI, fidelity -----------------------------------------------------------------
+@torch.no_grad()
+def generate(model, dataset, n: int = 500, seed: int = 0, batch_size: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
+    """One image generated from each of the first ``n`` captions, and the captions' true images.
+
+    Returns ``(generated, truth)``, both ``(n, C, B, A)`` in [0, 1]; the generated image is the
+    mean σ(c_T) of the Bernoulli pixels, as the paper shows them.
+    """
+    was = model.training
+    model.eval()
+    out, truth = [], []
+    with torch.random.fork_rng(devices=range(torch.cuda.device_count())):
+        torch.manual_seed(seed)
+        dev = _device(model)
+        for images, captions, lengths in _batches(dataset, n, batch_size):
+            out.append(model.generate(captions.to(dev), lengths.to(dev)).images.float().cpu())
+            truth.append(images)
+    model.train(was)
+    return torch.cat(out), torch.cat(truth)
+
+
+def caption_fidelity(images: torch.Tensor, texts: list[str], dataset):
+    """Fidelity of ``images`` to ``texts`` with the checker that fits ``dataset`` (MNIST captions or shapes)."""
+    from .data.mnist_captions import MnistCaptions
+    from .data.shapes import ShapesCaptions
+    from . import fidelity as F
+    if isinstance(dataset, MnistCaptions):
+        return F.mnist_fidelity(images, texts, F.digit_classifier(dataset.pools))
+    if isinstance(dataset, ShapesCaptions):
+        return F.shapes_fidelity(images, texts, F.shape_classifier())
+    raise ValueError(f"caption fidelity is defined for MNIST with captions and captioned shapes, "
+                     f"not {type(dataset).__name__}")
+
+
+# ---- a row of the table ------------------------------------------------------------------------
+METRICS = ("bound", "iwae", "retrieval", "ssi", "fidelity")
+
+
+@dataclass
+class Sizes:
+    """How many examples each measure uses (the chapter shrinks them on a CPU)."""
+
+    bound: int = 2000       # images per split for −L
+    iwae: int = 200         # images for −L_K
+    K: int = 50             # importance samples
+    queries: int = 200      # retrieval: captions, each against 100 candidates
+    candidates: int = 100
+    ssi: int = 500          # captions generated from for SSI
+    fidelity: int = 500     # captions generated from, per split (seen and held out)
+
+
+def splits_for(train: dict, model_cfg, data: Optional[str] = None) -> dict:
+    """The evaluation splits of a checkpoint's data: ``train``, ``test`` and, where the data has
+    them, ``heldout`` compositions (MNIST with captions, shapes). ``train`` is the checkpoint's
+    saved training settings."""
+    from .train import TrainConfig, data_for
+    cfg = TrainConfig(**{**train, **({"data": data} if data is not None else {})})
+    train_src, test_src, _, _ = data_for(cfg, model_cfg)
+    splits = {"train": train_src, "test": test_src}
+    from .data.mnist_captions import MnistCaptions
+    from .data.shapes import ShapesCaptions
+    if isinstance(test_src, MnistCaptions):
+        splits["heldout"] = MnistCaptions("heldout", test_src.pools, seed=test_src.seed,
+                                          holdout_seed=test_src.holdout_seed)
+    elif isinstance(test_src, ShapesCaptions):
+        splits["heldout"] = ShapesCaptions("heldout", seed=test_src.seed, holdout_seed=test_src.holdout_seed)
+    elif type(test_src).__name__ == "CocoCaptions":
+        from .data.coco import CocoCaptions
+        splits["test"] = CocoCaptions("test", root=cfg.data or None)
+    return splits
+
+
+def evaluate(model, splits: dict, metrics: Iterable[str] = METRICS, sizes: Sizes = Sizes(), seed: int = 0,
+             progress: bool = False) -> dict:
+    """One row of the evaluation table, as a flat dict of numbers.
+
+    ``splits``: ``{"train": ..., "test": ..., "heldout": ...}`` (see :func:`splits_for`); measures
+    that need captions are skipped for unconditional models. Keys: ``train_bound``,
+    ``test_bound`` (and ``_se``), ``test_iwae``, ``R@1`` … ``R@50``, ``med_r``, ``ssi``,
+    ``fidelity_seen``, ``fidelity_heldout``, and ``seconds``.
+    """
+    metrics = list(metrics)
+    unknown = sorted(set(metrics) - set(METRICS))
+    if unknown:
+        raise ValueError(f"unknown metric(s) {unknown}; choose from {', '.join(METRICS)}")
+    captioned = not isinstance(splits["test"], torch.Tensor)
+    row: dict = {}
+    start = time.perf_counter()
+    say = print if progress else (lambda *a, **k: None)
+    if "bound" in metrics:
+        for name in ("train", "test"):
+            e = bound(model, splits[name], sizes.bound, seed=seed)
+            row[f"{name}_bound"], row[f"{name}_bound_se"] = e.mean, e.se
+            say(f"{name} −L = {e} nats ({e.n} images)")
+    if "iwae" in metrics:
+        e = iwae(model, splits["test"], sizes.iwae, sizes.K, seed=seed)
+        row["test_iwae"], row["test_iwae_se"] = e.mean, e.se
+        say(f"test −L_{sizes.K} = {e} nats ({e.n} images)")
+    if captioned and "retrieval" in metrics:
+        test = splits["test"]
+        r = retrieval_metrics(retrieval_scores(model, test, min(sizes.queries, len(test)), sizes.candidates,
+                                               pool=min(len(test), max(sizes.queries, 10 * sizes.candidates)),
+                                               seed=seed))
+        row.update({f"R@{k}": v for k, v in r.recall.items()}, med_r=r.median_rank)
+        say(f"retrieval over {sizes.queries} captions: {r.row()}")
+    if captioned and "ssi" in metrics:
+        generated, truth = generate(model, splits["test"], sizes.ssi, seed=seed)
+        row["ssi"] = ssi(generated, truth)
+        say(f"SSI over {len(truth)} captions: {row['ssi']:.3f}")
+    if captioned and "fidelity" in metrics:
+        for name, key in (("test", "fidelity_seen"), ("heldout", "fidelity_heldout")):
+            if name not in splits:
+                continue
+            data = splits[name]
+            generated, _ = generate(model, data, sizes.fidelity, seed=seed)
+            result = caption_fidelity(generated, data.texts(np.arange(len(generated))), data)
+            row[key] = 100.0 * result.rate
+            row[f"{key}_by_template"] = {k: 100.0 * v for k, v in result.by_template().items()}
+            say(f"fidelity, {name} captions: {row[key]:.1f} %")
+    row["seconds"] = round(time.perf_counter() - start, 1)
+    return row
+
+
+COLUMNS = (("train_bound", "train −L", "{:.1f}"), ("test_bound", "test −L", "{:.1f}"),
+           ("test_iwae", "test −L_K", "{:.1f}"), ("R@1", "R@1", "{:.1f}"), ("R@5", "R@5", "{:.1f}"),
+           ("R@10", "R@10", "{:.1f}"), ("R@50", "R@50", "{:.1f}"), ("med_r", "med r", "{:g}"),
+           ("ssi", "SSI", "{:.3f}"), ("fidelity_seen", "fidelity seen %", "{:.1f}"),
+           ("fidelity_heldout", "fidelity held-out %", "{:.1f}"))
+
+
+def markdown_table(rows: dict[str, dict], columns=COLUMNS) -> str:
+    """``{model name: row}`` as a Markdown table; columns no row has are left out, blanks are "–"."""
+    cols = [c for c in columns if any(c[0] in r for r in rows.values())]
+    lines = ["| model | " + " | ".join(title for _, title, _ in cols) + " |",
+             "|---|" + "---:|" * len(cols)]
+    for name, r in rows.items():
+        cells = [fmt.format(r[key]) if key in r and r[key] is not None else "–" for key, _, fmt in cols]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+# ---- command line ---------------------------------------------------------------------------
+EXAMPLES = """examples:
+  minidraw evaluate --checkpoint runs/align/checkpoint.pt
+  minidraw evaluate --checkpoint runs/align/checkpoint.pt --metrics bound,retrieval --json align.json
+  minidraw evaluate --checkpoint runs/coco/checkpoint.pt --data data/coco --queries 1000 --device cuda
+"""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.description = ("Evaluate a checkpoint on its data: the bound (train/test), IWAE, retrieval R@K and "
+                     "median rank, SSI, and caption fidelity (seen / held-out compositions).")
+    p.epilog, p.formatter_class = EXAMPLES, argparse.RawDescriptionHelpFormatter
+    p.add_argument("--checkpoint", required=True, help="a checkpoint.pt written by `minidraw train`")
+    p.add_argument("--metrics", default=",".join(METRICS),
+                   help=f"comma-separated, from {','.join(METRICS)} (default: all)")
+    p.add_argument("--json", default=None, help="also write the results to this JSON file")
+    p.add_argument("--data", default=None, help="data folder, if not the one the checkpoint was trained with")
+    for f, help_ in (("bound", "images per split for the bound"), ("iwae", "images for IWAE"),
+                     ("K", "importance samples for IWAE"), ("queries", "retrieval captions"),
+                     ("ssi", "captions for SSI"), ("fidelity", "captions per split for fidelity")):
+        p.add_argument(f"--{f.lower()}", type=int, default=getattr(Sizes, f), help=f"{help_} (default %(default)s)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from .train import load
+    metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
+    unknown = sorted(set(metrics) - set(METRICS))
+    if unknown:
+        raise SystemExit(f"minidraw evaluate: unknown metric(s) {unknown}; choose from {', '.join(METRICS)}")
+    try:
+        model, ckpt = load(args.checkpoint, map_location=args.device)
+    except (FileNotFoundError, RuntimeError) as e:
+        raise SystemExit(f"minidraw evaluate: {e}") from None
+    model.to(args.device)
+    if "train" not in ckpt:
+        raise SystemExit(f"minidraw evaluate: {args.checkpoint} has no training settings, so its data is unknown")
+    splits = splits_for(ckpt["train"], model.cfg, args.data)
+    sizes = Sizes(bound=args.bound, iwae=args.iwae, K=args.k, queries=args.queries, ssi=args.ssi,
+                  fidelity=args.fidelity)
+    row = evaluate(model, splits, metrics, sizes, seed=args.seed, progress=True)
+    row = {"checkpoint": str(args.checkpoint), "step": ckpt.get("step"), "data": ckpt.get("data"), **row}
+    print(markdown_table({Path(args.checkpoint).parent.name or "model": row}))
+    if args.json:
+        Path(args.json).write_text(json.dumps(row, indent=1) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("evaluate", help="evaluate a checkpoint: bound, IWAE, retrieval, SSI, fidelity")
+    add_arguments(p)
+    p.set_defaults(func=run_command)

@@ -27,8 +27,9 @@ GENEROUS_MAX_WORDS = 64  # longest caption for a vocabulary with no known captio
 
 # ---- the caption's words ---------------------------------------------------------------
 def takes_caption(model: nn.Module) -> bool:
-    """Whether ``model`` draws from a caption (every CaptionDraw variant but ``draw``)."""
-    return isinstance(model, CaptionDraw) and model.cfg.variant != "draw"
+    """Whether ``model`` draws from a caption (every CaptionDraw variant but ``draw``; the baselines)."""
+    from .baselines import ConditionalVAE
+    return isinstance(model, ConditionalVAE) or (isinstance(model, CaptionDraw) and model.cfg.variant != "draw")
 
 
 def _known_vocabularies() -> dict[str, Vocabulary]:
@@ -101,7 +102,8 @@ def encode_captions(vocab: Vocabulary, texts: Sequence[str], max_words: int) -> 
 def check_request(model: nn.Module, caption: Optional[str]) -> None:
     """``ValueError`` unless a caption is given exactly when ``model`` draws from one."""
     if takes_caption(model) and caption is None:
-        raise ValueError(f"this model ({model.cfg.variant}) draws from a caption; give one with --caption")
+        raise ValueError(f"this model ({getattr(model.cfg, 'variant', type(model).__name__)}) draws from a "
+                         "caption; give one with --caption")
     if not takes_caption(model) and caption is not None:
         raise ValueError("this model is unconditional and takes no caption; leave --caption out")
 
@@ -128,7 +130,7 @@ def sample(model: nn.Module, vocab: Optional[Vocabulary], caption: Optional[str]
     device = next(model.parameters()).device
     ids, lengths = ids.expand(n, -1).to(device), lengths.expand(n).to(device)  # (n, L), (n,)
     sentence = None
-    if model.cfg.variant == "skipthought":
+    if getattr(model.cfg, "variant", None) == "skipthought" and model.cfg.sentence_encoder == "external":
         from .text import FrozenSentenceEncoder
         sentence = FrozenSentenceEncoder()([caption]).to(device).expand(n, -1)  # (n, sentence_size)
         if sentence.shape[1] != model.cfg.sentence_size:
@@ -261,7 +263,9 @@ def run(args: argparse.Namespace) -> int:
         fig.savefig(out, dpi=100)
         plt.close(fig)
         print(f"{args.n} image(s): {out}")
-        if args.animation:
+        if args.animation and gen.write is None:
+            print("no animation: this model draws in one step, without attention windows")
+        elif args.animation:
             words = tokenize(args.caption) if args.caption is not None else None
             alpha = None if gen.alpha is None else gen.alpha[0].cpu()             # (T, L)
             anim = viz.animate_drawing(gen.canvases[:, 0].cpu(), window_of(gen.write, 0), model.cfg.write_N,

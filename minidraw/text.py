@@ -20,6 +20,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
@@ -256,3 +257,78 @@ class FrozenSentenceEncoder:
         if emb.shape != (len(texts), self.size):
             raise RuntimeError(f"the encoder returned {tuple(emb.shape)}, expected {(len(texts), self.size)}")
         return emb
+
+
+# ---- a frozen sentence encoder we can pretrain offline ----------------------------------
+class SentenceAutoencoder(nn.Module):
+    """A caption autoencoder: the offline stand-in for skip-thought vectors.
+
+    Skip-thought vectors (Kiros et al., 2015) are a sentence encoder trained on
+    text alone — an RNN decoder must regenerate the neighbouring sentences from
+    the encoder's vector — and then frozen. We train the same kind of thing on
+    the captions themselves: the encoder is a :class:`LanguageModel` whose
+    sentence vector ``s`` (the mean of h^lang_j) must let a one-layer LSTM
+    decoder regenerate the caption word by word::
+
+        s       = mean_j h^lang_j(y)                      (2m numbers)
+        g_j     = LSTM_dec(g_{j−1}, [E' y_{j−1} ; s])      (y_0 = <pad> as start symbol)
+        p(y_j | y_<j, s) = softmax(W g_j)
+        loss    = −Σ_j log p(y_j | y_<j, s) / length        (nats per word)
+
+    Nothing in the loss knows about images, so, like skip-thought, the vector is
+    a property of the text alone; since "3 left of 7" and "7 left of 3" must be
+    told apart to be regenerated, the vector keeps word order (a bag of words
+    would not).
+    """
+
+    def __init__(self, vocab_size: int, embed_size: int = 32, hidden_size: int = 64) -> None:
+        super().__init__()
+        self.encoder = LanguageModel(vocab_size, embed_size, hidden_size)
+        self.embed = nn.Embedding(vocab_size, embed_size, padding_idx=0)   # E', the decoder's own
+        self.decoder = nn.LSTM(embed_size + 2 * hidden_size, 2 * hidden_size, batch_first=True)
+        self.out = nn.Linear(2 * hidden_size, vocab_size)                  # W
+
+    def encode(self, ids: Tensor, lengths: Tensor) -> Tensor:
+        """The sentence vector ``s (M, 2m)``."""
+        return sentence_vector(*self.encoder(ids, lengths))
+
+    def forward(self, ids: Tensor, lengths: Tensor) -> Tensor:
+        """Reconstruction loss, nats per word, ``(M,)``."""
+        M, L = ids.shape
+        s = self.encode(ids, lengths)                                      # (M, 2m)
+        prev = torch.cat([torch.zeros_like(ids[:, :1]), ids[:, :-1]], 1)   # (M, L)  y_{j−1}, y_0 = <pad>
+        inp = torch.cat([self.embed(prev), s[:, None].expand(M, L, -1)], -1)  # (M, L, e + 2m)
+        g, _ = self.decoder(inp)                                           # (M, L, 2m)
+        logp = torch.log_softmax(self.out(g), -1)                          # (M, L, V)
+        nll = -logp.gather(-1, ids[..., None])[..., 0]                     # (M, L)  −log p(y_j | y_<j, s)
+        mask = torch.arange(L, device=ids.device) < lengths.to(ids.device)[:, None]  # (M, L)
+        return (nll * mask).sum(1) / mask.sum(1)                           # (M,)
+
+
+def pretrain_sentence_encoder(dataset, vocab_size: int, embed_size: int = 32, hidden_size: int = 64,
+                              steps: int = 500, batch_size: int = 64, lr: float = 3e-3, seed: int = 0,
+                              progress: bool = False) -> tuple[LanguageModel, float]:
+    """Train a :class:`SentenceAutoencoder` on ``dataset``'s captions; return its frozen encoder.
+
+    ``dataset.batch(indices)`` must give ``.captions (M, L)`` and ``.lengths (M,)``. Returns the
+    encoder (``requires_grad`` off, eval mode) and the last reconstruction loss in nats per word.
+    Captions are drawn from a seeded generator, so the result is a function of ``seed``.
+    """
+    from tqdm.auto import tqdm
+
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = SentenceAutoencoder(vocab_size, embed_size, hidden_size)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    rng = np.random.default_rng([seed, 7])
+    n = len(dataset)
+    loss = float("nan")
+    for _ in tqdm(range(steps), disable=not progress, desc="sentence encoder", unit="step"):
+        b = dataset.batch(rng.integers(0, n, batch_size))
+        value = model(b.captions, b.lengths).mean()
+        opt.zero_grad(set_to_none=True)
+        value.backward()
+        opt.step()
+        loss = value.item()
+    encoder = model.encoder.eval().requires_grad_(False)
+    return encoder, loss

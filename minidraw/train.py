@@ -49,6 +49,7 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
+from .baselines import BaselineConfig
 from .configs import PRESETS, preset
 from .data.mnist import binarize, digit_pools
 from .draw import CaptionDrawConfig, DrawConfig, build
@@ -211,9 +212,9 @@ def caption_batches(dataset, batch_size: int, seed: int = 0, device="cpu"):
     return (batches(step) for step in range(1, 1 << 62))
 
 
-def data_for(cfg: TrainConfig, model_cfg: DrawConfig):
+def data_for(cfg: TrainConfig, model_cfg: DrawConfig | BaselineConfig):
     """Training source, test source, a description, and the vocabulary (or None), for a preset."""
-    if not isinstance(model_cfg, CaptionDrawConfig):
+    if not isinstance(model_cfg, (CaptionDrawConfig, BaselineConfig)):
         train, test, source = mnist_binarized(cfg.data)
         return train, test, source, None
     if "shapes" in cfg.preset:
@@ -245,7 +246,8 @@ def save(path: str | os.PathLike, model, extra: dict | None = None) -> None:
     tmp = path.with_name(path.name + ".tmp")
     model = getattr(model, "module", model)  # unwrap DistributedDataParallel
     model = getattr(model, "_orig_mod", model)  # unwrap torch.compile
-    kind = "caption" if isinstance(model.cfg, CaptionDrawConfig) else "draw"
+    kind = ("baseline" if isinstance(model.cfg, BaselineConfig) else
+            "caption" if isinstance(model.cfg, CaptionDrawConfig) else "draw")
     with open(tmp, "wb") as f:
         torch.save({"kind": kind, "config": model.cfg.to_dict(), "model": model.state_dict(), **(extra or {})}, f)
         f.flush()
@@ -261,7 +263,7 @@ def load(path: str | os.PathLike, map_location="cpu"):
                                 f"`minidraw train --preset NAME --out {path.parent}`")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
-        config_class = CaptionDrawConfig if ckpt.get("kind") == "caption" else DrawConfig
+        config_class = {"caption": CaptionDrawConfig, "baseline": BaselineConfig}.get(ckpt.get("kind"), DrawConfig)
         model = build(config_class.from_dict(ckpt["config"]))
         model.load_state_dict(ckpt["model"])
     except Exception as e:
@@ -436,7 +438,8 @@ def run(cfg: TrainConfig, out: Optional[str | os.PathLike] = None, progress: boo
     device = f"cuda:{local}" if torch.cuda.is_available() else "cpu"
     model_cfg = preset(cfg.preset, **cfg.model)
     train_src, test_src, source, vocab = data_for(cfg, model_cfg)
-    if isinstance(model_cfg, CaptionDrawConfig) and vocab is not None and model_cfg.vocab_size != len(vocab):
+    captioned = isinstance(model_cfg, (CaptionDrawConfig, BaselineConfig))
+    if captioned and vocab is not None and model_cfg.vocab_size != len(vocab):
         model_cfg.vocab_size = len(vocab)    # e.g. COCO: the prepared vocabulary decides
     torch.manual_seed(cfg.seed)
     model = build(model_cfg).to(device)
@@ -459,6 +462,15 @@ def run(cfg: TrainConfig, out: Optional[str | os.PathLike] = None, progress: boo
             rows = [r for r in read_metrics(out) if r["step"] <= start]
             (Path(out) / METRICS).write_text("".join(json.dumps(r) + "\n" for r in rows))
             print(f"resuming {ckpt_path} at step {start}")
+    if start == 0 and getattr(model, "frozen_language", None) is not None:   # skipthought, offline encoder
+        from .text import pretrain_sentence_encoder
+        encoder, loss = pretrain_sentence_encoder(train_src, model_cfg.vocab_size, model_cfg.embed_size,
+                                                  model_cfg.lang_size, steps=model_cfg.sentence_pretrain_steps,
+                                                  seed=cfg.seed, progress=progress and rank == 0)
+        model.frozen_language.load_state_dict(encoder.state_dict())
+        if rank == 0:
+            print(f"frozen sentence encoder: caption autoencoder, {loss:.3f} nats per word after "
+                  f"{model_cfg.sentence_pretrain_steps} steps")
     if rank == 0:
         print(source)
     net = model
@@ -479,6 +491,7 @@ def run(cfg: TrainConfig, out: Optional[str | os.PathLike] = None, progress: boo
 EXAMPLES = """examples:
   minidraw train --preset draw_mnist_small --set lr=3e-3 --out runs/draw --max-minutes 3
   minidraw train --preset aligndraw_mnist_small --set lr=3e-3 model.variant=noalign --out runs/noalign
+  minidraw train --preset convvae_mnist_small --out runs/convvae   # a baseline: conditional conv-deconv VAE
   minidraw train --config my.toml --out runs/mine          # TOML: top-level settings, [model] table
   minidraw train --out runs/draw                           # resumes runs/draw/checkpoint.pt
   torchrun --nproc_per_node 4 -m minidraw train --preset aligndraw_coco_paper --out runs/coco
@@ -487,7 +500,7 @@ presets: """ + ", ".join(sorted(PRESETS))
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.description = "Train a model (DRAW, alignDRAW or a variant); resumes from OUT/checkpoint.pt."
+    p.description = "Train a model (DRAW, alignDRAW, a variant or a baseline VAE); resumes from OUT/checkpoint.pt."
     p.epilog = EXAMPLES
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.add_argument("--preset", help="a named model configuration (default: draw_mnist_small)")

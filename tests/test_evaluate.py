@@ -98,3 +98,105 @@ def test_retrieval_scores_with_a_real_alignDRAW_and_common_noise():
     assert a.shape == (4, 10) and np.isfinite(a).all()
     np.testing.assert_allclose(a, b, rtol=1e-5)      # batching does not change a score: ε is per caption
     assert model.training
+
+
+# ---- the bound on a split, generation, the table row, the command -----------------------------
+def tiny_aligndraw(seed=0):
+    from minidraw.configs import preset
+    from minidraw.draw import build
+    torch.manual_seed(seed)
+    return build(preset("aligndraw_shapes_small", T=3, enc_size=16, dec_size=16, z_size=4, lang_size=8,
+                        align_size=8, embed_size=8))
+
+
+def test_estimate_is_the_mean_and_its_standard_error():
+    from minidraw.evaluate import Estimate
+    v = torch.tensor([1.0, 2.0, 4.0, 9.0])
+    e = Estimate.of(v)
+    assert e.n == 4 and e.mean == pytest.approx(4.0)
+    assert e.se == pytest.approx(np.std([1, 2, 4, 9], ddof=1) / 2)
+    assert str(Estimate(1.234, 0.5, 3)) == "1.23 ± 0.50"
+
+
+def test_split_bound_matches_a_naive_loop_and_leaves_the_rng_alone():
+    from minidraw.data.shapes import ShapesCaptions
+    from minidraw.evaluate import bound
+    model, data = tiny_aligndraw(), ShapesCaptions("test")
+    torch.manual_seed(123)
+    expected_next = torch.rand(1)
+    torch.manual_seed(123)
+    e = bound(model, data, n=30, batch_size=7, seed=5)
+    assert torch.equal(torch.rand(1), expected_next)                     # the caller's RNG is untouched
+    torch.manual_seed(5)                                                  # naive: same seed, same batches
+    model.eval()
+    naive = []
+    for i in range(0, 30, 7):
+        b = data.batch(np.arange(i, min(30, i + 7)))
+        naive.append(model(b.images, b.captions, b.lengths).bound)
+    naive = torch.cat(naive)
+    assert e.n == 30 and e.mean == pytest.approx(naive.mean().item(), rel=1e-5)
+    assert e.se == pytest.approx(naive.std().item() / np.sqrt(30), rel=1e-4)
+    assert bound(model, data, n=30, batch_size=30, seed=5).mean == pytest.approx(e.mean, rel=0.05)
+
+
+def test_iwae_on_a_split_is_tighter_than_the_bound_and_works_unconditionally():
+    from minidraw.data.shapes import ShapesCaptions
+    from minidraw.draw import Draw, DrawConfig
+    from minidraw.evaluate import bound, iwae
+    model, data = tiny_aligndraw(), ShapesCaptions("test")
+    single = np.mean([bound(model, data, n=16, seed=s).mean for s in range(6)])   # E[−L] over ε
+    tight = iwae(model, data, n=16, K=20, images_per_pass=64)
+    assert tight.n == 16 and tight.mean < single                          # −L_K ≤ E[−L]
+    torch.manual_seed(0)
+    draw = Draw(DrawConfig(A=8, B=8, T=2, read_N=2, write_N=2, enc_size=8, dec_size=8, z_size=3))
+    x = (torch.rand(10, 1, 8, 8) > 0.5).float()
+    assert np.isfinite(iwae(draw, x, n=10, K=5).mean) and bound(draw, x, n=10).n == 10
+
+
+def test_generate_one_image_per_caption_seeded():
+    from minidraw.data.shapes import ShapesCaptions
+    from minidraw.evaluate import generate
+    model, data = tiny_aligndraw(), ShapesCaptions("test")
+    g, t = generate(model, data, n=9, seed=1, batch_size=4)
+    assert g.shape == t.shape == (9, 3, 32, 32) and 0 <= g.min() and g.max() <= 1
+    torch.testing.assert_close(t, data.batch(np.arange(9)).images)
+    torch.testing.assert_close(generate(model, data, n=9, seed=1, batch_size=4)[0], g)
+    assert not torch.equal(generate(model, data, n=9, seed=2, batch_size=4)[0], g)
+    assert model.training
+
+
+def test_evaluate_row_and_table():
+    from minidraw.data.shapes import ShapesCaptions
+    from minidraw.evaluate import Sizes, evaluate, markdown_table
+    model = tiny_aligndraw()
+    splits = {"train": ShapesCaptions("train"), "test": ShapesCaptions("test")}
+    sizes = Sizes(bound=20, iwae=4, K=3, queries=6, candidates=10, ssi=5)
+    row = evaluate(model, splits, ["bound", "iwae", "retrieval", "ssi"], sizes)
+    for key in ("train_bound", "test_bound", "test_iwae", "R@1", "R@5", "R@10", "R@50", "med_r", "ssi"):
+        assert np.isfinite(row[key]), key
+    assert 1 <= row["med_r"] <= 10
+    table = markdown_table({"tiny": row, "empty": {}})
+    assert table.splitlines()[0].startswith("| model | train −L | test −L | test −L_K | R@1")
+    assert table.splitlines()[-1].startswith("| empty | – |")
+    with pytest.raises(ValueError, match="unknown metric"):
+        evaluate(model, splits, ["bound", "fid"])
+
+
+def test_evaluate_command_on_a_checkpoint(tmp_path, capsys):
+    import json
+
+    from minidraw import cli, train
+    cfg = train.load_config("aligndraw_shapes_small", sets=[
+        "max_steps=2", "batch_size=4", "eval_every=0", "eval_examples=4", "model.T=2", "model.enc_size=8",
+        "model.dec_size=8", "model.z_size=3", "model.lang_size=4", "model.align_size=4", "model.embed_size=4"])
+    train.run(cfg, tmp_path / "run", progress=False)
+    out = tmp_path / "row.json"
+    assert cli.main(["evaluate", "--checkpoint", str(tmp_path / "run" / "checkpoint.pt"), "--metrics",
+                     "bound,retrieval", "--bound", "8", "--queries", "5", "--json", str(out)]) == 0
+    row = json.loads(out.read_text())
+    assert row["step"] == 2 and np.isfinite(row["test_bound"]) and "R@10" in row and "ssi" not in row
+    assert "| run |" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="unknown metric"):
+        cli.main(["evaluate", "--checkpoint", str(tmp_path / "run" / "checkpoint.pt"), "--metrics", "bleu"])
+    with pytest.raises(SystemExit, match="no checkpoint"):
+        cli.main(["evaluate", "--checkpoint", str(tmp_path / "nothing.pt")])

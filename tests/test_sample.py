@@ -156,3 +156,18 @@ def test_subcommand_registration(ckpts, tmp_path):
     p = argparse.ArgumentParser()
     add_arguments(p)
     assert p.parse_args(["--checkpoint", "c.pt", "--out", "o.png"]).n == 16
+
+
+def test_sample_from_a_baseline_checkpoint(tmp_path, capsys):
+    """The baselines draw from a caption too, in one step (so no animation)."""
+    from minidraw import train
+    from minidraw.sample import main
+    cfg = train.load_config("fcvae_shapes_small", sets=["max_steps=1", "batch_size=4", "eval_every=0",
+                                                        "eval_examples=4"])
+    train.run(cfg, tmp_path / "vae", progress=False)
+    grid = tmp_path / "grid.png"
+    assert main(["--checkpoint", str(tmp_path / "vae" / "checkpoint.pt"), "--caption",
+                 "a red circle on a white background .", "--n", "4", "--out", str(grid),
+                 "--animation", str(tmp_path / "a.gif")]) == 0
+    assert grid.stat().st_size > 0 and not (tmp_path / "a.gif").exists()
+    assert "no animation" in capsys.readouterr().out

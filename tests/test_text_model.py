@@ -158,3 +158,38 @@ def test_frozen_sentence_encoder_wraps_a_sentence_transformer(monkeypatch):
     assert enc.size == 4 and out.shape == (2, 4) and out.dtype == torch.float32 and out[0, 0] == 12
     with pytest.raises(TypeError, match="list of captions"):
         enc("a red circle")
+
+
+def test_caption_autoencoder_learns_and_its_vector_keeps_word_order():
+    """The offline skip-thought stand-in: trained on text alone, its frozen vector tells
+    "3 left of 7" from "7 left of 3" (a bag of words could not)."""
+    from minidraw.data.mnist_captions import VOCAB
+    from minidraw.text import SentenceAutoencoder, pretrain_sentence_encoder
+
+    class Captions:  # the caption side of a data set: every template and digit pair
+        def __init__(self):
+            from minidraw.data.mnist_captions import TEMPLATES
+            texts = [t.format(d=d, e=e) for t in TEMPLATES for d in range(10) for e in range(10) if d != e]
+            self.ids, self.lengths = VOCAB.encode_batch(texts)
+
+        def __len__(self):
+            return len(self.lengths)
+
+        def batch(self, idx):
+            from types import SimpleNamespace
+            return SimpleNamespace(captions=self.ids[idx], lengths=self.lengths[idx])
+
+    data = Captions()
+    torch.manual_seed(0)
+    untrained = SentenceAutoencoder(len(VOCAB)).requires_grad_(False)
+    start = untrained(data.ids[:64], data.lengths[:64]).mean().item()
+    encoder, loss = pretrain_sentence_encoder(data, len(VOCAB), steps=150, seed=0)
+    assert loss < 0.25 * start, (start, loss)
+    assert not any(p.requires_grad for p in encoder.parameters()) and not encoder.training
+    a, n = VOCAB.encode_batch(["the digit 3 is on the left of the digit 7 .",
+                               "the digit 7 is on the left of the digit 3 ."])
+    s = sentence_vector(*encoder(a, n))
+    assert (s[0] - s[1]).norm() > 0.1 * s[0].norm()
+    again, _ = pretrain_sentence_encoder(data, len(VOCAB), steps=150, seed=0)   # a function of the seed
+    for p, q in zip(encoder.parameters(), again.parameters()):
+        torch.testing.assert_close(p, q)
