@@ -211,15 +211,17 @@ def generate(model, dataset, n: int = 500, seed: int = 0, batch_size: int = 500)
     return torch.cat(out), torch.cat(truth)
 
 
-def caption_fidelity(images: torch.Tensor, texts: list[str], dataset):
-    """Fidelity of ``images`` to ``texts`` with the checker that fits ``dataset`` (MNIST captions or shapes)."""
+def caption_fidelity(images: torch.Tensor, texts: list[str], dataset, classifiers=None):
+    """Fidelity of ``images`` to ``texts`` with the checker that fits ``dataset`` (MNIST captions or
+    shapes); its classifier comes from the cache folder ``classifiers`` (default ~/.cache/minidraw)
+    or is trained there."""
     from .data.mnist_captions import MnistCaptions
     from .data.shapes import ShapesCaptions
     from . import fidelity as F
     if isinstance(dataset, MnistCaptions):
-        return F.mnist_fidelity(images, texts, F.digit_classifier(dataset.pools))
+        return F.mnist_fidelity(images, texts, F.digit_classifier(dataset.pools, cache_dir=classifiers))
     if isinstance(dataset, ShapesCaptions):
-        return F.shapes_fidelity(images, texts, F.shape_classifier())
+        return F.shapes_fidelity(images, texts, F.shape_classifier(cache_dir=classifiers))
     raise ValueError(f"caption fidelity is defined for MNIST with captions and captioned shapes, "
                      f"not {type(dataset).__name__}")
 
@@ -263,13 +265,14 @@ def splits_for(train: dict, model_cfg, data: Optional[str] = None) -> dict:
 
 
 def evaluate(model, splits: dict, metrics: Iterable[str] = METRICS, sizes: Sizes = Sizes(), seed: int = 0,
-             progress: bool = False) -> dict:
+             progress: bool = False, classifiers=None) -> dict:
     """One row of the evaluation table, as a flat dict of numbers.
 
     ``splits``: ``{"train": ..., "test": ..., "heldout": ...}`` (see :func:`splits_for`); measures
     that need captions are skipped for unconditional models. Keys: ``train_bound``,
     ``test_bound`` (and ``_se``), ``test_iwae``, ``R@1`` … ``R@50``, ``med_r``, ``ssi``,
-    ``fidelity_seen``, ``fidelity_heldout``, and ``seconds``.
+    ``fidelity_seen``, ``fidelity_heldout`` (percent; ``classifiers``: where the fidelity
+    classifiers are cached), and ``seconds``.
     """
     metrics = list(metrics)
     unknown = sorted(set(metrics) - set(METRICS))
@@ -305,9 +308,9 @@ def evaluate(model, splits: dict, metrics: Iterable[str] = METRICS, sizes: Sizes
                 continue
             data = splits[name]
             generated, _ = generate(model, data, sizes.fidelity, seed=seed)
-            result = caption_fidelity(generated, data.texts(np.arange(len(generated))), data)
-            row[key] = 100.0 * result.rate
-            row[f"{key}_by_template"] = {k: 100.0 * v for k, v in result.by_template().items()}
+            result = caption_fidelity(generated, data.texts(np.arange(len(generated))), data, classifiers)
+            row[key] = result.rate                                             # percent
+            row[f"{key}_by_template"] = result.by_template()
             say(f"fidelity, {name} captions: {row[key]:.1f} %")
     row["seconds"] = round(time.perf_counter() - start, 1)
     return row
@@ -352,6 +355,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                      ("K", "importance samples for IWAE"), ("queries", "retrieval captions"),
                      ("ssi", "captions for SSI"), ("fidelity", "captions per split for fidelity")):
         p.add_argument(f"--{f.lower()}", type=int, default=getattr(Sizes, f), help=f"{help_} (default %(default)s)")
+    p.add_argument("--classifiers", default=None,
+                   help="folder of cached fidelity classifiers (default ~/.cache/minidraw/classifiers)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
 
@@ -372,7 +377,7 @@ def run_command(args: argparse.Namespace) -> int:
     splits = splits_for(ckpt["train"], model.cfg, args.data)
     sizes = Sizes(bound=args.bound, iwae=args.iwae, K=args.k, queries=args.queries, ssi=args.ssi,
                   fidelity=args.fidelity)
-    row = evaluate(model, splits, metrics, sizes, seed=args.seed, progress=True)
+    row = evaluate(model, splits, metrics, sizes, seed=args.seed, progress=True, classifiers=args.classifiers)
     row = {"checkpoint": str(args.checkpoint), "step": ckpt.get("step"), "data": ckpt.get("data"), **row}
     print(markdown_table({Path(args.checkpoint).parent.name or "model": row}))
     if args.json:

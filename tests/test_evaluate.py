@@ -200,3 +200,34 @@ def test_evaluate_command_on_a_checkpoint(tmp_path, capsys):
         cli.main(["evaluate", "--checkpoint", str(tmp_path / "run" / "checkpoint.pt"), "--metrics", "bleu"])
     with pytest.raises(SystemExit, match="no checkpoint"):
         cli.main(["evaluate", "--checkpoint", str(tmp_path / "nothing.pt")])
+
+
+class _Oracle(torch.nn.Module):
+    """A stand-in generator that draws the true image of each caption it has seen (or black)."""
+
+    def __init__(self, dataset, n):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(()))
+        b = dataset.batch(np.arange(n))
+        self.table = {tuple(c[:k].tolist()): x for c, k, x in zip(b.captions, b.lengths, b.images)}
+
+    def generate(self, captions, lengths):
+        images = torch.stack([self.table[tuple(c[:k].tolist())] for c, k in zip(captions, lengths)])
+        return type("Generated", (), {"images": images})
+
+
+def test_fidelity_column_of_a_perfect_and_a_blind_generator(pools, tmp_path):
+    from minidraw.data.mnist_captions import MnistCaptions
+    from minidraw.evaluate import Sizes, evaluate
+    splits = {"train": MnistCaptions("train", pools), "test": MnistCaptions("test", pools),
+              "heldout": MnistCaptions("heldout", pools)}
+    oracle = _Oracle(splits["test"], 60)
+    oracle.table.update(_Oracle(splits["heldout"], 60).table)
+    row = evaluate(oracle, splits, ["fidelity"], Sizes(fidelity=60), classifiers=tmp_path)
+    assert row["fidelity_seen"] >= 95 and row["fidelity_heldout"] >= 95, row
+    assert set(row["fidelity_seen_by_template"]) <= {"left of", "right of", "top of", "bottom of", "top left corner",
+                                                     "top right corner", "bottom left corner", "bottom right corner"}
+    for key in oracle.table:
+        oracle.table[key] = torch.zeros_like(oracle.table[key])              # draws nothing at all
+    row = evaluate(oracle, splits, ["fidelity"], Sizes(fidelity=60), classifiers=tmp_path)
+    assert row["fidelity_seen"] == 0 and row["fidelity_heldout"] == 0
