@@ -379,7 +379,8 @@ def run_command(args: argparse.Namespace) -> int:
                   fidelity=args.fidelity)
     row = evaluate(model, splits, metrics, sizes, seed=args.seed, progress=True, classifiers=args.classifiers)
     row = {"checkpoint": str(args.checkpoint), "step": ckpt.get("step"), "data": ckpt.get("data"), **row}
-    print(markdown_table({Path(args.checkpoint).parent.name or "model": row}))
+    path = Path(args.checkpoint)
+    print(markdown_table({(path.parent.name if path.stem == "checkpoint" else path.stem) or "model": row}))
     if args.json:
         Path(args.json).write_text(json.dumps(row, indent=1) + "\n")
         print(f"wrote {args.json}")

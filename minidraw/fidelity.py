@@ -25,7 +25,11 @@ corner the data set jitters by 0..``jitter`` pixels). For each named digit:
    search range — one that is somewhere else — and counts as none.
 3. *Read it.* Less than ``min_ink`` of ink (in pixels at full intensity; the
    faintest real digit has 27) is no digit; otherwise :class:`DigitClassifier`, a
-   small CNN trained on the MNIST training pool with ±2 pixel shifts, names it.
+   small CNN trained on the MNIST training pool with ±2 pixel shifts and Gaussian
+   blurs (:data:`DIGIT_BLURS`), names it. The blurs matter: these generators draw
+   soft digits, and trained on sharp digits alone the classifier reads only 90.6 %
+   of the test digits right once blurred by σ = 1.2 px (98.5 % with the blurs, at
+   the same 98.6–99 % on sharp ones) and takes a blurry 5 for an 8.
 
 A digit is right when it is found and read as the named digit; a caption is
 right when all its named digits are. Ink elsewhere is not judged: the captions
@@ -106,6 +110,7 @@ SHAPE_CANVAS = 32
 NONE = len(sh.SHAPES) * len(sh.SIZES)  # the shape classifier's "no object centred here" class
 RELATIONS_H = ("on the left of", "on the right of")
 BLUR_SIGMAS = (0.0, 0.0, 0.6, 1.0)  # training scenes are blurred by these in turn
+DIGIT_BLURS = (0.0, 0.7, 1.2, 1.7)  # each training batch of digits is blurred by one of these (σ, pixels)
 
 
 # ---- the classifiers ----------------------------------------------------------------------
@@ -154,8 +159,9 @@ def _shift(x: torch.Tensor, s: int, gen: torch.Generator) -> torch.Tensor:
 
 
 def _fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, seed: int, shift: int,
-         progress: bool, batch_size: int = 64, lr: float = 3e-3) -> nn.Module:
-    """Adam with a one-cycle learning rate, cross-entropy, random shifts as augmentation."""
+         progress: bool, batch_size: int = 64, lr: float = 3e-3, blurs: Sequence[float] = ()) -> nn.Module:
+    """Adam with a one-cycle learning rate, cross-entropy, random shifts (and, with ``blurs``, a
+    Gaussian blur of a σ drawn from ``blurs`` per batch) as augmentation."""
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr)
     per_epoch = len(x) // batch_size
@@ -166,7 +172,10 @@ def _fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, seed: 
         total = 0.0
         for i in range(per_epoch):
             b = perm[i * batch_size: (i + 1) * batch_size]
-            loss = F.cross_entropy(model(_shift(x[b], shift, gen)), y[b])
+            xb = _shift(x[b], shift, gen)
+            if blurs:
+                xb = blur(xb, float(blurs[int(torch.randint(len(blurs), (), generator=gen))]))
+            loss = F.cross_entropy(model(xb), y[b])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -193,14 +202,14 @@ def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 
 def train_digit_classifier(pools: DigitPools | None = None, epochs: int = 6, seed: int = 0,
                            progress: bool = False) -> tuple[DigitClassifier, float]:
-    """Train :class:`DigitClassifier` on ``pools.train_images`` (±2 pixel shifts), measure it on
+    """Train :class:`DigitClassifier` on ``pools.train_images`` (±2 pixel shifts, blurs), measure it on
     ``pools.test_images``: ``(model, test accuracy in [0, 1])``. About 20 s on one CPU thread."""
     pools = digit_pools() if pools is None else pools
     to_x = lambda a: torch.from_numpy(a.astype(np.float32) / 255.0)[:, None]  # noqa: E731  (N, 1, 28, 28)
     x, y = to_x(pools.train_images), torch.from_numpy(pools.train_labels.astype(np.int64))
     with torch.random.fork_rng(devices=[]):                                   # leave the caller's RNG alone
         torch.manual_seed(seed)
-        model = _fit(DigitClassifier(), x, y, epochs, seed, shift=2, progress=progress)
+        model = _fit(DigitClassifier(), x, y, epochs, seed, shift=2, progress=progress, blurs=DIGIT_BLURS)
     acc = _accuracy(model, to_x(pools.test_images), torch.from_numpy(pools.test_labels.astype(np.int64)))
     return model, acc
 
@@ -265,7 +274,8 @@ def digit_classifier(pools: DigitPools | None = None, cache_dir: str | os.PathLi
     named by a hash of the digits and settings; ``model.accuracy`` is its test accuracy.
     """
     pools = digit_pools() if pools is None else pools
-    settings = {"kind": "digits", "version": CACHE_VERSION, "epochs": epochs, "seed": seed}
+    settings = {"kind": "digits", "version": CACHE_VERSION, "epochs": epochs, "seed": seed,
+                "blurs": list(DIGIT_BLURS)}
     key = _digest(settings, pools.train_images, pools.train_labels, pools.test_images, pools.test_labels)
     source = f"DigitClassifier trained on {len(pools.train_images)} digits; {pools.source}"
     return _cached(_classifier_dir(cache_dir) / f"digits-{key}.pt", DigitClassifier,
