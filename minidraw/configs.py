@@ -51,3 +51,27 @@ def preset(name: str, **overrides) -> DrawConfig | BaselineConfig:
         raise KeyError(f"unknown preset {name!r}; presets: {', '.join(sorted(PRESETS))}")
     cfg = PRESETS[name]
     return type(cfg).from_dict({**cfg.to_dict(), **overrides})
+
+
+# ---- the paper's comparison: one row of its table per model --------------------------------
+COMPARISON_ROWS = {"align": "alignDRAW", "noalign": "noalignDRAW",
+                   "skipthought": "skipthoughtDRAW (frozen autoencoder)",
+                   "fcvae": "fully-connected VAE", "convvae": "conv–deconv VAE"}
+# How the evaluation chapter's models are trained: the same data, steps and optimiser for every row.
+COMPARISON_STEPS = 2000
+COMPARISON_SETTINGS = ("lr=3e-3", "batch_size=64", "eval_every=0", "eval_examples=1000")
+
+
+def comparison(data: str, size: str = "small") -> dict[str, tuple[str, list[str]]]:
+    """The five models of the paper's table on ``data`` ("mnist", "shapes" or "coco"):
+    ``{row: (preset, model overrides as --set arguments)}``. ``size``: "small" or "paper"."""
+    draw = f"aligndraw_{data}_{size}"
+    for name in (draw, f"fcvae_{data}_{size}", f"convvae_{data}_{size}"):
+        if name not in PRESETS:
+            raise KeyError(f"no preset {name!r}: the comparison needs data in (mnist, shapes, coco) and a size "
+                           f"its presets have")
+    return {"align": (draw, ["model.variant=align"]),
+            "noalign": (draw, ["model.variant=noalign"]),
+            "skipthought": (draw, ["model.variant=skipthought", "model.sentence_encoder=autoencoder"]),
+            "fcvae": (f"fcvae_{data}_{size}", []),
+            "convvae": (f"convvae_{data}_{size}", [])}

@@ -172,11 +172,12 @@ def test_evaluate_row_and_table():
     splits = {"train": ShapesCaptions("train"), "test": ShapesCaptions("test")}
     sizes = Sizes(bound=20, iwae=4, K=3, queries=6, candidates=10, ssi=5)
     row = evaluate(model, splits, ["bound", "iwae", "retrieval", "ssi"], sizes)
-    for key in ("train_bound", "test_bound", "test_iwae", "R@1", "R@5", "R@10", "R@50", "med_r", "ssi"):
+    assert row["iwae_tightening"] > -5                                    # −L_K ≤ −L on the same images, up to noise
+    for key in ("train_bound", "test_bound", "test_iwae", "iwae_tightening", "R@1", "R@5", "R@10", "R@50", "med_r", "ssi"):
         assert np.isfinite(row[key]), key
     assert 1 <= row["med_r"] <= 10
     table = markdown_table({"tiny": row, "empty": {}})
-    assert table.splitlines()[0].startswith("| model | train −L | test −L | test −L_K | R@1")
+    assert table.splitlines()[0].startswith("| model | train −L | test −L | test −L_K | −L − (−L_K) | R@1")
     assert table.splitlines()[-1].startswith("| empty | – |")
     with pytest.raises(ValueError, match="unknown metric"):
         evaluate(model, splits, ["bound", "fid"])
@@ -231,3 +232,21 @@ def test_fidelity_column_of_a_perfect_and_a_blind_generator(pools, tmp_path):
         oracle.table[key] = torch.zeros_like(oracle.table[key])              # draws nothing at all
     row = evaluate(oracle, splits, ["fidelity"], Sizes(fidelity=60), classifiers=tmp_path)
     assert row["fidelity_seen"] == 0 and row["fidelity_heldout"] == 0
+
+
+def test_the_comparison_names_five_buildable_models_per_data_set():
+    from minidraw import train
+    from minidraw.configs import COMPARISON_ROWS, COMPARISON_SETTINGS, comparison, preset
+    from minidraw.draw import build
+    for data in ("mnist", "shapes"):
+        rows = comparison(data)
+        assert list(rows) == list(COMPARISON_ROWS)
+        kinds = set()
+        for key, (name, sets) in rows.items():
+            cfg = train.load_config(name, sets=[*COMPARISON_SETTINGS, *sets])
+            model_cfg = preset(cfg.preset, **cfg.model)
+            kinds.add((type(build(model_cfg)).__name__, getattr(model_cfg, "variant", None),
+                       getattr(model_cfg, "kind", None)))
+        assert len(kinds) == 5                                      # five different models
+    with pytest.raises(KeyError, match="no preset"):
+        comparison("mnist", size="paper")

@@ -3,9 +3,10 @@
     python tools/book_models.py train [--runs runs/book] [--steps 2000] [NAME ...]
     python tools/book_models.py export [--runs runs/book]
 
-``train`` runs ``minidraw train`` for each model (resumable: run it again after a
-kill), all with the same data, batch 64, Adam 3e-3 and the same number of steps,
-so the rows of the chapter's table differ only by the model. ``export`` writes
+``train`` runs ``minidraw train`` for each model of :func:`minidraw.configs.comparison`
+(resumable: run it again after a kill), all with the same data, batch 64, Adam
+3e-3 and the same number of steps, so the rows of the chapter's table differ
+only by the model. ``export`` writes
 the shipped copies to ``book/checkpoints/NAME.pt``: the weights in float16 (half
 the bytes; the model is loaded back in float32), the model's configuration, its
 training settings, data description and vocabulary — no optimiser state.
@@ -19,25 +20,19 @@ from pathlib import Path
 
 import torch
 
+from minidraw.configs import COMPARISON_SETTINGS, COMPARISON_STEPS, comparison
+
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "book" / "checkpoints"
-# name: (preset, extra --set arguments). One row of the paper's table per variant, on each data set.
-MODELS = {}
-for ds in ("mnist", "shapes"):
-    MODELS[f"{ds}_align"] = (f"aligndraw_{ds}_small", ["model.variant=align"])
-    MODELS[f"{ds}_noalign"] = (f"aligndraw_{ds}_small", ["model.variant=noalign"])
-    MODELS[f"{ds}_skipthought"] = (f"aligndraw_{ds}_small", ["model.variant=skipthought",
-                                                            "model.sentence_encoder=autoencoder"])
-    MODELS[f"{ds}_fcvae"] = (f"fcvae_{ds}_small", [])
-    MODELS[f"{ds}_convvae"] = (f"convvae_{ds}_small", [])
+# name: (preset, extra --set arguments). One row of the paper's table per model, on each data set.
+MODELS = {f"{ds}_{row}": spec for ds in ("mnist", "shapes") for row, spec in comparison(ds).items()}
 
 
 def train(runs: Path, steps: int, names: list[str]) -> None:
     for name in names or MODELS:
         preset, sets = MODELS[name]
         cmd = [sys.executable, "-m", "minidraw", "train", "--preset", preset, "--out", str(runs / name),
-               "--max-steps", str(steps), "--quiet", "--set", "lr=3e-3", "batch_size=64", "eval_every=0",
-               "eval_examples=1000", *sets]
+               "--max-steps", str(steps), "--quiet", "--set", *COMPARISON_SETTINGS, *sets]
         print(" ".join(cmd[1:]), flush=True)
         subprocess.run(cmd, check=True)
 
@@ -61,6 +56,6 @@ if __name__ == "__main__":
     p.add_argument("action", choices=["train", "export"])
     p.add_argument("names", nargs="*", help=f"models to train (default all): {', '.join(MODELS)}")
     p.add_argument("--runs", type=Path, default=ROOT / "runs" / "book")
-    p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--steps", type=int, default=COMPARISON_STEPS)
     a = p.parse_args()
     train(a.runs, a.steps, a.names) if a.action == "train" else export(a.runs)
