@@ -37,21 +37,21 @@ sizes are ours.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
 from torch import Tensor, nn
 
 from .bound import bernoulli_nll, gaussian_kl, gaussian_log_prob, iwae_nats
-from .draw import DrawOutput, Generated
+from .draw import ConfigDict, DrawOutput, Generated
 from .text import LanguageModel, sentence_vector
 
 KINDS = ("fc", "conv")
 
 
 @dataclass
-class BaselineConfig:
+class BaselineConfig(ConfigDict):
     """Sizes of a conditional VAE baseline. The image is A wide, B high, with C channels."""
 
     A: int = 32             # image width
@@ -76,17 +76,6 @@ class BaselineConfig:
     def cond_size(self) -> int:
         """Size of the sentence vector s."""
         return 2 * self.lang_size
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "BaselineConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown BaselineConfig field(s) {unknown}; known: {sorted(known)}")
-        return cls(**d)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 # ---- encoders and decoders ------------------------------------------------------------

@@ -39,8 +39,23 @@ from .text import LanguageModel, sentence_vector
 Context = Callable[[Tensor], "tuple[Tensor, Optional[Tensor]]"]
 
 
+class ConfigDict:
+    """``to_dict`` / ``from_dict`` for a model's configuration dataclass (checkpoints store the dict)."""
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} field(s) {unknown}; known: {sorted(known)}")
+        return cls(**d)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
 @dataclass
-class DrawConfig:
+class DrawConfig(ConfigDict):
     """Sizes of a DRAW model. The canvas is A wide, B high, with C channels."""
 
     A: int = 28             # canvas width
@@ -55,17 +70,6 @@ class DrawConfig:
     cond_size: int = 0      # size of s_t; 0 = unconditional DRAW
     learned_prior: bool = True
     canvas_init: float = 0.0  # c_0 starts here (learned); -10 makes σ(c_0) a black canvas
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "DrawConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown DrawConfig field(s) {unknown}; known: {sorted(known)}")
-        return cls(**d)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def stack_windows(windows: list[Window]) -> Window:
