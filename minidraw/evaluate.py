@@ -163,16 +163,22 @@ def _device(model) -> torch.device:
 
 
 @torch.no_grad()
-def bound(model, data, n: int = 1000, batch_size: int = 500, seed: int = 0) -> Estimate:
-    """−L in nats per image over the first ``n`` examples of ``data`` (one sample of z each)."""
+def bound_values(model, batches: Iterable[tuple], seed: int = 0) -> torch.Tensor:
+    """−L of every image in ``batches`` (tuples of the model's arguments), ``(n,)``, in eval mode,
+    with the noise stream of ``seed``; the caller's random state is left as it was."""
     was = model.training
     model.eval()
-    with torch.random.fork_rng(devices=range(torch.cuda.device_count())):   # the caller's RNG is untouched
+    with torch.random.fork_rng(devices=range(torch.cuda.device_count())):
         torch.manual_seed(seed)
         dev = _device(model)
-        values = torch.cat([model(*(a.to(dev) for a in b)).bound.float().cpu() for b in _batches(data, n, batch_size)])
+        values = torch.cat([model(*(a.to(dev) for a in b)).bound.float().cpu() for b in batches])
     model.train(was)
-    return Estimate.of(values)
+    return values
+
+
+def bound(model, data, n: int = 1000, batch_size: int = 500, seed: int = 0) -> Estimate:
+    """−L in nats per image over the first ``n`` examples of ``data`` (one sample of z each)."""
+    return Estimate.of(bound_values(model, _batches(data, n, batch_size), seed))
 
 
 @torch.no_grad()

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import signal
 import sys
@@ -274,18 +273,14 @@ def load(path: str | os.PathLike, map_location="cpu"):
 
 
 # ---- the loop --------------------------------------------------------------------------------
-@torch.no_grad()
 def dataset_bound(model, batches, seed: int = 0) -> tuple[float, float]:
-    """Mean −L in nats per image over ``batches`` (a tensor of images, or a list of batches)."""
+    """Mean −L in nats per image over ``batches`` (a tensor of images, or a list of batches), and its
+    standard error; the caller's random state is left as it was."""
+    from .evaluate import Estimate, bound_values
     if isinstance(batches, torch.Tensor):
         batches = fixed_batches(batches, len(batches), device=batches.device)
-    was_training = model.training
-    model.eval()
-    with torch.random.fork_rng(devices=range(torch.cuda.device_count())):   # leaves the caller's RNG as it was
-        torch.manual_seed(seed)
-        values = torch.cat([model(*b).bound.float() for b in batches])
-    model.train(was_training)
-    return values.mean().item(), (values.std() / math.sqrt(len(values))).item()
+    e = Estimate.of(bound_values(model, batches, seed))
+    return e.mean, e.se
 
 
 def _use_bf16(model, cfg: TrainConfig) -> bool:
