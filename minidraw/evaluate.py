@@ -30,6 +30,7 @@ import argparse
 import json
 import math
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional
@@ -114,16 +115,14 @@ def retrieval_scores(model, dataset, n_queries: int = 100, n_candidates: int = 1
     eps = torch.randn(n_queries, cfg.T, cfg.z_size, generator=gen)           # one ε per caption
     flat_q = np.repeat(np.arange(n_queries), n_candidates)                   # (Q·n,)
     flat_c = cand.reshape(-1)
-    was_training = model.training
-    model.eval()
     out = []
-    for i in range(0, len(flat_q), batch_size):
-        q, c = flat_q[i:i + batch_size], flat_c[i:i + batch_size]
-        noise = eps[q].transpose(0, 1).contiguous().to(device)               # (T, m, z)
-        bound = model(images[c].to(device), queries.captions[q].to(device), queries.lengths[q].to(device),
-                      noise=noise).bound
-        out.append(bound.float().cpu())
-    model.train(was_training)
+    with evaluating(model, seed):
+        for i in range(0, len(flat_q), batch_size):
+            q, c = flat_q[i:i + batch_size], flat_c[i:i + batch_size]
+            noise = eps[q].transpose(0, 1).contiguous().to(device)           # (T, m, z)
+            bound = model(images[c].to(device), queries.captions[q].to(device), queries.lengths[q].to(device),
+                          noise=noise).bound
+            out.append(bound.float().cpu())
     return torch.cat(out).view(n_queries, n_candidates).numpy()
 
 
@@ -158,22 +157,26 @@ def _batches(data, n: int, batch_size: int) -> Iterable[tuple]:
             yield (b.images, b.captions, b.lengths)
 
 
-def _device(model) -> torch.device:
-    return next(model.parameters()).device
+@contextmanager
+def evaluating(model, seed: int):
+    """Inside: eval mode and the noise stream of ``seed``; yields the model's device. After: the
+    model's mode and the caller's random state are as they were."""
+    was = model.training
+    model.eval()
+    try:
+        with torch.random.fork_rng(devices=range(torch.cuda.device_count())):
+            torch.manual_seed(seed)
+            yield next(model.parameters()).device
+    finally:
+        model.train(was)
 
 
 @torch.no_grad()
 def bound_values(model, batches: Iterable[tuple], seed: int = 0) -> torch.Tensor:
     """−L of every image in ``batches`` (tuples of the model's arguments), ``(n,)``, in eval mode,
     with the noise stream of ``seed``; the caller's random state is left as it was."""
-    was = model.training
-    model.eval()
-    with torch.random.fork_rng(devices=range(torch.cuda.device_count())):
-        torch.manual_seed(seed)
-        dev = _device(model)
-        values = torch.cat([model(*(a.to(dev) for a in b)).bound.float().cpu() for b in batches])
-    model.train(was)
-    return values
+    with evaluating(model, seed) as dev:
+        return torch.cat([model(*(a.to(dev) for a in b)).bound.float().cpu() for b in batches])
 
 
 def bound(model, data, n: int = 1000, batch_size: int = 500, seed: int = 0) -> Estimate:
@@ -184,15 +187,10 @@ def bound(model, data, n: int = 1000, batch_size: int = 500, seed: int = 0) -> E
 @torch.no_grad()
 def iwae(model, data, n: int = 200, K: int = 50, seed: int = 0, images_per_pass: int = 1000) -> Estimate:
     """−L_K in nats per image (K importance samples each): ≤ −L in expectation, → −log p(x) as K grows."""
-    was = model.training
-    model.eval()
-    with torch.random.fork_rng(devices=range(torch.cuda.device_count())):
-        torch.manual_seed(seed)
-        dev = _device(model)
-        per = max(1, images_per_pass // K)                                   # images per pass: K copies each
+    per = max(1, images_per_pass // K)                                       # images per pass: K copies each
+    with evaluating(model, seed) as dev:
         values = torch.cat([model.iwae(*(a.to(dev) for a in b), K=K).float().cpu()
                             for b in _batches(data, n, per)])
-    model.train(was)
     return Estimate.of(values)
 
 
@@ -204,16 +202,11 @@ def generate(model, dataset, n: int = 500, seed: int = 0, batch_size: int = 500)
     Returns ``(generated, truth)``, both ``(n, C, B, A)`` in [0, 1]; the generated image is the
     mean σ(c_T) of the Bernoulli pixels, as the paper shows them.
     """
-    was = model.training
-    model.eval()
     out, truth = [], []
-    with torch.random.fork_rng(devices=range(torch.cuda.device_count())):
-        torch.manual_seed(seed)
-        dev = _device(model)
+    with evaluating(model, seed) as dev:
         for images, captions, lengths in _batches(dataset, n, batch_size):
             out.append(model.generate(captions.to(dev), lengths.to(dev)).images.float().cpu())
             truth.append(images)
-    model.train(was)
     return torch.cat(out), torch.cat(truth)
 
 
