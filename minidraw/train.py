@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import signal
 import sys
@@ -41,7 +42,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Callable, Iterable, Optional
 
 import numpy as np
 import torch
@@ -64,6 +65,9 @@ class TrainConfig:
     model: dict = field(default_factory=dict)  # overrides of the preset's model fields
     batch_size: int = 64          # the global batch, split across processes
     lr: float = 1e-3
+    lr_schedule: str = "constant"  # "constant", or "cosine": from lr down to lr·lr_min over max_steps
+    lr_min: float = 0.05          # cosine: the last step's learning rate, as a fraction of lr
+    warmup_steps: int = 0         # linear warm-up from 0 to lr over these first steps
     optimizer: str = "adam"       # "adam" or "rmsprop"
     clip: float = 10.0            # per-parameter gradient norm
     max_steps: int = 1_000_000
@@ -71,6 +75,8 @@ class TrainConfig:
     seed: int = 0
     eval_every: int = 500         # steps between test-bound evaluations (0: only at the end)
     eval_examples: int = 2000
+    eval_fidelity: int = 0        # captions per split (seen, held out) for caption fidelity at each evaluation
+    classifiers: str = ""         # where the fidelity classifiers are cached ("" = ~/.cache/minidraw)
     checkpoint_every: int = 500   # steps
     checkpoint_minutes: float = 10.0
     bf16: bool = True             # autocast on CUDA
@@ -139,6 +145,22 @@ def make_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
     if name == "adam":
         return torch.optim.Adam(params, lr=lr)
     raise ValueError(f"optimizer must be 'adam' or 'rmsprop', got {name!r}")
+
+
+def learning_rate(cfg: TrainConfig, step: int) -> float:
+    """The learning rate of step ``step`` (1-based): a linear warm-up over ``warmup_steps``, then
+    constant, or a half cosine from ``lr`` down to ``lr · lr_min`` at ``max_steps``::
+
+        η_k = η_min + (η − η_min) · ½ (1 + cos(π k / K))        (Loshchilov & Hutter, 2017)
+    """
+    if cfg.lr_schedule not in ("constant", "cosine"):
+        raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {cfg.lr_schedule!r}")
+    warm = min(1.0, step / cfg.warmup_steps) if cfg.warmup_steps > 0 else 1.0
+    if cfg.lr_schedule == "constant":
+        return cfg.lr * warm
+    progress = min(1.0, max(0, step - 1) / max(1, cfg.max_steps - 1))     # 0 at the first step, 1 at the last
+    low = cfg.lr * cfg.lr_min
+    return warm * (low + (cfg.lr - low) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
 def clip_each(params, max_norm: float) -> None:
@@ -331,13 +353,15 @@ class _Stop:
 
 def fit(model, batches, cfg: TrainConfig, progress: bool = True, *, out: Optional[str | os.PathLike] = None,
         test: Optional[list] = None, opt: Optional[torch.optim.Optimizer] = None, start_step: int = 0,
-        extra: Optional[dict] = None, rank: int = 0) -> list[dict]:
+        extra: Optional[dict] = None, rank: int = 0,
+        evaluation: Optional[Callable[[torch.nn.Module], dict]] = None) -> list[dict]:
     """The training loop of every model; returns the log (one dict per step, and evaluations).
 
     ``batches``: a tensor of images, a callable ``step -> batch`` (:class:`Batches`), or an
     iterator of batches. With ``out`` a directory, it checkpoints (and resumes through
     :func:`run`) and appends ``metrics.jsonl``; ``test`` (a list of batches) is evaluated
-    every ``eval_every`` steps.
+    every ``eval_every`` steps, and so is ``evaluation(model) -> dict`` (e.g. caption fidelity),
+    whose numbers go into the log beside the step and the wall time.
     """
     if isinstance(batches, torch.Tensor):
         batches = Batches(batches, cfg.batch_size, cfg.seed, device=batches.device)
@@ -364,6 +388,8 @@ def fit(model, batches, cfg: TrainConfig, progress: bool = True, *, out: Optiona
         with _Stop() as stop:
             for step in range(start_step + 1, cfg.max_steps + 1):
                 torch.manual_seed(step_seed(cfg.seed, rank, step))
+                for group in opt.param_groups:
+                    group["lr"] = learning_rate(cfg, step)
                 try:
                     loss = train_step(model, opt, batches(step), cfg, step)
                 except TrainingDiverged as e:
@@ -381,6 +407,11 @@ def fit(model, batches, cfg: TrainConfig, progress: bool = True, *, out: Optiona
                     mean, se = dataset_bound(getattr(model, "module", model), test)
                     record({"step": step, "test_bound": mean, "test_se": se})
                     bar.write(f"step {step}: test −L = {mean:.2f} ± {se:.2f} nats")
+                if evaluation is not None and (done or (cfg.eval_every and step % cfg.eval_every == 0)) and rank == 0:
+                    result = evaluation(getattr(model, "module", model))
+                    record({"step": step, "seconds": round(time.perf_counter() - start, 3), **result})
+                    bar.write(f"step {step}: " + ", ".join(f"{k} {v:.1f}" for k, v in result.items()
+                                                         if isinstance(v, float)))
                 if out and (done or stop.requested or step % cfg.checkpoint_every == 0
                             or time.perf_counter() - last_ckpt > 60 * cfg.checkpoint_minutes):
                     checkpoint(step)
@@ -394,6 +425,30 @@ def fit(model, batches, cfg: TrainConfig, progress: bool = True, *, out: Optiona
         if metrics:
             metrics.close()
     return log
+
+
+def fidelity_evaluation(cfg: TrainConfig, test_src) -> Callable[[torch.nn.Module], dict]:
+    """``model -> {"fidelity_seen", "fidelity_heldout", ..._by_template}`` on the first
+    ``cfg.eval_fidelity`` captions of the test and held-out splits: the learning curve of what
+    the model draws, not only of its bound."""
+    from .data.mnist_captions import MnistCaptions
+    from .data.shapes import ShapesCaptions
+    from .evaluate import Sizes, evaluate
+    if isinstance(test_src, MnistCaptions):
+        heldout = MnistCaptions("heldout", test_src.pools, seed=test_src.seed, holdout_seed=test_src.holdout_seed)
+    elif isinstance(test_src, ShapesCaptions):
+        heldout = ShapesCaptions("heldout", seed=test_src.seed, holdout_seed=test_src.holdout_seed)
+    else:
+        raise ValueError("eval_fidelity needs MNIST with captions or captioned shapes: caption fidelity has no "
+                         f"checker for {type(test_src).__name__}")
+    splits = {"test": test_src, "heldout": heldout}
+    sizes = Sizes(fidelity=cfg.eval_fidelity)
+
+    def fidelity(model) -> dict:
+        row = evaluate(model, splits, ["fidelity"], sizes, classifiers=cfg.classifiers or None)
+        row["eval_seconds"] = row.pop("seconds")
+        return row
+    return fidelity
 
 
 # ---- a whole run: data, model, resumption, processes ---------------------------------------
@@ -476,7 +531,9 @@ def run(cfg: TrainConfig, out: Optional[str | os.PathLike] = None, progress: boo
     batches = Batches(train_src, cfg.batch_size, cfg.seed, rank, world, device)
     test = fixed_batches(test_src, cfg.eval_examples, device=device) if rank == 0 else None
     extra = {"data": source, **({"vocab": vocab.to_dict()} if vocab is not None else {})}
-    log = fit(net, batches, cfg, progress, out=out, test=test, opt=opt, start_step=start, extra=extra, rank=rank)
+    evaluation = fidelity_evaluation(cfg, test_src) if cfg.eval_fidelity > 0 and rank == 0 else None
+    log = fit(net, batches, cfg, progress, out=out, test=test, opt=opt, start_step=start, extra=extra, rank=rank,
+              evaluation=evaluation)
     if out and rank == 0:
         plot_metrics(out)
     return model, log
