@@ -324,3 +324,34 @@ def test_npz_missing_key_or_inconsistent(prepared, tmp_path):
     (tmp_path / "coco32_dev.npz").write_bytes(b"garbage")
     with pytest.raises(CocoDataError, match="cannot read"):
         CocoCaptions("dev", tmp_path)
+
+
+# ---- downloading (pooch, with the URL mapped onto a local zip) --------------------------------------
+def test_download_coco_unzips_in_place_and_reports_failures(raw, tmp_path, monkeypatch):
+    import zipfile
+
+    from minidraw.data import coco, download as dl
+    served = tmp_path / "served"
+    served.mkdir()
+    with zipfile.ZipFile(served / "annotations_trainval2014.zip", "w") as z:
+        for source in ("train", "val"):
+            z.write(raw / "annotations" / f"captions_{source}2014.json", f"annotations/captions_{source}2014.json")
+    asked = []
+
+    def local(url, progress=True, timeout=30.0):   # http(s)://images.cocodataset.org/... -> served/<name>
+        asked.append(url)
+        return lambda u, out, p=None: shutil.copyfile(served / u.rsplit("/", 1)[1], out)
+    monkeypatch.setattr(dl, "downloader", local)
+    dest = coco.download_coco(tmp_path / "coco", which=["annotations"], progress=False)
+    assert sorted(p.name for p in (dest / "annotations").iterdir()) == ["captions_train2014.json",
+                                                                       "captions_val2014.json"]
+    assert annotations(dest, "val") == annotations(raw, "val")
+    assert sorted(p.name for p in dest.iterdir()) == ["annotations"]            # zip and temporary folder gone
+    assert asked == ["http://" + coco.URLS["annotations"]]
+    assert coco.download_coco(dest, which=["annotations"]) == dest and len(asked) == 1   # already there
+
+    (served / "annotations_trainval2014.zip").unlink()
+    with pytest.raises(dl.DownloadError, match="could not download annotations_trainval2014.zip") as e:
+        coco.download_coco(tmp_path / "again", which=["annotations"], progress=False)
+    assert all(f"{s}://{coco.URLS['annotations']}" in str(e.value) for s in ("http", "https"))
+    assert not any((tmp_path / "again").iterdir())

@@ -109,7 +109,8 @@ def mirror(tmp_path, monkeypatch):
     src.mkdir()
     fake_split(src, "train", n=30)
     fake_split(src, "test", n=20, seed=1)
-    files = {s: tuple((name, dl.md5sum(src / name)) for name, _ in mnist.FILES[s]) for s in mnist.FILES}
+    files = {s: tuple((name, hashlib.md5((src / name).read_bytes()).hexdigest()) for name, _ in mnist.FILES[s])
+             for s in mnist.FILES}
     monkeypatch.setattr(mnist, "FILES", files)
     monkeypatch.setattr(mnist, "MIRRORS", ["file:///nonexistent/mirror/", src.as_uri() + "/"])
     monkeypatch.setattr(mnist, "SIZES", {"train": 30, "test": 20})
@@ -130,9 +131,33 @@ def test_download_falls_back_across_mirrors_and_checks_md5(mirror, tmp_path):
 def test_download_with_bad_checksum_keeps_nothing(mirror, tmp_path, monkeypatch):
     bad = {s: tuple((n, "0" * 32) for n, _ in mnist.FILES[s]) for s in mnist.FILES}
     monkeypatch.setattr(mnist, "FILES", bad)
-    with pytest.raises(MnistError, match="checksum mismatch"):
+    with pytest.raises(MnistError, match="MD5 hash of downloaded file .* does not match the known hash") as e:
         load_mnist("test")
+    assert "0" * 32 in str(e.value)
+    assert not any((tmp_path / "cache" / "mnist").iterdir())   # no partial or temporary file left
+
+
+def test_every_mirror_failing_gives_one_clear_error(mirror, tmp_path, monkeypatch):
+    dead = ["file:///nonexistent/a/", "file:///nonexistent/b/"]
+    monkeypatch.setattr(mnist, "MIRRORS", dead)
+    with pytest.raises(MnistError) as e:
+        load_mnist("test")
+    msg = str(e.value)
+    assert "could not download t10k-images-idx3-ubyte.gz" in msg and all(m in msg for m in dead)
+    assert "~/.cache/minidraw/mnist" in msg and "root=DIR" in msg
     assert not any((tmp_path / "cache" / "mnist").iterdir())
+
+
+def test_a_named_folder_is_never_downloaded_into(mirror, tmp_path, monkeypatch):
+    named = tmp_path / "mine"
+    named.mkdir()
+    with pytest.raises(MnistError, match="does not download into it"):
+        load_mnist("test", root=named)
+    monkeypatch.setenv("MINIDRAW_DATA", str(tmp_path / "parent"))
+    with pytest.raises(MnistError, match="does not download into it"):
+        load_mnist("test")
+    assert not any(named.iterdir()) and not (tmp_path / "parent").exists()
+    assert not (tmp_path / "cache").exists()
 
 
 def test_download_disabled_gives_clear_error(mirror):

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Iterable, Sequence, Union
 
 import numpy as np
+import pooch
 import torch
 from PIL import Image, ImageDraw
 from pycocotools.coco import COCO
@@ -50,7 +51,7 @@ from tqdm.auto import tqdm
 
 from ..text import Vocabulary, tokenize
 from .common import CaptionBatch
-from .download import download, md5sum, resolve_dir
+from .download import fetch, resolve_dir
 
 PathLike = Union[str, os.PathLike]
 SPLITS = ("train", "dev", "test")
@@ -287,7 +288,8 @@ def prepare_coco(coco_root: PathLike | None = None, out_dir: PathLike | None = N
         "empty_captions": sum(src[s]["empty"] for s in SOURCES),
         "images_without_captions": sum(src[s]["no_captions"] for s in SOURCES),
         "skipped_images": sorted(f for s in SOURCES for f in src[s]["skipped"]),
-        "sources": {s: {"annotations": str(paths[s][0]), "annotations_md5": md5sum(paths[s][0]),
+        "sources": {s: {"annotations": str(paths[s][0]),
+                        "annotations_md5": pooch.file_hash(str(paths[s][0]), alg="md5"),
                         "images": str(paths[s][1])} for s in SOURCES},
     }
     _write_json(out / "meta.json", meta)  # written last: its presence means "complete"
@@ -310,7 +312,9 @@ def download_coco(dest: PathLike | None = None,
 
     ``dest`` defaults to ``<coco data dir>/raw``. Parts already unzipped are skipped;
     unzipping goes through a temporary folder, so a killed run leaves nothing that
-    looks complete. COCO publishes no checksums, so none are checked.
+    looks complete. Downloads go through pooch (a temporary file, renamed when
+    complete; a zip already downloaded is reused); COCO publishes no checksums, so
+    none are checked.
     """
     dest = resolve_dir("coco", None)[0] / "raw" if dest is None else Path(dest).expanduser()
     done = {"annotations": [dest / "annotations" / f"captions_{s}2014.json" for s in SOURCES],
@@ -321,8 +325,8 @@ def download_coco(dest: PathLike | None = None,
         if all(p.exists() for p in done[part]):
             continue
         name = URLS[part].rsplit("/", 1)[1]
-        zpath = download([f"http://{URLS[part]}", f"https://{URLS[part]}"], dest / name,
-                         progress=progress)
+        zpath = fetch([f"http://{URLS[part]}", f"https://{URLS[part]}"], dest / name, known_hash=None,
+                      progress=progress)
         tmp = Path(tempfile.mkdtemp(prefix=f".{part}.", dir=dest))
         try:
             with zipfile.ZipFile(zpath) as z:

@@ -1,4 +1,4 @@
-"""Where data lives, and fetching it safely.
+"""Where data lives, and fetching it safely (with pooch).
 
 Every data set resolves its directory the same way:
 
@@ -6,19 +6,22 @@ Every data set resolves its directory the same way:
 2. ``$MINIDRAW_DATA/<name>`` when the environment variable ``MINIDRAW_DATA`` is set;
 3. ``~/.cache/minidraw/<name>`` otherwise (the only place minidraw downloads into).
 
-Downloads go to a temporary file beside the target, are checked against an MD5
-checksum, and only then renamed into place: a killed download never leaves a
-half-written file that looks complete.
+:func:`fetch` hands each download to `pooch <https://www.fatiando.org/pooch>`_,
+which streams it to a temporary file beside the target, checks its hash, and
+only then renames it into place: a failed or corrupt download never leaves a
+half-written file that looks complete. ``file://`` URLs (a mirror on a shared
+disk) are copied the same way.
 """
 from __future__ import annotations
 
-import hashlib
 import os
-import tempfile
+import shutil
+import urllib.parse
 import urllib.request
 from pathlib import Path
+from typing import Callable, Sequence
 
-from tqdm.auto import tqdm
+import pooch
 
 ENV_DATA = "MINIDRAW_DATA"
 
@@ -40,41 +43,49 @@ def resolve_dir(name: str, root: str | os.PathLike | None = None) -> tuple[Path,
     return cache_dir(name), False
 
 
-def md5sum(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
 class DownloadError(RuntimeError):
     """Every mirror failed, or what came back had the wrong checksum."""
 
 
-def download(urls: list[str], dest: str | os.PathLike, md5: str | None = None,
-             timeout: float = 30.0, progress: bool = True) -> Path:
-    """Fetch the first of ``urls`` that works into ``dest`` (atomically), checking ``md5``."""
+def _copy_file_url(url: str, output_file, pooch_obj=None) -> None:
+    """A pooch downloader for ``file://`` URLs: copy the file (pooch checks the hash afterwards)."""
+    source = urllib.request.url2pathname(urllib.parse.urlparse(url).path)
+    if hasattr(output_file, "write"):
+        with open(source, "rb") as f:
+            shutil.copyfileobj(f, output_file)
+    else:
+        shutil.copyfile(source, output_file)
+
+
+def downloader(url: str, progress: bool = True, timeout: float = 30.0) -> Callable:
+    """The pooch downloader for ``url``: a copy for ``file://``, else pooch's own (HTTP(S), FTP, ...)."""
+    if url.startswith("file:"):
+        return _copy_file_url
+    if url.startswith(("http://", "https://")):
+        return pooch.HTTPDownloader(progressbar=progress, timeout=timeout)
+    return pooch.downloaders.choose_downloader(url, progressbar=progress)
+
+
+def one_line(e: BaseException) -> str:
+    """``Type: first line of the message``, at most 300 characters."""
+    text = " ".join(str(e).split())
+    return f"{type(e).__name__}: {text[:300]}"
+
+
+def fetch(urls: Sequence[str], dest: str | os.PathLike, known_hash: str | None,
+          progress: bool = True, timeout: float = 30.0) -> Path:
+    """The file ``dest``, fetched from the first of ``urls`` that works, checked against ``known_hash``.
+
+    ``known_hash`` is pooch's ``"md5:…"`` / ``"sha256:…"`` (bare hex: sha256), or
+    ``None`` for a source that publishes none. A ``dest`` already there with the
+    right hash is kept. Raises :class:`DownloadError` naming every URL and why it failed.
+    """
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
     errors = []
     for url in urls:
-        fd, tmp = tempfile.mkstemp(prefix=dest.name + ".", suffix=".part", dir=dest.parent)
         try:
-            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
-                total = int(resp.headers.get("Content-Length") or 0) or None
-                with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name,
-                          disable=not progress, leave=False) as bar:
-                    while block := resp.read(1 << 16):
-                        out.write(block)
-                        bar.update(len(block))
-            if md5 is not None and (got := md5sum(tmp)) != md5:
-                raise DownloadError(f"checksum mismatch for {url}: md5 {got}, expected {md5}")
-            os.replace(tmp, dest)
-            return dest
-        except Exception as e:  # try the next mirror, remember why this one failed
-            errors.append(f"  {url}: {e}")
-            if os.path.exists(tmp):
-                os.remove(tmp)
+            return Path(pooch.retrieve(url, known_hash, fname=dest.name, path=dest.parent,
+                                       downloader=downloader(url, progress, timeout)))
+        except Exception as e:  # noqa: BLE001 -- try the next mirror, remember why this one failed
+            errors.append(f"  {url}: {one_line(e)}")
     raise DownloadError(f"could not download {dest.name}:\n" + "\n".join(errors))
-

@@ -12,7 +12,8 @@ and the number of dimensions), one big-endian uint32 per dimension, then the dat
 Where the files come from (see :mod:`minidraw.data.download`): a directory you
 name (the ``root`` argument, or ``$MINIDRAW_DATA/mnist``) is read as it is and
 never written to; otherwise the files are downloaded once into
-``~/.cache/minidraw/mnist``.
+``~/.cache/minidraw/mnist`` by pooch, trying each mirror in turn and checking
+each file's MD5 before it lands there.
 
 With only the test split at hand (an offline machine holding just
 ``t10k-*``), :func:`digit_pools` carves that split into two disjoint pools, one
@@ -28,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .download import DownloadError, download, resolve_dir
+from .download import DownloadError, fetch, resolve_dir
 
 MIRRORS = [
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
@@ -108,7 +109,7 @@ def load_mnist(split: str = "train", root: str | os.PathLike | None = None,
             if named or not download_ok:
                 raise MnistError(_missing_message(split, directory, named))
             try:
-                path = download([m + name for m in MIRRORS], directory / name, md5=md5)
+                path = fetch([m + name for m in MIRRORS], directory / name, known_hash=f"md5:{md5}")
             except DownloadError as e:
                 raise MnistError(_missing_message(split, directory, named, f"Downloading failed: {e}\n")) from e
         paths.append(path)
