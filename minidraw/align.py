@@ -55,3 +55,15 @@ class Alignment(nn.Module):
 
     def extra_repr(self) -> str:
         return f"lang_size={self.lang_size}, dec_size={self.dec_size}, align_size={self.align_size}"
+
+
+def most_attended(alpha: Tensor, positions: Tensor, steps: slice = slice(None)) -> Tensor:
+    """Of the candidate word positions ``positions (M, k)``, the one each caption attends to most
+    over ``steps``: the argmax over candidates of Σ_{t ∈ steps} α^t_j, as ``(M,)`` indices into
+    ``positions``' columns. ``alpha (M, T, L)`` is :attr:`DrawOutput.alpha` or :attr:`Generated.alpha`.
+
+    E.g. the two digit words of "the digit 3 is on the left of the digit 7 ." are at positions
+    (2, 10); does the first half of the steps look at the 3 and the second half at the 7?
+    """
+    mass = alpha[:, steps, :].sum(1)                                     # (M, L)  Σ_t α^t_j
+    return mass.gather(1, positions).argmax(1)                           # (M,)

@@ -82,6 +82,7 @@ class TrainConfig:
     bf16: bool = True             # autocast on CUDA
     compile: bool = False
     data: str = ""                # data folder (MNIST IDX files / prepared COCO); "" = the default
+    init: str = ""                # start from these weights (a checkpoint file or a pretrained name), fresh optimiser
 
 
 class TrainingDiverged(FloatingPointError):
@@ -482,6 +483,23 @@ def plot_metrics(out: str | os.PathLike):
     return fig
 
 
+def init_weights(model, source: str) -> None:
+    """Copy the weights of ``source`` — a checkpoint file, or the name of a shipped model
+    (:mod:`minidraw.pretrained`) — into ``model``; the two configurations must agree. This is how a
+    long run continues on a new machine from the last exported (float16) weights."""
+    if Path(source).is_file():
+        saved, _ = load(source)
+    else:
+        from . import pretrained
+        if source not in pretrained.list():
+            raise ValueError(f"init={source!r} is neither a checkpoint file nor a shipped model "
+                             f"({', '.join(pretrained.list()) or 'none shipped'})")
+        saved, _ = load(pretrained.path(source))
+    if saved.cfg.to_dict() != model.cfg.to_dict():
+        raise ValueError(f"init={source!r} holds a different model ({saved.cfg}); give the same configuration")
+    model.load_state_dict({k: v.to(model.state_dict()[k].dtype) for k, v in saved.state_dict().items()})
+
+
 def run(cfg: TrainConfig, out: Optional[str | os.PathLike] = None, progress: bool = True):
     """Train ``cfg`` (resuming from ``out/checkpoint.pt`` when there is one); returns ``(model, log)``."""
     rank, world, local = _distributed()
@@ -512,7 +530,11 @@ def run(cfg: TrainConfig, out: Optional[str | os.PathLike] = None, progress: boo
             rows = [r for r in read_metrics(out) if r["step"] <= start]
             (Path(out) / METRICS).write_text("".join(json.dumps(r) + "\n" for r in rows))
             print(f"resuming {ckpt_path} at step {start}")
-    if start == 0 and getattr(model, "frozen_language", None) is not None:   # skipthought, offline encoder
+    if start == 0 and cfg.init:
+        init_weights(model, cfg.init)
+        if rank == 0:
+            print(f"initialised from {cfg.init}")
+    elif start == 0 and getattr(model, "frozen_language", None) is not None:   # skipthought, offline encoder
         from .text import pretrain_sentence_encoder
         encoder, loss = pretrain_sentence_encoder(train_src, model_cfg.vocab_size, model_cfg.embed_size,
                                                   model_cfg.lang_size, steps=model_cfg.sentence_pretrain_steps,

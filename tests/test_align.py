@@ -132,3 +132,16 @@ def test_padding_invariance_through_the_language_model():
         s1, a1 = align(h_dec[k:k + 1], align.keys(h1), h1, m1)
         torch.testing.assert_close(results[0][0][k], s1[0], rtol=0, atol=1e-6)
         torch.testing.assert_close(results[0][1][k, : len(r)], a1[0], rtol=0, atol=1e-6)
+
+
+def test_most_attended_picks_the_candidate_with_the_most_weight_over_the_steps():
+    from minidraw.align import most_attended
+    alpha = torch.zeros(2, 4, 5)                      # (M, T, L)
+    alpha[0, :2, 1], alpha[0, 2:, 3] = 0.9, 0.6       # caption 0: word 1 early, word 3 late
+    alpha[1, :, 3] = 0.5                              # caption 1: word 3 throughout...
+    alpha[1, 0, 1] = 0.8                              # ...but word 1 peaks once in the first half
+    positions = torch.tensor([[1, 3], [1, 3]])
+    assert most_attended(alpha, positions, slice(0, 2)).tolist() == [0, 1]
+    assert most_attended(alpha, positions, slice(2, 4)).tolist() == [1, 1]
+    assert most_attended(alpha, positions).tolist() == [0, 1]        # 1.8 vs 1.2; 0.8 vs 2.0
+    assert most_attended(alpha, torch.tensor([[3, 1], [3, 1]]), slice(0, 2)).tolist() == [1, 0]

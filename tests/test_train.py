@@ -244,3 +244,57 @@ def test_two_processes_equal_one_on_the_global_batch(tmp_path):
     for k, v in single.state_dict().items():
         torch.testing.assert_close(ddp[k], v, rtol=1e-5, atol=1e-6)
     assert any(not torch.equal(before[k], v) for k, v in single.state_dict().items())   # the step did something
+
+
+def test_learning_rate_warms_up_then_follows_the_half_cosine():
+    import math
+    cfg = tiny("lr=0.01", "lr_schedule=cosine", "lr_min=0.1", "warmup_steps=10", "max_steps=101")
+    lr = [train.learning_rate(cfg, k) for k in range(1, 102)]
+    assert lr[0] == pytest.approx(0.01 * 1 / 10 * (0.001 + 0.009 * 1.0) / 0.01)       # warm-up · cosine top
+    assert lr[4] == pytest.approx(0.5 * (0.001 + 0.009 * 0.5 * (1 + math.cos(math.pi * 4 / 100))))
+    assert lr[50] == pytest.approx(0.001 + 0.009 * 0.5)                                # half way: the middle
+    assert lr[-1] == pytest.approx(0.001)                                              # the last step: lr · lr_min
+    assert all(a >= b for a, b in zip(lr[10:], lr[11:]))                               # falls after warm-up
+    flat = tiny("lr=0.01", "warmup_steps=4")
+    assert [train.learning_rate(flat, k) for k in (1, 2, 4, 50)] == pytest.approx([0.0025, 0.005, 0.01, 0.01])
+    with pytest.raises(ValueError, match="lr_schedule"):
+        train.learning_rate(tiny("lr_schedule=linear"), 1)
+
+
+def test_the_optimiser_uses_the_scheduled_rate(tmp_path):
+    cfg = tiny("lr=0.01", "lr_schedule=cosine", "lr_min=0.1", "max_steps=3")
+    model = build(preset(cfg.preset, **cfg.model))
+    opt = train.make_optimizer(cfg.optimizer, model.parameters(), cfg.lr)
+    images = (torch.rand(32, 1, 28, 28) < 0.3).float()
+    train.fit(model, images, cfg, progress=False, opt=opt)
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.001)                           # the last step's rate
+
+
+def test_a_run_starts_from_given_weights_and_refuses_another_model(tmp_path):
+    first, _ = train.run(tiny("max_steps=2"), tmp_path / "a", progress=False)
+    model, _ = train.run(tiny("max_steps=1", "lr=1e-9", f"init={tmp_path / 'a' / 'checkpoint.pt'}"),
+                         tmp_path / "b", progress=False)
+    for p, q in zip(first.parameters(), model.parameters()):                        # lr ~ 0: still the init
+        assert torch.allclose(p, q, atol=1e-6)
+    with pytest.raises(ValueError, match="different model"):
+        train.run(tiny("max_steps=1", "model.z_size=5", f"init={tmp_path / 'a' / 'checkpoint.pt'}"),
+                  tmp_path / "c", progress=False)
+    with pytest.raises(ValueError, match="neither a checkpoint file"):
+        train.run(tiny("max_steps=1", "init=no-such-model"), tmp_path / "d", progress=False)
+
+
+def test_caption_fidelity_is_logged_at_each_evaluation(tmp_path):
+    cfg = train.load_config("aligndraw_mnist_small", None, [
+        "model.T=2", "model.enc_size=8", "model.dec_size=8", "model.z_size=2", "batch_size=8", "max_steps=2",
+        "eval_every=1", "eval_examples=8", "eval_fidelity=8", "classifiers=" + str(REPO_CLASSIFIERS)])
+    train.run(cfg, tmp_path, progress=False)
+    rows = [r for r in train.read_metrics(tmp_path) if "fidelity_seen" in r]
+    assert [r["step"] for r in rows] == [1, 2]
+    for r in rows:
+        assert 0 <= r["fidelity_seen"] <= 100 and 0 <= r["fidelity_heldout"] <= 100
+        assert set(r["fidelity_seen_by_template"]) >= {"left of", "top right corner"} and r["seconds"] > 0
+    with pytest.raises(ValueError, match="no checker"):
+        train.fidelity_evaluation(cfg, torch.zeros(4, 1, 28, 28))
+
+
+REPO_CLASSIFIERS = Path(__file__).resolve().parents[1] / "book" / "checkpoints" / "classifiers"

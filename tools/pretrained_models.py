@@ -1,0 +1,205 @@
+"""Ship long-trained weights: evaluate a run, export it when it beats the shipped file, write its card.
+
+    python tools/pretrained_models.py export aligndraw-mnist --run ~/runs/aligndraw-mnist [--force]
+    python tools/pretrained_models.py curve aligndraw-mnist --run ~/runs/aligndraw-mnist
+    python tools/pretrained_models.py card aligndraw-mnist
+
+``export`` evaluates the run's checkpoint with :func:`minidraw.evaluate.evaluate` (the bound on
+1,000 test images and caption fidelity on 1,000 captions per split, seen and held out) and the
+shipped file the same way; when the run is better (higher mean of the two fidelities for a
+captioned model, a lower test bound for unconditional DRAW) or ``--force`` is given, it writes
+the float16 weights with :func:`minidraw.pretrained.export`, the learning curve
+(``book/curves/NAME.csv``) and the model card (``minidraw/weights/NAME.md``).
+
+How each shipped model is trained is a TOML recipe in ``tools/recipes/NAME.toml``:
+``minidraw train --config tools/recipes/NAME.toml --out RUN``. A new machine continues a run
+from the shipped weights with ``--set init=NAME`` (fresh optimiser, a short warm-up).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+CURVES = ROOT / "book" / "curves"
+RECIPES = ROOT / "tools" / "recipes"
+SIZES = dict(bound=1000, fidelity=1000)
+
+
+def evaluate_file(path: Path, classifiers: str | None = None) -> dict:
+    """Test bound and caption fidelity (seen, held out, per template) of a checkpoint file."""
+    from minidraw.evaluate import Sizes, evaluate, splits_for
+    from minidraw.train import load
+    model, ckpt = load(path)
+    splits = splits_for(ckpt["train"], model.cfg)
+    captioned = not isinstance(splits["test"], torch.Tensor)
+    metrics = ["bound", "fidelity"] if captioned else ["bound"]
+    row = evaluate(model, splits, metrics, Sizes(**SIZES), classifiers=classifiers)
+    return {"step": ckpt.get("step"), "data": ckpt.get("data"), **row}
+
+
+def better(new: dict, old: dict | None) -> bool:
+    if old is None:
+        return True
+    if "fidelity_seen" in new:
+        score = lambda r: r["fidelity_seen"] + r.get("fidelity_heldout", 0)  # noqa: E731
+        return score(new) > score(old)
+    return new["test_bound"] < old["test_bound"]
+
+
+# ---- the learning curve ----------------------------------------------------------------------
+def wall_minutes(rows: list[dict]) -> list[float]:
+    """Minutes of training before each row. ``seconds`` restarts at 0 when a run is resumed, so the
+    wall time is the sum of the segments' times."""
+    out, offset, last = [], 0.0, 0.0
+    for r in rows:
+        s = r.get("seconds")
+        if s is None:
+            out.append((offset + last) / 60)
+            continue
+        if s < last - 1e-9:                       # a resumed segment started
+            offset += last
+        last = s
+        out.append((offset + s) / 60)
+    return out
+
+
+def curve_rows(run: Path) -> list[dict]:
+    """One row per evaluation of ``run/metrics.jsonl``: step, minutes, test bound, fidelity per split and
+    template."""
+    from minidraw.train import read_metrics
+    rows = read_metrics(run)
+    minutes = wall_minutes(rows)
+    bounds = {r["step"]: r["test_bound"] for r in rows if "test_bound" in r}
+    key = "fidelity_seen" if any("fidelity_seen" in r for r in rows) else "test_bound"   # DRAW: the bound only
+    out = []
+    for r, m in zip(rows, minutes):
+        if key not in r:
+            continue
+        row = {"step": r["step"], "minutes": round(m, 2), "test_bound": round(bounds.get(r["step"], float("nan")), 2)}
+        for split in ("seen", "heldout"):
+            if f"fidelity_{split}" in r:
+                row[f"fidelity_{split}"] = round(r[f"fidelity_{split}"], 1)
+                for template, v in r[f"fidelity_{split}_by_template"].items():
+                    row[f"{split}: {template}"] = round(v, 1)
+        out.append(row)
+    return out
+
+
+def write_curve(name: str, run: Path) -> Path:
+    rows = curve_rows(run)
+    if not rows:
+        raise SystemExit(f"{run}: no evaluations in metrics.jsonl (train with eval_every > 0)")
+    CURVES.mkdir(parents=True, exist_ok=True)
+    path = CURVES / f"{name}.csv"
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[-1]))
+        w.writeheader()
+        w.writerows(rows)
+    print(f"{path}: {len(rows)} evaluations, up to step {rows[-1]['step']} ({rows[-1]['minutes']:.0f} min)")
+    return path
+
+
+# ---- the model card ----------------------------------------------------------------------------
+def machine() -> str:
+    threads = os.environ.get("OMP_NUM_THREADS", str(torch.get_num_threads()))
+    cpu = platform.processor() or platform.machine()
+    return f"{os.cpu_count()}-core {cpu} CPU, {threads} thread(s), torch {torch.__version__}, Python {platform.python_version()}"
+
+
+def card(name: str, result: dict, minutes: float | None, where: str) -> str:
+    from minidraw import pretrained
+    info = pretrained.info(name)
+    ckpt = torch.load(pretrained.path(name), map_location="cpu", weights_only=True)
+    train = ckpt.get("train", {})
+    recipe = RECIPES / f"{name}.toml"
+    lines = [f"# {name}", "", info.get("description", ""), "",
+             "| | |", "|---|---|",
+             f"| file | `{info['file']}` ({Path(pretrained.path(name)).stat().st_size / 1e6:.2f} MB, float16 weights, no optimiser state) |",
+             f"| sha256 | `{info['sha256']}` |",
+             f"| data | {ckpt.get('data', '?')} |",
+             f"| steps | {ckpt.get('step')} (batch {train.get('batch_size')}) |",
+             f"| wall time | {minutes:.0f} minutes of training |" if minutes else "| wall time | unknown |",
+             f"| machine | {where} |",
+             f"| exported | {datetime.date.today().isoformat()} |",
+             f"| recipe | `minidraw train --config tools/recipes/{recipe.name} --out RUN` |" if recipe.exists() else
+             "| recipe | see the training settings below |",
+             "", "## Measured", "",
+             f"With `minidraw.evaluate.evaluate` on {SIZES['bound']:,} test images (bound) and "
+             f"{SIZES['fidelity']:,} captions per split (fidelity); seed 0.", "",
+             f"* test −L = {result['test_bound']:.2f} ± {result['test_bound_se']:.2f} nats per image; "
+             f"train −L = {result['train_bound']:.2f} ± {result['train_bound_se']:.2f}"]
+    if "fidelity_seen" in result:
+        lines += [f"* caption fidelity: **{result['fidelity_seen']:.1f} %** on seen compositions, "
+                  f"**{result.get('fidelity_heldout', float('nan')):.1f} %** on held-out ones", "",
+                  "| template | seen % | held-out % |", "|---|---:|---:|"]
+        held = result.get("fidelity_heldout_by_template", {})
+        for t, v in result["fidelity_seen_by_template"].items():
+            lines.append(f"| {t} | {v:.1f} | {held.get(t, float('nan')):.1f} |")
+    lines += ["", "## Configuration", "", "```json", json.dumps(ckpt["config"], indent=1), "```", "",
+              "## Training settings", "", "```json", json.dumps(train, indent=1), "```", ""]
+    return "\n".join(lines)
+
+
+def write_card(name: str, run: Path | None, classifiers: str | None) -> Path:
+    from minidraw import pretrained
+    result = evaluate_file(pretrained.path(name), classifiers)
+    minutes = None
+    if run is not None:
+        from minidraw.train import read_metrics
+        rows = [r for r in read_metrics(run) if r["step"] <= (result["step"] or 0)]
+        minutes = wall_minutes(rows)[-1] if rows else None
+    path = Path(pretrained.path(name)).with_suffix(".md")
+    path.write_text(card(name, result, minutes, machine()))
+    print(f"{path}: test −L {result['test_bound']:.2f}" + (
+        f", fidelity {result['fidelity_seen']:.1f} % seen / {result.get('fidelity_heldout', 0):.1f} % held out"
+        if "fidelity_seen" in result else ""))
+    return path
+
+
+def export(name: str, run: Path, force: bool, classifiers: str | None) -> None:
+    from minidraw import pretrained
+    ckpt = run / "checkpoint.pt"
+    new = evaluate_file(ckpt, classifiers)
+    old = evaluate_file(pretrained.path(name), classifiers) if name in pretrained.list() else None
+    summary = lambda r: (f"step {r['step']}: test −L {r['test_bound']:.2f}" + (  # noqa: E731
+        f", fidelity {r['fidelity_seen']:.1f} / {r.get('fidelity_heldout', 0):.1f} %" if "fidelity_seen" in r else ""))
+    print("run:    ", summary(new))
+    print("shipped:", summary(old) if old else "none")
+    if not (force or better(new, old)):
+        print(f"the run does not improve on the shipped {name}; nothing exported (--force to export anyway)")
+        return
+    print(f"exported {pretrained.export(ckpt, name)}")
+    write_curve(name, run)
+    write_card(name, run, classifiers)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("action", choices=["export", "curve", "card"])
+    p.add_argument("name", help="a pretrained model's name, e.g. aligndraw-mnist")
+    p.add_argument("--run", type=Path, help="the run directory (checkpoint.pt, metrics.jsonl)")
+    p.add_argument("--force", action="store_true", help="export even when the run does not improve")
+    p.add_argument("--classifiers", default=None, help="fidelity classifiers' cache folder")
+    a = p.parse_args(argv)
+    if a.action in ("export", "curve") and a.run is None:
+        p.error(f"{a.action} needs --run")
+    if a.action == "export":
+        export(a.name, a.run, a.force, a.classifiers)
+    elif a.action == "curve":
+        write_curve(a.name, a.run)
+    else:
+        write_card(a.name, a.run, a.classifiers)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
