@@ -5,7 +5,8 @@
 
 The repository URL lives in ``_config.yml`` (``repository.url``): the Colab
 buttons follow it, and so must every chapter's set-up cell, which installs
-minidraw from that repository when it is missing (on Colab).
+minidraw from that repository when it is missing (on Colab), and
+``minidraw.pretrained.BASE_URL``, where missing weights are downloaded from.
 """
 from __future__ import annotations
 
@@ -45,6 +46,7 @@ def set_repository(url: str) -> None:
         raise SystemExit(f"give the repository as https://github.com/OWNER/NAME, not {url!r}")
     old = configured_repository()
     files = [ROOT / "_config.yml", ROOT / "README.md", ROOT / "pyproject.toml",
+             ROOT / "minidraw" / "pretrained.py",                   # BASE_URL: where the weights download from
              *sorted((ROOT / "book").glob("*.md")), *sorted((ROOT / "book").glob("*.ipynb"))]
     for f in files:
         text = f.read_text()
