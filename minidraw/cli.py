@@ -1,7 +1,7 @@
 """The ``minidraw`` command (also ``python -m minidraw``).
 
     minidraw train   --preset NAME [--config FILE] [--set key=value ...] --out DIR [--max-minutes M]
-    minidraw sample  --checkpoint CKPT --caption "..." [--n 16] --out grid.png [--animation drawing.gif]
+    minidraw sample  [--checkpoint CKPT | --model NAME] --caption "..." [--n 16] --out grid.png [--animation drawing.gif]
     minidraw evaluate --checkpoint CKPT [--metrics bound,iwae,retrieval,ssi,fidelity] [--json out.json]
     minidraw prepare mnist|coco|shapes ...
 

@@ -2,6 +2,10 @@
 
     minidraw sample --checkpoint runs/aligndraw.pt --caption "the digit 3 is at the top left of the image ." \
         --out samples/grid.png --animation samples/draw.gif
+    minidraw sample --caption "the digit 3 is on the left of the digit 7 ." --out grid.png   # a pretrained model
+
+Without ``--checkpoint`` the model is a pretrained one (:mod:`minidraw.pretrained`):
+the one ``--model`` names, or the one whose vocabulary holds the caption's words.
 
 The pieces are functions too: :func:`vocabulary_for` finds the vocabulary a
 checkpoint's captions use, :func:`encode_captions` turns captions into word ids
@@ -146,7 +150,7 @@ def window_of(window: Window, i: int) -> Window:
 
 
 # ---- command line --------------------------------------------------------------------------
-DESCRIPTION = """Draw images from a trained minidraw checkpoint.
+DESCRIPTION = """Draw images from a trained minidraw checkpoint or a pretrained model.
 
 A caption model (alignDRAW and its variants) draws --n images of one caption;
 an unconditional DRAW draws --n images from its prior. The same checkpoint,
@@ -154,10 +158,16 @@ caption and seed always give the same images. --animation writes a GIF of the
 first image being drawn: the write window boxed in red and, for alignDRAW, the
 caption underneath with each word shaded by how much the model attends to it.
 
-A caption must use the checkpoint's vocabulary (MNIST with captions or captioned
+Without --checkpoint, a pretrained model draws: the one --model names, or, for
+a caption alone, the one whose vocabulary holds its words (MNIST with captions,
+then captioned shapes); it is downloaded once when the package does not hold it.
+
+A caption must use the model's vocabulary (MNIST with captions or captioned
 shapes): a word outside it is an error that lists the words there are."""
 
 EXAMPLES = """examples:
+  minidraw sample --caption "the digit 3 is on the left of the digit 7 ." --out samples/grid.png   # pretrained
+  minidraw sample --model draw-mnist --n 16 --out samples/digits.png
   minidraw sample --checkpoint runs/aligndraw.pt \\
       --caption "the digit 3 is at the top left of the image ." --out samples/grid.png
   minidraw sample --checkpoint runs/shapes.pt --caption "a large red circle is at the top left on a white background ." \\
@@ -182,8 +192,11 @@ def _non_negative_float(text: str) -> float:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The ``sample`` options, on ``p`` (a parser of its own or a subcommand's)."""
-    p.add_argument("--checkpoint", required=True, metavar="CKPT", help="a checkpoint written by `minidraw train --out`")
-    p.add_argument("--caption", metavar="TEXT", help="what to draw (caption models only), in the checkpoint's vocabulary")
+    p.add_argument("--checkpoint", metavar="CKPT", help="a checkpoint written by `minidraw train --out`")
+    p.add_argument("--model", metavar="NAME", help="a pretrained model instead: aligndraw-mnist, noaligndraw-mnist, "
+                                                   "aligndraw-shapes or draw-mnist (default with a caption alone: "
+                                                   "the one that knows its words)")
+    p.add_argument("--caption", metavar="TEXT", help="what to draw (caption models only), in the model's vocabulary")
     p.add_argument("--n", type=_positive_int, default=16, help="how many images (default: 16)")
     p.add_argument("--seed", type=int, default=0, help="random seed; the same seed draws the same images")
     p.add_argument("--temperature", type=_non_negative_float, default=1.0, metavar="T",
@@ -202,8 +215,9 @@ def build_parser(prog: str = "minidraw sample") -> argparse.ArgumentParser:
 
 def register(subparsers) -> argparse.ArgumentParser:
     """Add ``sample`` to a top-level CLI's ``parser.add_subparsers()``; ``args.func`` is :func:`run`."""
-    p = subparsers.add_parser("sample", help="draw images from a trained checkpoint", description=DESCRIPTION,
-                              epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser("sample", help="draw images from a checkpoint or a pretrained model",
+                              description=DESCRIPTION, epilog=EXAMPLES,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(p)
     p.set_defaults(func=run)
     return p
@@ -221,6 +235,25 @@ def _load(path: str):
         return load(path)
     except (FileNotFoundError, RuntimeError) as e:   # train.load's messages name the file and what to do
         _fail(e)
+
+
+def _checkpoint_path(args: argparse.Namespace) -> str | Path:
+    """``--checkpoint``, or the weights of the pretrained model ``--model`` names or ``--caption`` picks."""
+    from . import pretrained
+    if args.checkpoint is not None:
+        if args.model is not None:
+            _fail("give --checkpoint or --model, not both")
+        return args.checkpoint
+    if args.model is None and args.caption is None:
+        _fail("nothing to draw from: give --checkpoint CKPT, --model NAME (a pretrained model: "
+              f"{', '.join(pretrained.MODELS)}), or a --caption, which picks the pretrained model that knows its words")
+    try:
+        name = args.model if args.model is not None else pretrained.for_caption(args.caption)
+        weights = pretrained.path(name)
+    except (ValueError, RuntimeError) as e:          # unknown name or words, not shipped, corrupt, offline
+        _fail(e)
+    print(f"pretrained model {name}: {pretrained.MODELS[name]['description']} ({weights})")
+    return weights
 
 
 def _check_outputs(out: str, animation: Optional[str]) -> None:
@@ -243,7 +276,7 @@ def run(args: argparse.Namespace) -> int:
     from . import viz
 
     _check_outputs(args.out, args.animation)
-    model, ckpt = _load(args.checkpoint)
+    model, ckpt = _load(_checkpoint_path(args))
     try:
         vocab = vocabulary_for(model, ckpt)
         check_request(model, args.caption)

@@ -171,3 +171,34 @@ def test_sample_from_a_baseline_checkpoint(tmp_path, capsys):
                  "--animation", str(tmp_path / "a.gif")]) == 0
     assert grid.stat().st_size > 0 and not (tmp_path / "a.gif").exists()
     assert "no animation" in capsys.readouterr().out
+
+
+# ---- pretrained models --------------------------------------------------------------------------
+def test_a_caption_alone_draws_with_the_pretrained_model_for_its_words(ckpts, tmp_path, monkeypatch, capsys):
+    from minidraw import pretrained
+    weights = tmp_path / "weights"
+    pretrained.export(ckpts["shapes"], "aligndraw-shapes", weights_dir=weights)
+    asked, real_path = [], pretrained.path
+
+    def shipped(name, *args, **kwargs):
+        asked.append(name)
+        return real_path(name, weights_dir=weights)
+    monkeypatch.setattr(pretrained, "path", shipped)
+    out = tmp_path / "grid.png"
+    assert main(["--caption", CAPTION, "--n", "2", "--out", str(out)]) == 0
+    with Image.open(out) as im:
+        assert im.format == "PNG"
+    printed = capsys.readouterr().out
+    assert asked == ["aligndraw-shapes"] and printed.count("pretrained model aligndraw-shapes:") == 1
+    assert main(["--model", "aligndraw-shapes", "--caption", CAPTION, "--n", "1", "--out", str(out)]) == 0
+
+    assert "nothing to draw from" in fails(capsys, ["--out", str(out)])
+    assert "not both" in fails(capsys, ["--checkpoint", str(ckpts["shapes"]), "--model", "aligndraw-shapes",
+                                        "--caption", CAPTION, "--out", str(out)])
+    err = fails(capsys, ["--caption", "a purple circle", "--out", str(out)])
+    assert "purple" in err and "MNIST with captions" in err
+    err = fails(capsys, ["--model", "aligndraw-mnist", "--caption", CAPTION, "--out", str(out)])
+    assert "not in" in err and "aligndraw-shapes" in err                           # not shipped in this folder
+    assert "unconditional" not in err and asked[-1] == "aligndraw-mnist"
+    err = fails(capsys, ["--model", "nope", "--out", str(out)])
+    assert "no pretrained model named 'nope'" in err and "draw-mnist" in err
