@@ -101,10 +101,32 @@ def _convert(value: str, like):
     return type(like)(float(value)) if isinstance(like, int) and "e" in value.lower() else type(like)(value)
 
 
+RECIPES = Path(__file__).resolve().parent / "recipes"
+
+
+def recipes() -> list[str]:
+    """The names of the shipped training recipes (``minidraw/recipes/NAME.toml``): how each of
+    :mod:`minidraw.pretrained`'s models was trained."""
+    return sorted(p.stem for p in RECIPES.glob("*.toml"))
+
+
+def recipe(name: str) -> Path:
+    """The TOML file of recipe ``name``, e.g. ``recipe("aligndraw-mnist")``."""
+    path = RECIPES / f"{name}.toml"
+    if not path.is_file():
+        raise ValueError(f"no recipe named {name!r}; recipes: {', '.join(recipes())}")
+    return path
+
+
 def load_config(preset_name: Optional[str] = None, file: Optional[str] = None,
                 sets: Iterable[str] = ()) -> TrainConfig:
-    """Defaults, then a TOML file, then ``key=value`` overrides (``model.key=value`` for the model)."""
+    """Defaults, then a TOML file (or a shipped recipe's name), then ``key=value`` overrides
+    (``model.key=value`` for the model)."""
     data: dict = {}
+    if file and not Path(file).is_file():
+        if Path(file).suffix == ".toml" or os.sep in str(file):
+            raise ValueError(f"no configuration file {file}; recipes: {', '.join(recipes())}")
+        file = recipe(str(file))
     if file:
         try:
             import tomllib
@@ -567,6 +589,7 @@ EXAMPLES = """examples:
   minidraw train --preset aligndraw_mnist_small --set lr=3e-3 model.variant=noalign --out runs/noalign
   minidraw train --preset convvae_mnist_small --out runs/convvae   # a baseline: conditional conv-deconv VAE
   minidraw train --config my.toml --out runs/mine          # TOML: top-level settings, [model] table
+  minidraw train --config aligndraw-mnist --out runs/long  # a shipped model's recipe (minidraw/recipes)
   minidraw train --out runs/draw                           # resumes runs/draw/checkpoint.pt
   torchrun --nproc_per_node 4 -m minidraw train --preset aligndraw_coco_paper --out runs/coco
 
@@ -578,7 +601,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.epilog = EXAMPLES
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.add_argument("--preset", help="a named model configuration (default: draw_mnist_small)")
-    p.add_argument("--config", help="a TOML file of training settings, with a [model] table")
+    p.add_argument("--config", help="a TOML file of training settings, with a [model] table, or a recipe's name: "
+                   + ", ".join(recipes()))
     p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
                    help="override settings: lr=3e-3 batch_size=100 model.variant=noalign ...")
     p.add_argument("--out", required=True, help="run directory: checkpoint.pt, metrics.jsonl, metrics.png")

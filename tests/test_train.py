@@ -298,3 +298,17 @@ def test_caption_fidelity_is_logged_at_each_evaluation(tmp_path):
 
 
 REPO_CLASSIFIERS = Path(__file__).resolve().parents[1] / "book" / "checkpoints" / "classifiers"
+
+
+def test_every_shipped_recipe_loads_by_name_and_names_a_pretrained_model(tmp_path):
+    from minidraw import pretrained
+    assert set(train.recipes()) <= set(pretrained.MODELS) and "aligndraw-mnist" in train.recipes()
+    for name in train.recipes():
+        cfg = train.load_config(None, name, ["batch_size=8"])
+        assert cfg == train.load_config(None, str(train.recipe(name)), ["batch_size=8"])
+        assert cfg.lr_schedule == "cosine" and cfg.max_steps > 1000 and cfg.batch_size == 8
+        preset(cfg.preset, **cfg.model)                                             # a valid model
+    with pytest.raises(ValueError, match="no recipe named 'nope'.*aligndraw-mnist"):
+        train.load_config(None, "nope")
+    with pytest.raises(ValueError, match="no configuration file"):
+        train.load_config(None, str(tmp_path / "missing.toml"))

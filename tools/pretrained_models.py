@@ -11,8 +11,8 @@ captioned model, a lower test bound for unconditional DRAW) or ``--force`` is gi
 the float16 weights with :func:`minidraw.pretrained.export`, the learning curve
 (``book/curves/NAME.csv``) and the model card (``minidraw/weights/NAME.md``).
 
-How each shipped model is trained is a TOML recipe in ``tools/recipes/NAME.toml``:
-``minidraw train --config tools/recipes/NAME.toml --out RUN``. A new machine continues a run
+How each shipped model is trained is a TOML recipe in ``minidraw/recipes/NAME.toml``:
+``minidraw train --config NAME --out RUN``. A new machine continues a run
 from the shipped weights with ``--set init=NAME`` (fresh optimiser, a short warm-up).
 """
 from __future__ import annotations
@@ -30,7 +30,6 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 CURVES = ROOT / "book" / "curves"
-RECIPES = ROOT / "tools" / "recipes"
 SIZES = dict(bound=1000, fidelity=1000)
 
 
@@ -120,7 +119,7 @@ def card(name: str, result: dict, minutes: float | None, where: str) -> str:
     info = pretrained.info(name)
     ckpt = torch.load(pretrained.path(name), map_location="cpu", weights_only=True)
     train = ckpt.get("train", {})
-    recipe = RECIPES / f"{name}.toml"
+    from minidraw.train import recipes
     lines = [f"# {name}", "", info.get("description", ""), "",
              "| | |", "|---|---|",
              f"| file | `{info['file']}` ({Path(pretrained.path(name)).stat().st_size / 1e6:.2f} MB, float16 weights, no optimiser state) |",
@@ -130,7 +129,8 @@ def card(name: str, result: dict, minutes: float | None, where: str) -> str:
              f"| wall time | {minutes:.0f} minutes of training |" if minutes else "| wall time | unknown |",
              f"| machine | {where} |",
              f"| exported | {datetime.date.today().isoformat()} |",
-             f"| recipe | `minidraw train --config tools/recipes/{recipe.name} --out RUN` |" if recipe.exists() else
+             f"| recipe | `minidraw train --config {name} --out RUN` (`minidraw/recipes/{name}.toml`) |"
+             if name in recipes() else
              "| recipe | see the training settings below |",
              "", "## Measured", "",
              f"With `minidraw.evaluate.evaluate` on {SIZES['bound']:,} test images (bound) and "
