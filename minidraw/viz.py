@@ -160,3 +160,50 @@ def animate_drawing(canvases: torch.Tensor, window=None, N: int | None = None, t
     anim = animation.FuncAnimation(fig, frame, frames=T, interval=interval, blit=False)
     plt.close(fig)
     return anim
+
+
+# ---- alignment: one convention for the whole book ----------------------------------------------
+ALIGNMENT_CMAP = "viridis"
+
+
+def alignment_map(ax, alpha: torch.Tensor | np.ndarray, words: Sequence[str], title: str | None = None,
+                  mark_top: bool = True, colorbar: bool = False, vmax: float | None = None):
+    """α over words and steps: **words on the y-axis (top to bottom, in reading order), steps
+    t = 1..T on the x-axis**, colour map :data:`ALIGNMENT_CMAP` from 0. ``alpha`` is ``(T, L)`` for
+    one caption (padding columns beyond ``len(words)`` are dropped). With ``mark_top`` a white dot
+    marks each step's most-attended word; ``vmax`` fixes the top of the colour scale (e.g. 1, to
+    compare maps). Returns the image."""
+    a = alpha.detach().cpu().numpy() if isinstance(alpha, torch.Tensor) else np.asarray(alpha)
+    a = a[:, :len(words)].T                                                    # (L, T)
+    im = ax.imshow(a, aspect="auto", cmap=ALIGNMENT_CMAP, vmin=0, vmax=vmax, interpolation="nearest")
+    ax.set_yticks(range(len(words)), words, fontsize=8)
+    T = a.shape[1]
+    ticks = range(T) if T <= 20 else range(0, T, 4)
+    ax.set_xticks(list(ticks), [str(t + 1) for t in ticks], fontsize=8)
+    ax.set_xlabel("step $t$")
+    if mark_top:
+        ax.plot(np.arange(T), a.argmax(0), "o", color="white", ms=3)
+    if title:
+        ax.set_title(title, fontsize=9)
+    if colorbar:
+        ax.figure.colorbar(im, ax=ax, label="$\\alpha^t_j$", fraction=0.04)
+    return im
+
+
+def canvases_with_alignment(canvases: torch.Tensor, alpha: torch.Tensor | None, words: Sequence[str] | None,
+                            title: str | None = None):
+    """The canvas after each step (top row) over the alignment map of :func:`alignment_map`, the
+    steps lined up: ``canvases (T, C, H, W)`` in [0, 1] and ``alpha (T, L)`` of one drawing."""
+    T = canvases.shape[0]
+    fig = plt.figure(figsize=(max(8, 0.75 * T), 4.4 if alpha is not None else 1.4), layout="constrained")
+    grid = fig.add_gridspec(2 if alpha is not None else 1, T, height_ratios=[1, 2] if alpha is not None else [1])
+    for t in range(T):
+        ax = fig.add_subplot(grid[0, t])
+        ax.imshow(to_numpy_image(canvases[t]), cmap="gray", vmin=0, vmax=1)
+        ax.set_title(f"t={t + 1}", fontsize=7)
+        ax.axis("off")
+    if alpha is not None:
+        alignment_map(fig.add_subplot(grid[1, :]), alpha, words, "alignment α: words × steps (dot: the most attended)")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig

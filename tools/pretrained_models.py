@@ -9,7 +9,7 @@
 shipped file the same way; when the run is better (higher mean of the two fidelities for a
 captioned model, a lower test bound for unconditional DRAW) or ``--force`` is given, it writes
 the float16 weights with :func:`minidraw.pretrained.export`, the learning curve
-(``book/curves/NAME.csv``) and the model card (``minidraw/weights/NAME.md``).
+(``minidraw/recipes/curves/NAME.csv``) and the model card (``minidraw/weights/NAME.md``).
 
 How each shipped model is trained is a TOML recipe in ``minidraw/recipes/NAME.toml``:
 ``minidraw train --config NAME --out RUN``. A new machine continues a run
@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-CURVES = ROOT / "book" / "curves"
+CURVES = ROOT / "minidraw" / "recipes" / "curves"
 SIZES = dict(bound=1000, fidelity=1000)
 
 

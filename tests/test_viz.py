@@ -1,0 +1,33 @@
+"""The book's figures: the one alignment convention (words down the y-axis, steps along x)."""
+import matplotlib
+
+matplotlib.use("Agg")
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from minidraw import viz  # noqa: E402
+
+
+def test_alignment_map_puts_words_on_y_steps_on_x_and_marks_each_steps_top_word():
+    words = "the digit 3 is on the left".split()
+    alpha = torch.softmax(torch.randn(5, 9), -1)            # (T, L) with 2 padding columns
+    alpha[:, 7:] = 0
+    ax = Figure().subplots()
+    im = viz.alignment_map(ax, alpha, words)
+    data = im.get_array()
+    assert data.shape == (7, 5)                              # (words, steps), padding dropped
+    assert np.allclose(data, alpha[:, :7].T.numpy())
+    assert [t.get_text() for t in ax.get_yticklabels()] == words
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["1", "2", "3", "4", "5"]
+    dots = ax.lines[0].get_ydata()
+    assert list(dots) == alpha[:, :7].argmax(1).tolist()      # the most attended word at each step
+    assert im.get_cmap().name == viz.ALIGNMENT_CMAP and im.norm.vmin == 0
+
+
+def test_canvases_with_alignment_lines_up_one_panel_per_step():
+    T = 4
+    fig = viz.canvases_with_alignment(torch.rand(T, 1, 8, 8), torch.softmax(torch.randn(T, 3), -1), ["a", "b", "c"])
+    assert len(fig.axes) == T + 1
+    assert [a.get_title() for a in fig.axes[:T]] == [f"t={t}" for t in range(1, T + 1)]
+    assert len(viz.canvases_with_alignment(torch.rand(T, 3, 8, 8), None, None).axes) == T   # no caption: canvases
