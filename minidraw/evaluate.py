@@ -4,8 +4,10 @@
 over a split, with its standard error; and the tighter importance-weighted
 estimate −L_K (Burda et al., 2016) from K posterior samples per image.
 
-**Retrieval** (the paper's image-retrieval table). For each test caption, rank a
-candidate set of images — its own image and others drawn at random — by how
+**Retrieval** (the paper's image-retrieval table). For each test caption (drawn
+at random from the whole split), rank a candidate set of images — its own image
+and 99 other *images* drawn at random, never another caption of its own image
+(MS-COCO has five per image) — by how
 well the model explains each image given the caption, i.e. by the bound −L(x | y)
 (lower is better). Report R@K, the percentage of captions whose own image ranks
 in the top K, and the median rank. With 100 candidates, chance is R@K = K % and
@@ -88,40 +90,60 @@ def ssi(generated, truth) -> float:
     return float(np.mean(values))
 
 
+def retrieval_candidates(dataset, n_queries: int, n_candidates: int = 100, pool: int | None = None,
+                         seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Query captions and their candidate images, as example indices: ``(Q,)`` and ``(Q, n)``.
+
+    The queries are ``n_queries`` distinct examples drawn at random (seeded) from the whole
+    split (or its first ``pool`` examples). Column 0 of a query's candidates is the query itself,
+    i.e. its own image; the other ``n − 1`` are other *images*, distinct, drawn at random without
+    the query's image — in MS-COCO, where an image has five captions, none of them is another
+    caption of the query's own image (:func:`minidraw.data.common.image_index`). Each candidate
+    image is named by one example that shows it.
+    """
+    from .data.common import image_index
+    pool = len(dataset) if pool is None else min(pool, len(dataset))
+    if not 0 < n_queries <= pool:
+        raise ValueError(f"cannot draw {n_queries} query captions from {pool} examples")
+    shown = image_index(dataset, np.arange(pool))                              # (pool,) image of each example
+    images, first = np.unique(shown, return_index=True)                        # each image once, and an example of it
+    if len(images) < n_candidates:
+        raise ValueError(f"{len(images)} distinct images cannot give {n_candidates} distinct candidates")
+    rng = np.random.default_rng(seed)
+    queries = np.sort(rng.choice(pool, n_queries, replace=False))              # (Q,) spread over the split
+    own = np.searchsorted(images, shown[queries])                              # (Q,) each query's image
+    cand = np.empty((n_queries, n_candidates), dtype=np.int64)                 # (Q, n) example indices
+    cand[:, 0] = queries
+    for q in range(n_queries):
+        others = rng.choice(len(images) - 1, n_candidates - 1, replace=False)  # images but the query's own:
+        cand[q, 1:] = first[others + (others >= own[q])]                       # skip over its position
+    return queries, cand
+
+
 @torch.no_grad()
 def retrieval_scores(model, dataset, n_queries: int = 100, n_candidates: int = 100, pool: int | None = None,
                      seed: int = 0, batch_size: int = 500) -> np.ndarray:
     """The bound −L(x | y) of each query caption with each of its candidate images: ``(Q, n)``.
 
-    Query q is example q of ``dataset``; its candidates are its own image (column 0) and
-    ``n − 1`` other examples drawn at random (seeded) from the first ``pool`` examples.
-    All candidates of one caption share the same noise ε (common random numbers), so
-    their bounds differ only because the images do.
+    Queries and candidates come from :func:`retrieval_candidates` (column 0: the query's own
+    image; then ``n − 1`` other images, drawn at random from the whole split, or its first
+    ``pool`` examples). All candidates of one caption share the same noise ε (common random
+    numbers), so their bounds differ only because the images do.
     """
-    pool = pool or max(n_queries, n_candidates)
-    if pool < n_candidates:
-        raise ValueError(f"a pool of {pool} examples cannot give {n_candidates} distinct candidates")
-    rng = np.random.default_rng(seed)
-    cand = np.empty((n_queries, n_candidates), dtype=np.int64)             # (Q, n) example indices
-    for q in range(n_queries):
-        others = rng.choice(np.delete(np.arange(pool), q) if q < pool else np.arange(pool),
-                            n_candidates - 1, replace=False)
-        cand[q] = np.concatenate([[q], others])
-    images = dataset.batch(np.arange(pool)).images                           # (pool, C, B, A)
-    queries = dataset.batch(np.arange(n_queries))                            # captions (Q, L)
+    queries, cand = retrieval_candidates(dataset, n_queries, n_candidates, pool, seed)
+    captions = dataset.batch(queries)                                          # captions (Q, L)
     cfg = model.cfg
-    device = next(model.parameters()).device
     gen = torch.Generator().manual_seed(seed)
     eps = torch.randn(n_queries, cfg.T, cfg.z_size, generator=gen)           # one ε per caption
-    flat_q = np.repeat(np.arange(n_queries), n_candidates)                   # (Q·n,)
-    flat_c = cand.reshape(-1)
+    flat_q = np.repeat(np.arange(n_queries), n_candidates)                   # (Q·n,) row of each pair
+    flat_c = cand.reshape(-1)                                                # (Q·n,) candidate example
     out = []
-    with evaluating(model, seed):
+    with evaluating(model, seed) as device:
         for i in range(0, len(flat_q), batch_size):
             q, c = flat_q[i:i + batch_size], flat_c[i:i + batch_size]
             noise = eps[q].transpose(0, 1).contiguous().to(device)           # (T, m, z)
-            bound = model(images[c].to(device), queries.captions[q].to(device), queries.lengths[q].to(device),
-                          noise=noise).bound
+            bound = model(dataset.batch(c).images.to(device), captions.captions[q].to(device),
+                          captions.lengths[q].to(device), noise=noise).bound
             out.append(bound.float().cpu())
     return torch.cat(out).view(n_queries, n_candidates).numpy()
 
@@ -295,7 +317,6 @@ def evaluate(model, splits: dict, metrics: Iterable[str] = METRICS, sizes: Sizes
     if captioned and "retrieval" in metrics:
         test = splits["test"]
         r = retrieval_metrics(retrieval_scores(model, test, min(sizes.queries, len(test)), sizes.candidates,
-                                               pool=min(len(test), max(sizes.queries, 10 * sizes.candidates)),
                                                seed=seed))
         row.update({f"R@{k}": v for k, v in r.recall.items()}, med_r=r.median_rank)
         say(f"retrieval over {sizes.queries} captions: {r.row()}")

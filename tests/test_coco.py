@@ -231,6 +231,18 @@ def test_dataset_items_and_batches(prepared):
     assert torch.equal(c.lengths, ref.lengths)
 
 
+def test_retrieval_candidates_of_coco_are_other_images(prepared):
+    from minidraw.evaluate import retrieval_candidates
+    out, _ = prepared
+    ds = CocoCaptions("train", root=out)                         # 12 images, 5 captions each
+    queries, cand = retrieval_candidates(ds, n_queries=20, n_candidates=6, seed=0)
+    images = ds.image_of(cand)
+    assert images.shape == (20, 6) and (cand[:, 0] == queries).all()
+    for q, others, row in zip(queries, cand[:, 1:], images):
+        assert row[0] == ds.caption_image[q] and row[0] not in row[1:] and len(set(row.tolist())) == 6
+        assert not set(others.tolist()) & set(ds.captions_of(row[0]).tolist())   # no caption of its own image
+
+
 def test_dataset_resolves_root_from_env(prepared, tmp_path, monkeypatch):
     out, _ = prepared
     (tmp_path / "coco").symlink_to(out, target_is_directory=True)

@@ -52,11 +52,30 @@ class _Numbered:
 
     N = 150
 
+    def __len__(self):
+        return self.N
+
     def batch(self, idx):
         from minidraw.data.common import CaptionBatch
         idx = torch.as_tensor(np.asarray(idx))
         images = (idx.float() / self.N)[:, None, None, None].expand(-1, 1, 4, 4)
         return CaptionBatch(images, (idx + 1)[:, None], torch.ones(len(idx), dtype=torch.long))
+
+
+class _FiveCaptions(_Numbered):
+    """Like MS-COCO: example k is caption k % 5 of image k // 5 (N images, 5 N captions). All five
+    captions of an image say the same, so only the image itself explains a caption best."""
+
+    def __len__(self):
+        return 5 * self.N
+
+    def image_of(self, idx):
+        return np.asarray(idx) // 5
+
+    def batch(self, idx):
+        b = super().batch(np.asarray(idx) // 5)
+        b.meta["example"] = torch.as_tensor(np.asarray(idx))
+        return b
 
 
 class _Matcher(torch.nn.Module):
@@ -75,13 +94,31 @@ class _Matcher(torch.nn.Module):
 
 def test_retrieval_scores_put_the_own_image_first_and_rank_it():
     from minidraw.evaluate import retrieval_scores
-    scores = retrieval_scores(_Matcher(), _Numbered(), n_queries=30, n_candidates=100, pool=150, batch_size=64)
+    scores = retrieval_scores(_Matcher(), _Numbered(), n_queries=30, n_candidates=100, batch_size=64)
     assert scores.shape == (30, 100)
     assert (scores[:, 0] < 1e-6).all() and (scores[:, 1:] > 1e-3).all()        # column 0: the own image
     r = retrieval_metrics(scores)
     assert r.recall[1] == 100.0 and r.median_rank == 1
     with pytest.raises(ValueError, match="distinct candidates"):
         retrieval_scores(_Matcher(), _Numbered(), n_queries=5, n_candidates=100, pool=50)
+
+
+def test_retrieval_candidates_are_other_images_when_an_image_has_five_captions():
+    from minidraw.evaluate import retrieval_candidates, retrieval_scores
+    data = _FiveCaptions()
+    queries, cand = retrieval_candidates(data, n_queries=60, n_candidates=100, seed=3)
+    images = cand // 5                                                          # the image of every candidate
+    assert (cand[:, 0] == queries).all()
+    for row in images:
+        assert row[0] not in row[1:]                   # never another caption of the query's own image
+        assert len(set(row.tolist())) == 100           # 100 distinct images
+    assert queries.max() > 0.8 * len(data) and queries.min() < 0.2 * len(data)   # spread over the split
+    assert len(set(queries.tolist())) == 60
+    # a perfect model ranks every caption's own image first: a duplicate of it would tie, and ties count against it
+    r = retrieval_metrics(retrieval_scores(_Matcher(), data, n_queries=60, n_candidates=100, seed=3))
+    assert r.recall[1] == 100.0 and r.median_rank == 1
+    with pytest.raises(ValueError, match="distinct images cannot give"):
+        retrieval_candidates(data, n_queries=5, n_candidates=100, pool=400)    # 400 captions: only 80 images
 
 
 def test_retrieval_scores_with_a_real_alignDRAW_and_common_noise():

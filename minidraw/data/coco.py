@@ -440,6 +440,11 @@ class CocoCaptions(Dataset):
         idx = np.asarray(indices, dtype=np.int64).reshape(-1)
         return [self.vocab.decode(self.captions[i], int(self.lengths[i])) for i in idx]
 
+    def image_of(self, indices: Sequence[int] | np.ndarray | torch.Tensor) -> np.ndarray:
+        """The image index of each caption ``indices`` (int64, the shape of ``indices``): five captions
+        share one."""
+        return self.caption_image[np.asarray(indices, dtype=np.int64)].astype(np.int64)
+
     def captions_of(self, image_index: int) -> np.ndarray:
         """Caption indices of image ``image_index`` (usually 5)."""
         return np.flatnonzero(self.caption_image == image_index)

@@ -48,6 +48,19 @@ def as_indices(indices) -> np.ndarray:
     return i
 
 
+def image_index(dataset, indices) -> np.ndarray:
+    """Which image each of the examples ``indices`` shows, as int64 ``(M,)``.
+
+    Examples are captions. In MS-COCO an image has several captions, and the data set says
+    which image each caption belongs to (``dataset.image_of(indices)``); in the generated data
+    sets (MNIST with captions, shapes) every example is a scene of its own, so its image is its
+    index. Retrieval uses this to draw candidates that are other *images*.
+    """
+    idx = np.ascontiguousarray(indices, dtype=np.int64).reshape(-1)
+    of = getattr(dataset, "image_of", None)
+    return idx if of is None else np.ascontiguousarray(of(idx), dtype=np.int64).reshape(-1)
+
+
 def item_index(i: int, length: int) -> int:
     """``dataset[i]`` follows Python's rules: ``-length <= i < length``, negatives from the end."""
     if not -length <= i < length:
