@@ -45,6 +45,20 @@ PRESETS: dict[str, DrawConfig | BaselineConfig] = {
 }
 
 
+# ---- training settings that come with a preset ----------------------------------------------
+# The released alignDRAW code trains with RMSProp (decay 0.9, ε 1e-6), batches of 100, learning
+# rate 1e-3 and every parameter's gradient clipped to L2 norm 10 (DESIGN §2). A *_paper preset is
+# the paper's run, so it carries these; `minidraw train --preset NAME` starts from them, and a TOML
+# file or --set still overrides each. The small presets keep the trainer's defaults.
+PAPER_TRAINING = {"optimizer": "rmsprop", "batch_size": 100, "lr": 1e-3, "clip": 10.0}
+TRAINING: dict[str, dict] = {name: dict(PAPER_TRAINING) for name in PRESETS if name.endswith("_paper")}
+
+
+def training_defaults(name: str) -> dict:
+    """The training settings preset ``name`` brings (a copy; ``{}`` for most small presets)."""
+    return dict(TRAINING.get(name, {}))
+
+
 def preset(name: str, **overrides) -> DrawConfig | BaselineConfig:
     """A copy of preset ``name`` with ``overrides`` applied (e.g. ``variant="noalign"``, ``kind="conv"``)."""
     if name not in PRESETS:

@@ -4,10 +4,11 @@
     minidraw train --preset aligndraw_mnist_small --set lr=3e-3 model.variant=noalign --out runs/noalign
     torchrun --nproc_per_node 8 -m minidraw train --preset aligndraw_coco_paper --out runs/coco
 
-**Configuration.** A :class:`TrainConfig` starts from its defaults, then a TOML
-file (``--config``: top-level keys, and a ``[model]`` table overriding the
-preset's model fields), then ``--set key=value`` (``model.key=value`` for the
-model). The model's configuration is saved inside every checkpoint, so sampling
+**Configuration.** A :class:`TrainConfig` starts from its defaults, then the
+preset's own training settings (a ``*_paper`` preset trains as the paper did:
+RMSProp, batch 100, lr 1e-3), then a TOML file (``--config``: top-level keys, and
+a ``[model]`` table overriding the preset's model fields), then
+``--set key=value`` (``model.key=value`` for the model). The model's configuration is saved inside every checkpoint, so sampling
 needs nothing else.
 
 **Optimiser** as in the authors' released code: RMSProp (decay 0.9, eps 1e-6),
@@ -50,7 +51,7 @@ import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from .baselines import BaselineConfig
-from .configs import PRESETS, preset
+from .configs import PRESETS, preset, training_defaults
 from .data.mnist import binarize, digit_pools
 from .draw import CaptionDrawConfig, DrawConfig, build
 
@@ -120,8 +121,9 @@ def recipe(name: str) -> Path:
 
 def load_config(preset_name: Optional[str] = None, file: Optional[str] = None,
                 sets: Iterable[str] = ()) -> TrainConfig:
-    """Defaults, then a TOML file (or a shipped recipe's name), then ``key=value`` overrides
-    (``model.key=value`` for the model)."""
+    """Defaults, then the preset's training settings (:data:`minidraw.configs.TRAINING`: the
+    ``*_paper`` presets train as the paper did), then a TOML file (or a shipped recipe's name), then
+    ``key=value`` overrides (``model.key=value`` for the model)."""
     data: dict = {}
     if file and not Path(file).is_file():
         if Path(file).suffix == ".toml" or os.sep in str(file):
@@ -140,9 +142,12 @@ def load_config(preset_name: Optional[str] = None, file: Optional[str] = None,
     unknown = sorted(set(data) - known)
     if unknown:
         raise ValueError(f"unknown training setting(s) {unknown} in {file}; known: {sorted(known)}")
-    cfg = TrainConfig(**{**data, "model": dict(data.get("model", {}))})
-    if cfg.preset not in PRESETS:
-        raise ValueError(f"unknown preset {cfg.preset!r}; presets: {', '.join(sorted(PRESETS))}")
+    name = data.get("preset", TrainConfig.preset)
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; presets: {', '.join(sorted(PRESETS))}")
+    # the layers: TrainConfig's defaults, the preset's own training settings (a *_paper preset's
+    # optimiser, batch and rate), the TOML file, then --set
+    cfg = TrainConfig(**{**training_defaults(name), **data, "model": dict(data.get("model", {}))})
     model_defaults = PRESETS[cfg.preset].to_dict()
     for item in sets:
         key, sep, value = item.partition("=")

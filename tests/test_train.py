@@ -46,6 +46,25 @@ def test_config_layers_defaults_toml_and_sets(tmp_path):
         train.load_config(None, tmp_path / "bad.toml")
 
 
+def test_paper_presets_train_as_the_paper_did_unless_told_otherwise(tmp_path):
+    from minidraw.configs import PRESETS
+    papers = [name for name in PRESETS if name.endswith("_paper")]
+    assert {"aligndraw_mnist_paper", "aligndraw_coco_paper"} <= set(papers)
+    for name in papers:                       # RMSProp (0.9, 1e-6), batch 100, lr 1e-3, clip 10 (DESIGN §2)
+        cfg = train.load_config(name)
+        assert (cfg.optimizer, cfg.batch_size, cfg.lr, cfg.clip) == ("rmsprop", 100, 1e-3, 10.0), name
+    opt = train.make_optimizer(cfg.optimizer, [torch.nn.Parameter(torch.zeros(1))], cfg.lr)
+    assert isinstance(opt, torch.optim.RMSprop) and opt.defaults["alpha"] == 0.9 and opt.defaults["eps"] == 1e-6
+    cfg = train.load_config("aligndraw_coco_paper", None, ["optimizer=adam", "batch_size=64"])   # --set wins
+    assert (cfg.optimizer, cfg.batch_size, cfg.lr) == ("adam", 64, 1e-3)
+    f = tmp_path / "run.toml"
+    f.write_text('preset = "aligndraw_mnist_paper"\nlr = 3e-4\n')
+    cfg = train.load_config(None, f)                                   # the TOML file wins over the preset
+    assert (cfg.optimizer, cfg.batch_size, cfg.lr) == ("rmsprop", 100, 3e-4)
+    small = train.load_config("aligndraw_mnist_small")                 # the small presets: the trainer's defaults
+    assert (small.optimizer, small.batch_size, small.lr) == ("adam", 64, 1e-3)
+
+
 def test_batches_are_a_function_of_the_step_and_split_over_ranks():
     images = torch.arange(100.0)[:, None, None, None].expand(100, 1, 2, 2)
     b = train.Batches(images, 10, seed=1)
