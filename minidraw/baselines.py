@@ -38,7 +38,7 @@ sizes are ours.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import ClassVar, Optional
 
 import torch
 from torch import Tensor, nn
@@ -65,6 +65,8 @@ class BaselineConfig(ConfigDict):
     channels: int = 32      # conv: width of the first convolution (doubling, at most 4×)
     z_size: int = 100
     T: int = 1              # one latent "step": noise is (T, M, z_size) as for DRAW
+
+    DERIVED: ClassVar[tuple[str, ...]] = ("cond_size",)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:

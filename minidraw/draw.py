@@ -25,7 +25,7 @@ alignDRAW, the alignment weights.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-from typing import Callable, Optional
+from typing import Callable, ClassVar, Optional
 
 import torch
 from torch import Tensor, nn
@@ -40,23 +40,36 @@ Context = Callable[[Tensor], "tuple[Tensor, Optional[Tensor]]"]
 
 
 class ConfigDict:
-    """``to_dict`` / ``from_dict`` for a model's configuration dataclass (checkpoints store the dict)."""
+    """``to_dict`` / ``from_dict`` for a model's configuration dataclass (checkpoints store the dict).
+
+    Only settings are stored. A value derived from them (``DERIVED``, e.g. ``cond_size``) is a
+    property: ``from_dict`` accepts it (older checkpoints stored it) but checks that it agrees
+    with the settings, so a stale derived value can never survive a change of setting.
+    """
+
+    DERIVED: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def from_dict(cls, d: dict):
         known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
+        unknown = sorted(set(d) - known - set(cls.DERIVED))
         if unknown:
             raise ValueError(f"unknown {cls.__name__} field(s) {unknown}; known: {sorted(known)}")
-        return cls(**d)
+        cfg = cls(**{k: v for k, v in d.items() if k in known})
+        for name in cls.DERIVED:
+            if name in d and d[name] != getattr(cfg, name):
+                raise ValueError(f"{cls.__name__}: {name}={d[name]!r} disagrees with the other settings, which give "
+                                 f"{name}={getattr(cfg, name)!r}; {name} is derived from them: leave it out")
+        return cfg
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 @dataclass
-class DrawConfig(ConfigDict):
-    """Sizes of a DRAW model. The canvas is A wide, B high, with C channels."""
+class DrawSizes(ConfigDict):
+    """The sizes every DRAW core has (plain DRAW and the caption-conditioned variants alike).
+    The canvas is A wide, B high, with C channels."""
 
     A: int = 28             # canvas width
     B: int = 28             # canvas height
@@ -67,9 +80,16 @@ class DrawConfig(ConfigDict):
     enc_size: int = 256     # encoder LSTM
     dec_size: int = 256     # decoder (generator) LSTM
     z_size: int = 100       # latent z_t per step
-    cond_size: int = 0      # size of s_t; 0 = unconditional DRAW
     learned_prior: bool = True
     canvas_init: float = 0.0  # c_0 starts here (learned); -10 makes σ(c_0) a black canvas
+
+
+@dataclass
+class DrawConfig(DrawSizes):
+    """Sizes of a DRAW model. ``cond_size``: the size of a conditioning vector s_t that a
+    hand-made ``context`` gives each step; 0 = unconditional DRAW."""
+
+    cond_size: int = 0      # size of s_t; 0 = unconditional DRAW
 
 
 def stack_windows(windows: list[Window]) -> Window:
@@ -221,26 +241,31 @@ class Draw(nn.Module):
 VARIANTS = ("align", "noalign", "skipthought", "draw")
 
 
-@dataclass
-class CaptionDrawConfig(DrawConfig):
+@dataclass(repr=False)
+class CaptionDrawConfig(DrawSizes):
     """A DRAW that draws from a caption. ``variant`` picks how the caption enters step t:
 
     * ``align`` (alignDRAW): s_t = Σ_j α_j^t h^lang_j, the alignment of chapter 5;
     * ``noalign`` (noalignDRAW): s_t = the sentence vector, the same at every step;
     * ``skipthought``: s_t = a frozen, pretrained sentence embedding, the same at every step:
       with ``sentence_encoder = "external"`` given with the caption as ``sentence``
-      (e.g. :class:`minidraw.text.FrozenSentenceEncoder`); with ``"autoencoder"`` computed
-      inside the model by a frozen BiLSTM that :func:`minidraw.text.pretrain_sentence_encoder`
-      trained on the captions alone before the drawing model starts (works offline);
+      (e.g. :class:`minidraw.text.FrozenSentenceEncoder`, ``sentence_size`` numbers); with
+      ``"autoencoder"`` computed inside the model by a frozen BiLSTM that
+      :func:`minidraw.text.pretrain_sentence_encoder` trained on the captions alone before the
+      drawing model starts (works offline; 2m numbers);
     * ``draw``: no caption at all (unconditional DRAW, the sanity check).
+
+    The size of s_t, ``cond_size``, follows from these settings: it is a property, never stored.
     """
+
+    DERIVED: ClassVar[tuple[str, ...]] = ("cond_size",)
 
     variant: str = "align"
     vocab_size: int = 23    # word ids, <pad> included (MNIST with captions: 22 words + <pad>)
     embed_size: int = 128
     lang_size: int = 128    # m, per direction: h^lang_j has 2m dims
     align_size: int = 512
-    sentence_size: int = 384  # skipthought: size of the frozen embedding (all-MiniLM-L6-v2: 384)
+    sentence_size: int = 384  # skipthought + external: size of the given embedding (all-MiniLM-L6-v2: 384)
     sentence_encoder: str = "external"  # skipthought: "external" (given) or "autoencoder" (inside, frozen)
     sentence_pretrain_steps: int = 500   # skipthought + autoencoder: caption-autoencoder training steps
 
@@ -249,10 +274,20 @@ class CaptionDrawConfig(DrawConfig):
             raise ValueError(f"variant must be one of {VARIANTS}, got {self.variant!r}")
         if self.sentence_encoder not in ("external", "autoencoder"):
             raise ValueError(f"sentence_encoder must be 'external' or 'autoencoder', got {self.sentence_encoder!r}")
-        if self.variant == "skipthought" and self.sentence_encoder == "autoencoder":
-            self.sentence_size = 2 * self.lang_size                            # the frozen BiLSTM's mean state
-        self.cond_size = {"align": 2 * self.lang_size, "noalign": 2 * self.lang_size,
-                          "skipthought": self.sentence_size, "draw": 0}[self.variant]
+
+    @property
+    def cond_size(self) -> int:
+        """Size of s_t: 2m for ``align`` and ``noalign`` (the BiLSTM's states); for ``skipthought``
+        the embedding's, ``sentence_size`` given, or 2m from the frozen in-model BiLSTM; 0 for ``draw``."""
+        if self.variant == "skipthought":
+            return 2 * self.lang_size if self.sentence_encoder == "autoencoder" else self.sentence_size
+        return 0 if self.variant == "draw" else 2 * self.lang_size
+
+    def __repr__(self) -> str:
+        """The settings, with the derived ``cond_size`` where :class:`DrawConfig` has its own."""
+        items = [(f.name, getattr(self, f.name)) for f in fields(self)]
+        items.insert([name for name, _ in items].index("z_size") + 1, ("cond_size", self.cond_size))
+        return f"{type(self).__name__}(" + ", ".join(f"{k}={v!r}" for k, v in items) + ")"
 
 
 def build(cfg) -> nn.Module:

@@ -133,12 +133,46 @@ def test_paper_presets_and_checkpoint_round_trip(tmp_path):
     assert isinstance(loaded, CaptionDraw) and loaded.cfg == m.cfg
 
 
+def test_derived_sizes_follow_the_settings_through_a_round_trip():
+    """cond_size is derived, never stored: after to_dict/from_dict with a setting switched, it
+    follows the new setting (a stored value would survive the switch)."""
+    st = CaptionDrawConfig(**{**SMALL, "variant": "skipthought", "sentence_encoder": "autoencoder"})
+    assert st.cond_size == 2 * SMALL["lang_size"] and st.sentence_size == SMALL["sentence_size"]
+    d = st.to_dict()
+    assert "cond_size" not in d
+    external = CaptionDrawConfig.from_dict({**d, "sentence_encoder": "external"})
+    assert external.cond_size == external.sentence_size == SMALL["sentence_size"]
+    assert CaptionDrawConfig.from_dict({**d, "variant": "draw"}).cond_size == 0
+    assert CaptionDrawConfig.from_dict({**d, "variant": "align", "lang_size": 5}).cond_size == 10
+    assert build(CaptionDrawConfig.from_dict({**d, "sentence_encoder": "external"})).draw.decoder.input_size == (
+        SMALL["z_size"] + SMALL["sentence_size"])
+    # checkpoints written before stored cond_size (and an overwritten sentence_size); both still load
+    legacy = {**d, "cond_size": 2 * SMALL["lang_size"], "sentence_size": 2 * SMALL["lang_size"]}
+    assert CaptionDrawConfig.from_dict(legacy).cond_size == 2 * SMALL["lang_size"]
+    with pytest.raises(ValueError, match="cond_size is derived"):
+        CaptionDrawConfig.from_dict({**legacy, "cond_size": 99})
+    with pytest.raises(ValueError, match="unknown CaptionDrawConfig field"):
+        CaptionDrawConfig.from_dict({**d, "sentence_dim": 3})
+
+
+def test_shipped_checkpoints_with_stored_derived_sizes_still_load():
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    paths = sorted((root / "book" / "checkpoints").glob("*.pt"))
+    if not paths:
+        pytest.skip("no shipped checkpoints")
+    for path in paths:
+        m, ckpt = train.load(path)
+        if "cond_size" in ckpt["config"]:
+            assert m.cfg.cond_size == ckpt["config"]["cond_size"], path
+
+
 def test_skipthought_with_a_frozen_inside_encoder(batch, tmp_path):
     """skipthought + "autoencoder": the sentence vector comes from a frozen BiLSTM inside the
     model; training never moves it, and it travels in the checkpoint."""
     images, captions, lengths = batch
     m = model("skipthought", sentence_encoder="autoencoder")
-    assert m.cfg.sentence_size == 2 * SMALL["lang_size"]
+    assert m.cfg.cond_size == 2 * SMALL["lang_size"]
     frozen = {k: v.clone() for k, v in m.frozen_language.state_dict().items()}
     opt = torch.optim.Adam([p for p in m.parameters() if p.requires_grad], lr=1e-2)
     m.train()
