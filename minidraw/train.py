@@ -261,14 +261,20 @@ def caption_batches(dataset, batch_size: int, seed: int = 0, device="cpu"):
     return (batches(step) for step in range(1, 1 << 62))
 
 
+TEST_SEED = 0   # the seed of every test and held-out split: fixed, whatever the training seed
+
+
 def data_for(cfg: TrainConfig, model_cfg: DrawConfig | BaselineConfig):
-    """Training source, test source, a description, and the vocabulary (or None), for a preset."""
+    """Training source, test source, a description, and the vocabulary (or None), for a preset.
+
+    The training data follows ``cfg.seed``; the test data does not (:data:`TEST_SEED`), so runs
+    with different seeds are scored on the same test images."""
     if not isinstance(model_cfg, (CaptionDrawConfig, BaselineConfig)):
         train, test, source = mnist_binarized(cfg.data)
         return train, test, source, None
     if "shapes" in cfg.preset:
         from .data.shapes import ShapesCaptions
-        train, test = ShapesCaptions("train", seed=cfg.seed), ShapesCaptions("test", seed=cfg.seed)
+        train, test = ShapesCaptions("train", seed=cfg.seed), ShapesCaptions("test", seed=TEST_SEED)
         return train, test, "captioned shapes (generated)", train.vocab
     if "coco" in cfg.preset:
         from .data.coco import CocoCaptions
@@ -277,7 +283,7 @@ def data_for(cfg: TrainConfig, model_cfg: DrawConfig | BaselineConfig):
     from .data.mnist_captions import MnistCaptions
     pools = digit_pools(cfg.data or None)
     train = MnistCaptions("train", pools, seed=cfg.seed)
-    return train, MnistCaptions("test", pools, seed=cfg.seed), pools.source, train.vocab
+    return train, MnistCaptions("test", pools, seed=TEST_SEED), pools.source, train.vocab
 
 
 # ---- checkpoints ----------------------------------------------------------------------------

@@ -65,6 +65,22 @@ def test_paper_presets_train_as_the_paper_did_unless_told_otherwise(tmp_path):
     assert (small.optimizer, small.batch_size, small.lr) == ("adam", 64, 1e-3)
 
 
+def test_test_sets_do_not_depend_on_the_training_seed():
+    import numpy as np
+
+    from minidraw.evaluate import splits_for
+    idx = np.arange(6)
+    for name in ("aligndraw_shapes_small", "aligndraw_mnist_small"):
+        runs = [train.load_config(name, None, [f"seed={seed}"]) for seed in (0, 7)]
+        model_cfg = preset(name)
+        (tr0, te0, _, _), (tr7, te7, _, _) = (train.data_for(c, model_cfg) for c in runs)
+        assert not torch.equal(tr0.batch(idx).images, tr7.batch(idx).images)       # training data follows the seed
+        torch.testing.assert_close(te0.batch(idx).images, te7.batch(idx).images)    # the test data does not
+        s0, s7 = (splits_for(vars(c) | {"model": {}}, model_cfg) for c in runs)
+        for split in ("test", "heldout"):
+            torch.testing.assert_close(s0[split].batch(idx).images, s7[split].batch(idx).images)
+
+
 def test_batches_are_a_function_of_the_step_and_split_over_ranks():
     images = torch.arange(100.0)[:, None, None, None].expand(100, 1, 2, 2)
     b = train.Batches(images, 10, seed=1)
