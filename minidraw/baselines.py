@@ -44,7 +44,7 @@ import torch
 from torch import Tensor, nn
 
 from .bound import bernoulli_nll, gaussian_kl, gaussian_log_prob, iwae_nats
-from .draw import ConfigDict, DrawOutput, Generated
+from .draw import ConfigDict, DrawOutput, Generated, check_images
 from .text import LanguageModel, sentence_vector
 
 KINDS = ("fc", "conv")
@@ -69,6 +69,8 @@ class BaselineConfig(ConfigDict):
     DERIVED: ClassVar[tuple[str, ...]] = ("cond_size",)
 
     def __post_init__(self) -> None:
+        self._require(1, "A", "B", "C", "embed_size", "lang_size", "hidden", "channels", "z_size")
+        self._require(0, "vocab_size")
         if self.kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
         if self.T != 1:
@@ -178,6 +180,11 @@ class ConditionalVAE(nn.Module):
         else:
             self.encoder, self.decoder = ConvEncoder(cfg), ConvDecoder(cfg)
 
+    @property
+    def decoder_dtype(self) -> torch.dtype:
+        """The floating type of the model's weights (the images' must match)."""
+        return next(self.decoder.parameters()).dtype
+
     def sentence(self, captions: Optional[Tensor], lengths: Optional[Tensor],
                  sentence: Optional[Tensor] = None) -> Tensor:
         """s ``(M, 2m)``: ``sentence`` when given (already a sentence vector), else from the captions."""
@@ -205,6 +212,8 @@ class ConditionalVAE(nn.Module):
 
         ``noise (1, M, z_size)`` fixes ε in z = μ + σ ε (drawn when not given).
         """
+        cfg = self.cfg
+        check_images(images, (cfg.C, cfg.B, cfg.A), self.decoder_dtype)
         M = images.shape[0]
         if noise is not None and noise.shape != (1, M, self.cfg.z_size):
             raise ValueError(f"noise must have shape {(1, M, self.cfg.z_size)}, got {tuple(noise.shape)}")

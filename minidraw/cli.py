@@ -130,8 +130,8 @@ def _prepare_shapes(args: argparse.Namespace) -> int:
 
 
 def _fail(command: str, error) -> int:
-    print(f"minidraw {command}: error: {error}", file=sys.stderr)
-    return 2
+    from .errors import report
+    return report(command, error)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -141,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     t = sub.add_parser("train", help="train a model; resumes from OUT/checkpoint.pt")
     train.add_arguments(t)
-    t.set_defaults(func=train.run_command)
+    t.set_defaults(func=train.run_command, command_name="train")
     sample.register(sub)
     evaluate.register(sub)
     prep = sub.add_parser("prepare", help="download and prepare data (mnist, coco, shapes)")
@@ -150,13 +150,16 @@ def build_parser() -> argparse.ArgumentParser:
                            ("shapes", _shapes_arguments, _prepare_shapes)):
         q = kinds.add_parser(name, help=f"prepare {name}")
         add(q)
-        q.set_defaults(func=run)
+        q.set_defaults(func=run, command_name=f"prepare {name}")
     return p
 
 
 def main(argv=None) -> int:
+    """Run one command. Every command shares one error path (:mod:`minidraw.errors`): a problem
+    the user can fix is one line on stderr, naming it and the fix, and exit status 2."""
+    from .errors import guarded
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    return guarded(getattr(args, "command_name", args.command), args.func, args)
 
 
 if __name__ == "__main__":

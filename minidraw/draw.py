@@ -65,6 +65,14 @@ class ConfigDict:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def _require(self, minimum: int, *names: str) -> None:
+        """``ValueError`` naming the setting unless each of ``names`` is a whole number ≥ ``minimum``."""
+        for name in names:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise ValueError(f"{name} must be a whole number of at least {minimum}, got {value!r}: "
+                                 f"give {name}={max(minimum, 1) if minimum else 0} or more")
+
 
 @dataclass
 class DrawSizes(ConfigDict):
@@ -83,6 +91,9 @@ class DrawSizes(ConfigDict):
     learned_prior: bool = True
     canvas_init: float = 0.0  # c_0 starts here (learned); -10 makes σ(c_0) a black canvas
 
+    def __post_init__(self) -> None:
+        self._require(1, "A", "B", "C", "T", "read_N", "write_N", "enc_size", "dec_size", "z_size")
+
 
 @dataclass
 class DrawConfig(DrawSizes):
@@ -90,6 +101,32 @@ class DrawConfig(DrawSizes):
     hand-made ``context`` gives each step; 0 = unconditional DRAW."""
 
     cond_size: int = 0      # size of s_t; 0 = unconditional DRAW
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._require(0, "cond_size")
+
+
+def _compiling() -> bool:
+    """Inside ``torch.compile``'s tracing (where a data-dependent check would break the graph)."""
+    is_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", None)
+    return bool(is_compiling and is_compiling())
+
+
+def check_images(x: Tensor, shape: tuple[int, int, int], dtype: torch.dtype) -> None:
+    """``ValueError`` with the fix unless ``x`` is ``(M, *shape)`` images of the model's float
+    ``dtype`` with values in [0, 1] (the Bernoulli likelihood's pixels): the model's boundary."""
+    if x.dim() != 4 or tuple(x.shape[1:]) != tuple(shape):
+        raise ValueError(f"images of shape {tuple(x.shape)}, this model draws (M, C, B, A) = (M, {', '.join(map(str, shape))})")
+    if not torch.is_floating_point(x):
+        raise ValueError(f"images are {x.dtype}; the model takes floats in [0, 1]: give images.float() / 255")
+    if x.dtype != dtype:
+        raise ValueError(f"images are {x.dtype} but the model's weights are {dtype}: give images.to({dtype})")
+    if x.numel() and not _compiling():
+        low, high = torch.aminmax(x.detach())
+        if not (low >= 0 and high <= 1):                                      # NaN fails too
+            raise ValueError(f"image values lie in [{low.item():.4g}, {high.item():.4g}]; the model takes values in "
+                             "[0, 1] (pixel intensities): divide 0..255 images by 255")
 
 
 def stack_windows(windows: list[Window]) -> Window:
@@ -170,8 +207,7 @@ class Draw(nn.Module):
         ``noise (T, M, z_size)`` fixes the ε of every z_t = μ_t + σ_t ε (drawn when not given).
         """
         cfg = self.cfg
-        if x.shape[1:] != (cfg.C, cfg.B, cfg.A):
-            raise ValueError(f"images of shape {tuple(x.shape[1:])}, this model draws {(cfg.C, cfg.B, cfg.A)}")
+        check_images(x, (cfg.C, cfg.B, cfg.A), self.c0.dtype)
         M = x.shape[0]
         if noise is not None and noise.shape != (cfg.T, M, cfg.z_size):
             raise ValueError(f"noise must have shape {(cfg.T, M, cfg.z_size)}, got {tuple(noise.shape)}")
@@ -239,6 +275,7 @@ class Draw(nn.Module):
 
 # ---- caption-conditioned DRAW: alignDRAW and its variants ---------------------------
 VARIANTS = ("align", "noalign", "skipthought", "draw")
+ALIGN_VALUES = ("states", "words", "both")
 
 
 @dataclass(repr=False)
@@ -255,6 +292,12 @@ class CaptionDrawConfig(DrawSizes):
       drawing model starts (works offline; 2m numbers);
     * ``draw``: no caption at all (unconditional DRAW, the sanity check).
 
+    ``align_values`` says what the alignment averages (``align`` only). The paper's ``"states"``:
+    s_t = Σ_j α_j^t h^lang_j. ``"words"``: the same weights α^t — still scored against the BiLSTM's
+    states, which know each word's context — average the word embeddings E y_j instead, so s_t
+    carries only which words the step reads, not a summary of the whole caption; ``"both"``:
+    [h^lang_j ; E y_j]. The alignDRAW chapter measures why ``"words"`` draws unseen compositions.
+
     The size of s_t, ``cond_size``, follows from these settings: it is a property, never stored.
     """
 
@@ -268,10 +311,16 @@ class CaptionDrawConfig(DrawSizes):
     sentence_size: int = 384  # skipthought + external: size of the given embedding (all-MiniLM-L6-v2: 384)
     sentence_encoder: str = "external"  # skipthought: "external" (given) or "autoencoder" (inside, frozen)
     sentence_pretrain_steps: int = 500   # skipthought + autoencoder: caption-autoencoder training steps
+    align_values: str = "states"  # align: what α averages, "states" (the paper: h^lang_j), "words" (E y_j), "both"
 
     def __post_init__(self) -> None:
+        super().__post_init__()
+        self._require(1, "embed_size", "lang_size", "align_size", "sentence_size")
+        self._require(0, "vocab_size", "sentence_pretrain_steps")
         if self.variant not in VARIANTS:
             raise ValueError(f"variant must be one of {VARIANTS}, got {self.variant!r}")
+        if self.align_values not in ALIGN_VALUES:
+            raise ValueError(f"align_values must be one of {ALIGN_VALUES}, got {self.align_values!r}")
         if self.sentence_encoder not in ("external", "autoencoder"):
             raise ValueError(f"sentence_encoder must be 'external' or 'autoencoder', got {self.sentence_encoder!r}")
 
@@ -281,6 +330,9 @@ class CaptionDrawConfig(DrawSizes):
         the embedding's, ``sentence_size`` given, or 2m from the frozen in-model BiLSTM; 0 for ``draw``."""
         if self.variant == "skipthought":
             return 2 * self.lang_size if self.sentence_encoder == "autoencoder" else self.sentence_size
+        if self.variant == "align":
+            return {"states": 2 * self.lang_size, "words": self.embed_size,
+                    "both": 2 * self.lang_size + self.embed_size}[self.align_values]
         return 0 if self.variant == "draw" else 2 * self.lang_size
 
     def __repr__(self) -> str:
@@ -348,7 +400,10 @@ class CaptionDraw(nn.Module):
             s = sentence_vector(h_lang, mask)                                  # (M, 2m), fixed over t
             return lambda h_dec: (s, None)
         keys = self.align.keys(h_lang)                                         # U h^lang, once per caption
-        return lambda h_dec: self.align(h_dec, keys, h_lang, mask)             # (s_t, α_t)
+        values = {"states": lambda: h_lang,                                    # what α averages into s_t
+                  "words": lambda: self.language.embed(captions),             # E y_j (M, L, embed_size)
+                  "both": lambda: torch.cat([h_lang, self.language.embed(captions)], -1)}[self.cfg.align_values]()
+        return lambda h_dec: self.align(h_dec, keys, values, mask)             # (s_t, α_t)
 
     def forward(self, images: Tensor, captions: Optional[Tensor] = None, lengths: Optional[Tensor] = None,
                 sentence: Optional[Tensor] = None, keep_canvases: bool = False,
@@ -361,7 +416,14 @@ class CaptionDraw(nn.Module):
                  sentence: Optional[Tensor] = None, M: Optional[int] = None, temperature: float = 1.0) -> Generated:
         """Draw one image per caption from the prior p(z_t | z_<t, y) (``M`` images for ``draw``)."""
         if M is None:
-            M = next(len(v) for v in (captions, sentence) if v is not None)
+            given = [v for v in (captions, sentence) if v is not None]
+            if not given and self.cfg.variant == "draw":
+                raise ValueError("nothing says how many images to draw: the draw variant takes no caption, give M")
+            if not given:
+                raise ValueError("nothing to generate from: give captions (M, L) with their lengths (M,)"
+                                 + (", or sentence embeddings (M, sentence_size)"
+                                    if self.cfg.variant == "skipthought" else ""))
+            M = len(given[0])
         return self.draw.generate(M, self.context(captions, lengths, sentence), temperature)
 
     @torch.no_grad()

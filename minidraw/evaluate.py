@@ -384,18 +384,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from .train import load
+    """Carry out ``minidraw evaluate``; user errors propagate (the CLI reports them in one line)."""
+    from .checkpoint import load
+    from .errors import UserError
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
     unknown = sorted(set(metrics) - set(METRICS))
     if unknown:
-        raise SystemExit(f"minidraw evaluate: unknown metric(s) {unknown}; choose from {', '.join(METRICS)}")
-    try:
-        model, ckpt = load(args.checkpoint, map_location=args.device)
-    except (FileNotFoundError, RuntimeError) as e:
-        raise SystemExit(f"minidraw evaluate: {e}") from None
+        raise UserError(f"unknown metric(s) {unknown}; choose from {', '.join(METRICS)}")
+    model, ckpt = load(args.checkpoint, map_location=args.device)
     model.to(args.device)
     if "train" not in ckpt:
-        raise SystemExit(f"minidraw evaluate: {args.checkpoint} has no training settings, so its data is unknown")
+        raise UserError(f"{args.checkpoint} has no training settings, so its data is unknown; evaluate a checkpoint "
+                        "written by `minidraw train`")
     splits = splits_for(ckpt["train"], model.cfg, args.data)
     sizes = Sizes(bound=args.bound, iwae=args.iwae, K=args.k, queries=args.queries, ssi=args.ssi,
                   fidelity=args.fidelity)

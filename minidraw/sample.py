@@ -223,18 +223,15 @@ def register(subparsers) -> argparse.ArgumentParser:
     return p
 
 
-def _fail(message: str) -> None:
-    """Tell the user what went wrong in one line and exit with status 2 (no traceback)."""
-    print(f"minidraw sample: error: {' '.join(str(message).split())}", file=sys.stderr)
-    raise SystemExit(2)
+def _fail(message) -> None:
+    """A user error: ``minidraw sample`` reports it in one line and exits with status 2 (no traceback)."""
+    from .errors import UserError
+    raise UserError(str(message))
 
 
 def _load(path: str):
-    from .train import load
-    try:
-        return load(path)
-    except (FileNotFoundError, RuntimeError) as e:   # train.load's messages name the file and what to do
-        _fail(e)
+    from .checkpoint import load
+    return load(path)       # its errors name the file and what to do
 
 
 def _checkpoint_path(args: argparse.Namespace) -> str | Path:
@@ -313,8 +310,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """``python -m minidraw.sample [options]``: parse ``argv`` and :func:`run`."""
-    return run(build_parser().parse_args(argv))
+    """``python -m minidraw.sample [options]``: parse ``argv`` and :func:`run`; a user error is one
+    line on stderr and exit status 2."""
+    from .errors import guarded
+    return guarded("sample", run, build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

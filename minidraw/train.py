@@ -53,7 +53,9 @@ from tqdm.auto import tqdm
 from .baselines import BaselineConfig
 from .configs import PRESETS, preset, training_defaults
 from .data.mnist import binarize, digit_pools
+from .checkpoint import load, read, save  # noqa: F401 - re-exported: minidraw.train.load/save
 from .draw import CaptionDrawConfig, DrawConfig, build
+from .errors import UserError, guarded
 
 Batch = tuple  # of tensors: the model's positional arguments, (images,) or (images, captions, lengths)
 CHECKPOINT = "checkpoint.pt"
@@ -86,7 +88,7 @@ class TrainConfig:
     init: str = ""                # start from these weights (a checkpoint file or a pretrained name), fresh optimiser
 
 
-class TrainingDiverged(FloatingPointError):
+class TrainingDiverged(UserError, FloatingPointError):
     """The bound became NaN or infinite."""
 
 
@@ -99,7 +101,16 @@ def _convert(value: str, like):
         if value.lower() in ("0", "false", "no", "off"):
             return False
         raise ValueError(f"expected true or false, got {value!r}")
-    return type(like)(float(value)) if isinstance(like, int) and "e" in value.lower() else type(like)(value)
+    try:
+        if isinstance(like, int) and "e" in value.lower():
+            number = float(value)
+            if number != int(number):
+                raise ValueError
+            return int(number)
+        return type(like)(value)
+    except ValueError:
+        raise ValueError(f"expected {'a whole number' if isinstance(like, int) else type(like).__name__}, "
+                         f"got {value!r}") from None
 
 
 RECIPES = Path(__file__).resolve().parent / "recipes"
@@ -153,17 +164,24 @@ def load_config(preset_name: Optional[str] = None, file: Optional[str] = None,
         key, sep, value = item.partition("=")
         if not sep:
             raise ValueError(f"--set takes key=value, got {item!r}")
-        if key.startswith("model."):
-            name = key[len("model."):]
-            if name not in model_defaults:
-                raise ValueError(f"unknown model field {name!r}; fields: {sorted(model_defaults)}")
-            cfg.model[name] = _convert(value, model_defaults[name])
-        elif key in known and key != "model":
-            setattr(cfg, key, _convert(value, getattr(cfg, key)))
-        else:
-            raise ValueError(f"unknown training setting {key!r}; settings: {sorted(known - {'model'})}, "
-                             "or model.<field>")
-    preset(cfg.preset, **cfg.model)  # validates the model overrides now, not after the data has loaded
+        try:
+            if key.startswith("model."):
+                name = key[len("model."):]
+                if name not in model_defaults:
+                    raise ValueError(f"unknown model field {name!r}; fields: {sorted(model_defaults)}")
+                cfg.model[name] = _convert(value, model_defaults[name])
+            elif key in known and key != "model":
+                setattr(cfg, key, _convert(value, getattr(cfg, key)))
+            else:
+                raise ValueError(f"unknown training setting {key!r}; settings: {sorted(known - {'model'})}, "
+                                 "or model.<field>")
+        except ValueError as e:
+            raise ValueError(f"--set {item}: {e}") from None
+    try:   # validates the model overrides now, not after the data has loaded
+        preset(cfg.preset, **cfg.model)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"model settings for preset {cfg.preset}: {e} (--set model.FIELD=VALUE, or the "
+                         "[model] table of the TOML file)") from None
     return cfg
 
 
@@ -286,46 +304,11 @@ def data_for(cfg: TrainConfig, model_cfg: DrawConfig | BaselineConfig):
     return train, MnistCaptions("test", pools, seed=TEST_SEED), pools.source, train.vocab
 
 
-# ---- checkpoints ----------------------------------------------------------------------------
 def step_seed(seed: int, rank: int, step: int) -> int:
     """The seed of the noise ε of step ``step`` on process ``rank``: like the batch, a pure function
     of (seed, rank, step), so a resumed run — on any number of processes — draws what the
     uninterrupted run drew, and evaluating in between changes nothing."""
     return ((seed * 1_000_003 + rank) * 1_000_003 + step) % (1 << 63)
-
-
-def save(path: str | os.PathLike, model, extra: dict | None = None) -> None:
-    """Write ``{"kind", "config", "model", ...}`` atomically: a temporary file, fsync, rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    model = getattr(model, "module", model)  # unwrap DistributedDataParallel
-    model = getattr(model, "_orig_mod", model)  # unwrap torch.compile
-    kind = ("baseline" if isinstance(model.cfg, BaselineConfig) else
-            "caption" if isinstance(model.cfg, CaptionDrawConfig) else "draw")
-    with open(tmp, "wb") as f:
-        torch.save({"kind": kind, "config": model.cfg.to_dict(), "model": model.state_dict(), **(extra or {})}, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def load(path: str | os.PathLike, map_location="cpu"):
-    """``(model, checkpoint)``, loaded with ``weights_only=True`` (no arbitrary unpickling)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}; train one with "
-                                f"`minidraw train --preset NAME --out {path.parent}`")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-        config_class = {"caption": CaptionDrawConfig, "baseline": BaselineConfig}.get(ckpt.get("kind"), DrawConfig)
-        model = build(config_class.from_dict(ckpt["config"]))
-        model.load_state_dict(ckpt["model"])
-    except Exception as e:
-        raise RuntimeError(f"{path} is not a readable minidraw checkpoint ({type(e).__name__}: "
-                           f"{str(e).splitlines()[0][:200]}); it may be truncated, corrupt or not from "
-                           "minidraw: train again, or resume from an earlier copy") from None
-    return model, ckpt
 
 
 # ---- the loop --------------------------------------------------------------------------------
@@ -623,24 +606,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    try:
-        sets = list(args.set)
-        if args.max_minutes is not None:
-            sets.append(f"max_minutes={args.max_minutes}")
-        if args.max_steps is not None:
-            sets.append(f"max_steps={args.max_steps}")
-        resume = Path(args.out) / CHECKPOINT
-        if not args.preset and not args.config and resume.exists():   # resume with the saved settings
-            saved = torch.load(resume, map_location="cpu", weights_only=True)["train"]
-            cfg = load_config(saved["preset"], None, [f"{k}={v}" for k, v in saved.items()
-                                                      if k not in ("preset", "model")] + sets)
-            cfg.model = {**saved["model"], **cfg.model}
-        else:
-            cfg = load_config(args.preset, args.config, sets)
-        model, log = run(cfg, args.out, progress=not args.quiet)
-    except (ValueError, FileNotFoundError, RuntimeError, TrainingDiverged) as e:
-        print(f"minidraw train: error: {e}", file=sys.stderr)
-        return 2
+    """Carry out ``minidraw train``; user errors propagate (the CLI reports them in one line)."""
+    sets = list(args.set)
+    if args.max_minutes is not None:
+        sets.append(f"max_minutes={args.max_minutes}")
+    if args.max_steps is not None:
+        sets.append(f"max_steps={args.max_steps}")
+    resume = Path(args.out) / CHECKPOINT
+    if not args.preset and not args.config and resume.exists():   # resume with the saved settings
+        saved = read(resume).get("train")
+        if not isinstance(saved, dict) or "preset" not in saved:
+            raise UserError(f"{resume} holds no training settings to resume with; name them with --preset "
+                            "or --config, or use another --out")
+        cfg = load_config(saved["preset"], None, [f"{k}={v}" for k, v in saved.items()
+                                                  if k not in ("preset", "model")] + sets)
+        cfg.model = {**saved["model"], **cfg.model}
+    else:
+        cfg = load_config(args.preset, args.config, sets)
+    model, log = run(cfg, args.out, progress=not args.quiet)
     tests = [r for r in log if "test_bound" in r]
     if tests and int(os.environ.get("RANK", "0")) == 0:
         print(f"step {tests[-1]['step']}: test −L = {tests[-1]['test_bound']:.2f} ± {tests[-1]['test_se']:.2f} "
@@ -651,7 +634,7 @@ def run_command(args: argparse.Namespace) -> int:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="minidraw train")
     add_arguments(p)
-    return run_command(p.parse_args(argv))
+    return guarded("train", run_command, p.parse_args(argv))
 
 
 if __name__ == "__main__":

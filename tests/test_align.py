@@ -145,3 +145,10 @@ def test_most_attended_picks_the_candidate_with_the_most_weight_over_the_steps()
     assert most_attended(alpha, positions, slice(2, 4)).tolist() == [1, 1]
     assert most_attended(alpha, positions).tolist() == [0, 1]        # 1.8 vs 1.2; 0.8 vs 2.0
     assert most_attended(alpha, torch.tensor([[3, 1], [3, 1]]), slice(0, 2)).tolist() == [1, 0]
+
+
+def test_a_caption_of_padding_only_is_a_clear_error_not_nan(align):
+    h_dec, h_lang, mask = inputs()
+    mask[2] = False                                                    # caption 2: no real word
+    with pytest.raises(ValueError, match=r"caption\(s\) \[2\] have no real words"):
+        align(h_dec, align.keys(h_lang), h_lang, mask)

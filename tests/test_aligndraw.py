@@ -192,3 +192,46 @@ def test_skipthought_with_a_frozen_inside_encoder(batch, tmp_path):
     torch.testing.assert_close(run(back, images, captions, lengths).bound, run(m, images, captions, lengths).bound)
     with pytest.raises(ValueError, match="sentence_encoder"):
         CaptionDrawConfig(variant="skipthought", sentence_encoder="bert")
+
+
+@pytest.mark.parametrize("values", ["words", "both"])
+def test_align_values_average_the_word_embeddings_with_the_same_weights(values):
+    """align_values="words": s_t = Σ_j α_j^t E y_j, with α^t scored against the BiLSTM states as in
+    the paper; "both": [Σ α h^lang ; Σ α E y]. Padding changes nothing."""
+    from minidraw.configs import preset
+    from minidraw.data.mnist_captions import VOCAB
+    from minidraw.draw import CaptionDraw
+    torch.manual_seed(0)
+    cfg = preset("aligndraw_mnist_small", T=3, enc_size=8, dec_size=8, z_size=2, align_values=values)
+    assert cfg.cond_size == {"words": cfg.embed_size, "both": cfg.embed_size + 2 * cfg.lang_size}[values]
+    model = CaptionDraw(cfg).eval()
+    ids, lengths = VOCAB.encode_batch(["the digit 3 is at the top left of the image .", "the digit 7 ."])
+    h = torch.randn(2, cfg.dec_size)
+    s, alpha = model.context(ids, lengths)(h)
+    h_lang, mask = model.language(ids, lengths)
+    E = model.language.embed(ids)                                                   # (M, L, e)
+    by_hand = torch.einsum("ml,mld->md", alpha, E)                                  # Σ_j α_j E y_j
+    if values == "both":
+        by_hand = torch.cat([torch.einsum("ml,mld->md", alpha, h_lang), by_hand], -1)
+    assert torch.allclose(s, by_hand, atol=1e-6)
+    ids20, lengths20 = VOCAB.encode_batch(["the digit 3 is at the top left of the image .", "the digit 7 ."],
+                                          max_len=20)
+    s20, alpha20 = model.context(ids20, lengths20)(h)
+    assert torch.allclose(s20, s, atol=1e-6) and torch.allclose(alpha20[:, :ids.shape[1]], alpha, atol=1e-6)
+    with pytest.raises(ValueError, match="align_values"):
+        preset("aligndraw_mnist_small", align_values="embeddings")
+
+
+def test_generate_with_nothing_to_generate_from_is_a_clear_error():
+    for variant, message in (("align", "nothing to generate from: give captions"),
+                             ("skipthought", "or sentence embeddings"), ("draw", "give M")):
+        with pytest.raises(ValueError, match=message):
+            model(variant).generate()
+    assert model("draw").generate(M=2).images.shape == (2, 3, 12, 16)
+
+
+@pytest.mark.parametrize("field,value", [("lang_size", 0), ("embed_size", -1), ("vocab_size", -2),
+                                         ("sentence_size", 0), ("z_size", -3)])
+def test_caption_model_sizes_are_validated(field, value):
+    with pytest.raises(ValueError, match=f"{field} must be a whole number"):
+        CaptionDrawConfig(**{**SMALL, field: value})

@@ -228,3 +228,15 @@ def test_a_coco_baseline_takes_its_vocabulary_from_the_prepared_data(tmp_path):
     model, log = train.run(cfg, tmp_path / "run", progress=False)
     assert model.cfg.vocab_size == meta["vocab_size"] and model.language.embed.num_embeddings == meta["vocab_size"]
     assert np.isfinite([r["test_bound"] for r in log if "test_bound" in r]).all()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_images_and_sizes_are_checked_at_the_boundary(shapes, kind):
+    images, captions, lengths = shapes
+    m = model(kind)
+    for bad, message in ((images * 255, "divide 0..255 images by 255"), (images.double(), "torch.float64"),
+                         ((images * 255).byte(), "floats in")):
+        with pytest.raises(ValueError, match=message):
+            m(bad, captions, lengths)
+    with pytest.raises(ValueError, match="z_size must be a whole number"):
+        BaselineConfig(kind=kind, **{**TINY, "z_size": -3})

@@ -133,3 +133,24 @@ def test_checkpoint_round_trip_and_corrupt_file(tmp_path):
     (tmp_path / "bad.pt").write_bytes(data[: len(data) // 2])
     with pytest.raises(RuntimeError, match="not a readable minidraw checkpoint"):
         train.load(tmp_path / "bad.pt")
+
+
+def test_images_are_checked_at_the_model_boundary():
+    model = Draw(TINY)
+    x = torch.rand(2, 3, 9, 12)
+    assert torch.isfinite(model(x).bound).all()
+    for bad, message in ((x * 255, r"values lie in \[.*\]; .*divide 0..255 images by 255"),
+                         ((x * 255).to(torch.uint8), "floats in \\[0, 1\\].*float\\(\\) / 255"),
+                         (x.double(), "torch.float64 but the model's weights are torch.float32"),
+                         (x - 0.5, "values lie in"),
+                         (torch.full_like(x, float("nan")), "values lie in"),
+                         (x[:, :1], "this model draws")):
+        with pytest.raises(ValueError, match=message):
+            model(bad)
+    assert torch.isfinite(model.double()(x.double()).bound).all()     # a float64 model takes float64 images
+
+
+def test_sizes_must_be_positive_whole_numbers():
+    for field, value in (("z_size", -3), ("T", 0), ("read_N", 0), ("enc_size", 2.5), ("cond_size", -1)):
+        with pytest.raises(ValueError, match=f"{field} must be a whole number of at least"):
+            DrawConfig.from_dict({**TINY.to_dict(), field: value})

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import torch
 
+from minidraw.configs import preset
 from minidraw.evaluate import ranks_of_truth, retrieval_metrics, ssi
 
 
@@ -234,10 +235,31 @@ def test_evaluate_command_on_a_checkpoint(tmp_path, capsys):
     row = json.loads(out.read_text())
     assert row["step"] == 2 and np.isfinite(row["test_bound"]) and "R@10" in row and "ssi" not in row
     assert "| run |" in capsys.readouterr().out
-    with pytest.raises(SystemExit, match="unknown metric"):
-        cli.main(["evaluate", "--checkpoint", str(tmp_path / "run" / "checkpoint.pt"), "--metrics", "bleu"])
-    with pytest.raises(SystemExit, match="no checkpoint"):
-        cli.main(["evaluate", "--checkpoint", str(tmp_path / "nothing.pt")])
+    capsys.readouterr()
+    for argv, message in ((["--checkpoint", str(tmp_path / "run" / "checkpoint.pt"), "--metrics", "bleu"],
+                           "unknown metric"),
+                          (["--checkpoint", str(tmp_path / "nothing.pt")], "no checkpoint")):
+        assert cli.main(["evaluate", *argv]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_evaluate_with_a_corrupt_mnist_file_is_one_line(tmp_path, capsys, mnist_dir):
+    import shutil
+    from dataclasses import asdict
+
+    from minidraw import cli, train
+    from minidraw.draw import Draw
+    data = tmp_path / "mnist"
+    data.mkdir()
+    shutil.copy(mnist_dir / "t10k-labels-idx1-ubyte.gz", data)
+    (data / "t10k-images-idx3-ubyte.gz").write_bytes(b"\x1f\x8b not really gzip")
+    ckpt = tmp_path / "draw.pt"
+    train.save(ckpt, Draw(preset("draw_mnist_small", T=2)), {"train": asdict(train.TrainConfig())})
+    assert cli.main(["evaluate", "--checkpoint", str(ckpt), "--data", str(data), "--metrics", "bound"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("minidraw evaluate: error: ") and err.count("\n") == 1, err
+    assert "t10k-images-idx3-ubyte.gz" in err
 
 
 class _Oracle(torch.nn.Module):

@@ -42,9 +42,11 @@ def ckpts(tmp_path_factory, shapes_model, draw_model) -> dict[str, Path]:
 
 def fails(capsys, argv: list[str]) -> str:
     """Run ``main(argv)``, expect exit status 2, and return stderr (one line, no traceback)."""
-    with pytest.raises(SystemExit) as e:
-        main(argv)
-    assert e.value.code == 2
+    try:
+        code = main(argv)
+    except SystemExit as e:          # argparse's own errors
+        code = e.code
+    assert code == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and err.count("\n") == 1, err
     return err
@@ -145,6 +147,13 @@ def test_bad_checkpoints_exit_2(tmp_path, ckpts, capsys):
     broken.write_bytes(data[: len(data) // 2])
     err = fails(capsys, ["--checkpoint", str(broken)] + out)
     assert "broken.pt" in err and "checkpoint" in err
+    (tmp_path / "empty.pt").write_bytes(b"")
+    err = fails(capsys, ["--checkpoint", str(tmp_path / "empty.pt")] + out)
+    assert "empty.pt is empty (0 bytes)" in err and "train again" in err
+    torch.save({"kind": "draw", "config": argparse.Namespace(), "model": {}}, tmp_path / "objects.pt")
+    err = fails(capsys, ["--checkpoint", str(tmp_path / "objects.pt")] + out)
+    assert "holds Python objects that are not weights" in err and "will not be loaded" in err
+    assert "weights_only" not in err                     # never the advice to unpickle it anyway
 
 
 def test_subcommand_registration(ckpts, tmp_path):

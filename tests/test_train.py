@@ -173,10 +173,19 @@ def test_corrupt_and_malicious_checkpoints(tmp_path):
     with open(evil, "wb") as f:
         pickle.dump({"kind": "draw", "config": Evil()}, f)
     torch.save({"kind": "draw", "config": Evil()}, tmp_path / "evil2.pt")
-    for path in (evil, tmp_path / "evil2.pt"):
-        with pytest.raises(RuntimeError, match="not a readable"):
-            train.load(path)
+    with pytest.raises(RuntimeError, match="not a readable"):
+        train.load(evil)                                       # a bare pickle: not a checkpoint file at all
+    with pytest.raises(RuntimeError, match=r"holds Python objects that are not weights \(posix.system\), "
+                                           "so it will not be loaded") as e:
+        train.load(tmp_path / "evil2.pt")
+    assert "weights_only" not in str(e.value)                  # never the advice to unpickle it anyway
     assert not marker.exists()
+    (tmp_path / "empty.pt").write_bytes(b"")
+    with pytest.raises(RuntimeError, match=r"empty.pt is empty \(0 bytes\).*train again"):
+        train.load(tmp_path / "empty.pt")
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
+    with pytest.raises(RuntimeError, match="lacks the keys"):
+        train.load(tmp_path / "other.pt")
 
 
 def _cli(out, *more):
@@ -241,8 +250,20 @@ def test_ctrl_c_checkpoints_and_exits_cleanly(tmp_path, cli_run):
 
 def test_cli_errors_are_one_clear_line(tmp_path, capsys):
     from minidraw.cli import main
-    assert main(["train", "--preset", "nope", "--out", str(tmp_path)]) == 2
-    assert "unknown preset" in capsys.readouterr().err
+
+    def fails(argv, *words):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("minidraw train: error: ") and err.count("\n") == 1 and "Traceback" not in err, err
+        assert all(w in err for w in words), err
+    fails(["train", "--preset", "nope", "--out", str(tmp_path)], "unknown preset")
+    fails(["train", "--preset", "aligndraw_mnist_small", "--set", "model.z_size=-3", "--out", str(tmp_path)],
+          "z_size must be a whole number of at least 1, got -3", "--set model.")
+    fails(["train", "--preset", "draw_mnist_small", "--set", "model.T=abc", "--out", str(tmp_path)],
+          "--set model.T=abc: expected a whole number")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "checkpoint.pt").write_bytes(b"")              # resuming an empty checkpoint
+    fails(["train", "--out", str(tmp_path / "run")], "checkpoint.pt is empty")
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     assert "torchrun" in capsys.readouterr().out

@@ -49,6 +49,7 @@ from pycocotools.coco import COCO
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from ..errors import UserError
 from ..text import Vocabulary, tokenize
 from .common import CaptionBatch
 from .download import fetch, resolve_dir
@@ -65,7 +66,7 @@ URLS = {
 PREPARE_HINT = "python data_scripts/prepare_coco.py --coco-root DIR --out OUT"
 
 
-class CocoDataError(RuntimeError):
+class CocoDataError(UserError, RuntimeError):
     """The raw COCO files or the prepared arrays are missing, corrupt or inconsistent."""
 
 

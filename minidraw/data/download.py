@@ -23,6 +23,8 @@ from typing import Callable, Sequence
 
 import pooch
 
+from ..errors import UserError
+
 ENV_DATA = "MINIDRAW_DATA"
 
 
@@ -43,7 +45,7 @@ def resolve_dir(name: str, root: str | os.PathLike | None = None) -> tuple[Path,
     return cache_dir(name), False
 
 
-class DownloadError(RuntimeError):
+class DownloadError(UserError, RuntimeError):
     """Every mirror failed, or what came back had the wrong checksum."""
 
 

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import UserError
 from .download import DownloadError, fetch, resolve_dir
 
 MIRRORS = [
@@ -46,7 +47,7 @@ FILES = {
 SIZES = {"train": 60_000, "test": 10_000}
 
 
-class MnistError(RuntimeError):
+class MnistError(UserError, RuntimeError):
     """MNIST could not be found, fetched or parsed; the message says what to do."""
 
 
