@@ -32,13 +32,15 @@ import argparse
 import json
 import math
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional
 
 import numpy as np
 import torch
+
+from .runtime import device as pick_device
+from .runtime import evaluating  # noqa: F401 - the context every measure runs in (also minidraw.runtime)
 
 
 def _numpy(a) -> np.ndarray:
@@ -177,20 +179,6 @@ def _batches(data, n: int, batch_size: int) -> Iterable[tuple]:
         else:
             b = data.batch(idx)
             yield (b.images, b.captions, b.lengths)
-
-
-@contextmanager
-def evaluating(model, seed: int):
-    """Inside: eval mode and the noise stream of ``seed``; yields the model's device. After: the
-    model's mode and the caller's random state are as they were."""
-    was = model.training
-    model.eval()
-    try:
-        with torch.random.fork_rng(devices=range(torch.cuda.device_count())):
-            torch.manual_seed(seed)
-            yield next(model.parameters()).device
-    finally:
-        model.train(was)
 
 
 @torch.no_grad()
@@ -380,7 +368,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--classifiers", default=None,
                    help="folder of cached fidelity classifiers (default ~/.cache/minidraw/classifiers)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: CUDA, then MPS, then the CPU)")
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -391,8 +379,9 @@ def run_command(args: argparse.Namespace) -> int:
     unknown = sorted(set(metrics) - set(METRICS))
     if unknown:
         raise UserError(f"unknown metric(s) {unknown}; choose from {', '.join(METRICS)}")
-    model, ckpt = load(args.checkpoint, map_location=args.device)
-    model.to(args.device)
+    dev = pick_device(args.device)
+    model, ckpt = load(args.checkpoint, map_location=dev)
+    model.to(dev)
     if "train" not in ckpt:
         raise UserError(f"{args.checkpoint} has no training settings, so its data is unknown; evaluate a checkpoint "
                         "written by `minidraw train`")

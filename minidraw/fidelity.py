@@ -98,6 +98,7 @@ from .data import mnist_captions as mc
 from .data import shapes as sh
 from .data.download import cache_dir as default_cache_dir
 from .data.mnist import DigitPools, digit_pools
+from .runtime import seeded
 
 CACHE_VERSION = 1  # bump when a classifier, its training or its input changes
 DIGIT = mc.DIGIT   # 28
@@ -207,8 +208,7 @@ def train_digit_classifier(pools: DigitPools | None = None, epochs: int = 6, see
     pools = digit_pools() if pools is None else pools
     to_x = lambda a: torch.from_numpy(a.astype(np.float32) / 255.0)[:, None]  # noqa: E731  (N, 1, 28, 28)
     x, y = to_x(pools.train_images), torch.from_numpy(pools.train_labels.astype(np.int64))
-    with torch.random.fork_rng(devices=[]):                                   # leave the caller's RNG alone
-        torch.manual_seed(seed)
+    with seeded(seed):                                                        # leave the caller's RNG alone
         model = _fit(DigitClassifier(), x, y, epochs, seed, shift=2, progress=progress, blurs=DIGIT_BLURS)
     acc = _accuracy(model, to_x(pools.test_images), torch.from_numpy(pools.test_labels.astype(np.int64)))
     return model, acc
@@ -622,8 +622,7 @@ def train_shape_classifier(n_scenes: int = 4000, epochs: int = 3, seed: int = 0,
     :func:`_shape_training_data`): ``(model, accuracy)``, the accuracy on such crops of 2000
     ``test`` scenes, objects and empty places alike. About 15 s on one CPU thread."""
     x, y = _shape_training_data("train", n_scenes, seed)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded(seed):
         model = _fit(ShapeClassifier(), x, y, epochs, seed, shift=1, progress=progress)
     return model, _accuracy(model, *_shape_training_data("test", 2000, seed))
 

@@ -24,6 +24,7 @@ from torch import nn
 
 from .attention import Window
 from .draw import CaptionDraw, Generated
+from .runtime import evaluating
 from .text import Vocabulary, pad, tokenize
 
 GENEROUS_MAX_WORDS = 64  # longest caption for a vocabulary with no known caption length (e.g. MS-COCO's)
@@ -117,17 +118,17 @@ def sample(model: nn.Module, vocab: Optional[Vocabulary], caption: Optional[str]
            temperature: float = 1.0) -> Generated:
     """``n`` drawings of ``caption`` (or ``n`` unconditional ones), the same for the same ``seed``.
 
-    ``vocab`` is :func:`vocabulary_for`'s answer; ``temperature`` scales the prior's σ.
+    ``vocab`` is :func:`vocabulary_for`'s answer; ``temperature`` scales the prior's σ. The model
+    draws in eval mode; its own mode and the caller's random state are left as they were.
     """
     if n < 1:
         raise ValueError(f"n must be at least 1, got {n}")
     check_request(model, caption)
-    model.eval()
     if caption is None:
-        torch.manual_seed(seed)
-        if isinstance(model, CaptionDraw):
-            return model.generate(M=n, temperature=temperature)
-        return model.generate(n, temperature=temperature)
+        with evaluating(model, seed):
+            if isinstance(model, CaptionDraw):
+                return model.generate(M=n, temperature=temperature)
+            return model.generate(n, temperature=temperature)
     if vocab is None:
         raise ValueError("a caption model needs a vocabulary")
     ids, lengths = encode_captions(vocab, [caption], max_words_for(vocab))     # (1, L), (1,)
@@ -140,8 +141,8 @@ def sample(model: nn.Module, vocab: Optional[Vocabulary], caption: Optional[str]
         if sentence.shape[1] != model.cfg.sentence_size:
             raise ValueError(f"the sentence encoder gives {sentence.shape[1]} numbers, the model was trained "
                              f"on {model.cfg.sentence_size}")
-    torch.manual_seed(seed)
-    return model.generate(ids, lengths, sentence, temperature=temperature)
+    with evaluating(model, seed):
+        return model.generate(ids, lengths, sentence, temperature=temperature)
 
 
 def window_of(window: Window, i: int) -> Window:
@@ -203,6 +204,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="scale of the prior's σ: below 1 tidier, above 1 wilder (default: 1)")
     p.add_argument("--out", required=True, metavar="PNG", help="write the grid of images here (a .png)")
     p.add_argument("--animation", metavar="GIF", help="also write a GIF of the first image being drawn here")
+    p.add_argument("--device", default="cpu",
+                   help="cpu, cuda, cuda:1, mps or auto (CUDA, then MPS, then the CPU); default: cpu, where a "
+                        "seed draws the same images on every machine")
 
 
 def build_parser(prog: str = "minidraw sample") -> argparse.ArgumentParser:
@@ -273,7 +277,10 @@ def run(args: argparse.Namespace) -> int:
     from . import viz
 
     _check_outputs(args.out, args.animation)
+    from .runtime import device
+    dev = device(getattr(args, "device", "cpu"))
     model, ckpt = _load(_checkpoint_path(args))
+    model.to(dev)
     try:
         vocab = vocabulary_for(model, ckpt)
         check_request(model, args.caption)

@@ -316,8 +316,8 @@ def pretrain_sentence_encoder(dataset, vocab_size: int, embed_size: int = 32, hi
     """
     from tqdm.auto import tqdm
 
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
+    from .runtime import seeded
+    with seeded(seed):
         model = SentenceAutoencoder(vocab_size, embed_size, hidden_size)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     rng = np.random.default_rng([seed, 7])

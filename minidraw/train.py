@@ -56,6 +56,8 @@ from .data.mnist import binarize, digit_pools
 from .checkpoint import load, read, save  # noqa: F401 - re-exported: minidraw.train.load/save
 from .draw import CaptionDrawConfig, DrawConfig, build
 from .errors import UserError, guarded
+from .runtime import device as pick_device
+from .runtime import forked_rng, seeded
 
 Batch = tuple  # of tensors: the model's positional arguments, (images,) or (images, captions, lengths)
 CHECKPOINT = "checkpoint.pt"
@@ -402,7 +404,7 @@ def fit(model, batches, cfg: TrainConfig, progress: bool = True, *, out: Optiona
     bar = tqdm(initial=start_step, total=cfg.max_steps if cfg.max_steps < 1_000_000 else None,
                disable=not progress or rank != 0, unit="step")
     try:
-        with _Stop() as stop:
+        with _Stop() as stop, forked_rng():    # each step reseeds; the caller's random state comes back after
             for step in range(start_step + 1, cfg.max_steps + 1):
                 torch.manual_seed(step_seed(cfg.seed, rank, step))
                 for group in opt.param_groups:
@@ -519,14 +521,14 @@ def init_weights(model, source: str) -> None:
 def run(cfg: TrainConfig, out: Optional[str | os.PathLike] = None, progress: bool = True):
     """Train ``cfg`` (resuming from ``out/checkpoint.pt`` when there is one); returns ``(model, log)``."""
     rank, world, local = _distributed()
-    device = f"cuda:{local}" if torch.cuda.is_available() else "cpu"
+    device = pick_device(local_rank=local)
     model_cfg = preset(cfg.preset, **cfg.model)
     train_src, test_src, source, vocab = data_for(cfg, model_cfg)
     captioned = isinstance(model_cfg, (CaptionDrawConfig, BaselineConfig))
     if captioned and vocab is not None and model_cfg.vocab_size != len(vocab):
         model_cfg.vocab_size = len(vocab)    # e.g. COCO: the prepared vocabulary decides
-    torch.manual_seed(cfg.seed)
-    model = build(model_cfg).to(device)
+    with seeded(cfg.seed):                 # the initial weights: a function of the seed
+        model = build(model_cfg).to(device)
     opt = make_optimizer(cfg.optimizer, model.parameters(), cfg.lr)
     start = 0
     ckpt_path = Path(out) / CHECKPOINT if out else None
@@ -563,7 +565,7 @@ def run(cfg: TrainConfig, out: Optional[str | os.PathLike] = None, progress: boo
         print(source)
     net = model
     if world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local] if device != "cpu" else None)
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local] if device.type == "cuda" else None)
     if cfg.compile:
         net = torch.compile(net)
     batches = Batches(train_src, cfg.batch_size, cfg.seed, rank, world, device)

@@ -101,6 +101,20 @@ def test_sample_is_deterministic_given_the_seed(shapes_model, draw_model):
 
 
 # ---- the command line -----------------------------------------------------------------------
+def test_sample_leaves_the_callers_random_state_and_the_models_mode_alone(shapes_model, draw_model):
+    for model, vocab, caption in ((shapes_model, shapes.VOCAB, CAPTION), (draw_model, None, None)):
+        model.train()
+        torch.manual_seed(123)
+        expected = torch.rand(3)
+        torch.manual_seed(123)
+        first = sample(model, vocab, caption, n=2, seed=5)
+        assert torch.equal(torch.rand(3), expected)                 # the caller's stream goes on undisturbed
+        assert model.training                                       # and the model is still in training mode
+        model.eval()
+        assert torch.equal(sample(model, vocab, caption, n=2, seed=5).images, first.images)
+        assert not model.training
+
+
 def test_main_writes_grid_and_animation(ckpts, tmp_path, capsys):
     out, gif = tmp_path / "new" / "grid.png", tmp_path / "anim" / "drawing.gif"
     assert main(["--checkpoint", str(ckpts["shapes"]), "--caption", CAPTION, "--n", "2", "--seed", "1",

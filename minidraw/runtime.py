@@ -1,0 +1,82 @@
+"""Where computations run, and how library functions leave the caller's state alone.
+
+* :func:`device` picks the device in one place — CUDA, then Apple's MPS, then the CPU —
+  for the command line, the trainer, the evaluation and sampling.
+* :func:`forked_rng` and :func:`seeded` run code with PyTorch's random generators forked:
+  afterwards the caller's random state (CPU and every accelerator) is as it was.
+* :func:`evaluating` adds eval mode, restoring the model's own mode afterwards.
+
+No minidraw function reseeds the caller's generators or leaves a model in another mode.
+"""
+from __future__ import annotations
+
+from contextlib import ExitStack, contextmanager
+from typing import Iterator, Optional
+
+import torch
+
+
+def _mps_available() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return bool(mps is not None and mps.is_available())
+
+
+def device(name: Optional[str | torch.device] = None, *, local_rank: int = 0) -> torch.device:
+    """The device to run on: ``name`` when given (``"cpu"``, ``"cuda:1"``, ``"mps"``), else CUDA
+    (device ``local_rank``, one per process under torchrun), then MPS, then the CPU.
+
+    A device that is not there is a ``ValueError`` that says which devices are."""
+    if name is not None and str(name) not in ("", "auto"):
+        try:
+            dev = torch.device(name)
+        except (RuntimeError, TypeError) as e:
+            raise ValueError(f"unknown device {name!r} ({e}); give cpu, cuda, cuda:N or mps") from None
+        there = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": _mps_available()}.get(dev.type, False)
+        if not there or (dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count()):
+            raise ValueError(f"device {name!r} is not available here; available: {', '.join(available())}")
+        return dev
+    if torch.cuda.is_available():
+        return torch.device("cuda", local_rank)
+    if _mps_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def available() -> list[str]:
+    """The devices this machine offers, e.g. ``["cuda:0", "cpu"]``."""
+    out = [f"cuda:{i}" for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+    return out + (["mps"] if _mps_available() else []) + ["cpu"]
+
+
+@contextmanager
+def forked_rng() -> Iterator[None]:
+    """Inside: PyTorch's generators as they are, free to be reseeded. After: the CPU's and every
+    accelerator's random state is what it was before (``torch.manual_seed`` seeds them all, so
+    all are forked)."""
+    with ExitStack() as stack:
+        cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+        stack.enter_context(torch.random.fork_rng(devices=cuda, device_type="cuda"))   # the CPU, and CUDA's
+        if _mps_available():
+            stack.enter_context(torch.random.fork_rng(devices=[0], device_type="mps"))
+        yield
+
+
+@contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Inside: the random stream of ``seed``. After: the caller's random state, untouched."""
+    with forked_rng():
+        torch.manual_seed(seed)
+        yield
+
+
+@contextmanager
+def evaluating(model: torch.nn.Module, seed: int) -> Iterator[torch.device]:
+    """Inside: eval mode and the noise stream of ``seed``; yields the model's device. After: the
+    model's mode and the caller's random state (CPU and accelerators) are as they were."""
+    was = model.training
+    model.eval()
+    try:
+        with seeded(seed):
+            yield next(model.parameters()).device
+    finally:
+        model.train(was)
