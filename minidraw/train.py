@@ -27,7 +27,9 @@ checkpoint from a stranger cannot run code.
 
 **Many GPUs.** Under ``torchrun`` (``WORLD_SIZE`` > 1) each process takes its
 slice of the global batch and PyTorch's DistributedDataParallel averages the
-gradients; rank 0 writes checkpoints and metrics. On CUDA the forward pass runs
+gradients; rank 0 writes checkpoints and metrics. The processes agree on stopping
+(an all-reduced flag every step): a time limit or a signal on any one of them stops
+all at the same step, so none is left waiting in an all-reduce. On CUDA the forward pass runs
 under bf16 autocast (``bf16 = true``); ``compile = true`` wraps the model in
 ``torch.compile``.
 """
@@ -348,6 +350,18 @@ def train_step(model, opt: torch.optim.Optimizer, batch: Batch, cfg: TrainConfig
     return loss.item()
 
 
+def agree(flags: list[bool]) -> list[bool]:
+    """Each flag, true when it is true on any process (an all-reduced maximum), so that processes
+    decide together; the flags as they are when ``torch.distributed`` is not running. One tiny
+    all-reduce: cheap enough for every step."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return [bool(f) for f in flags]
+    on = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+    t = torch.tensor([float(bool(f)) for f in flags], device=on)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return [bool(v) for v in t.tolist()]
+
+
 class _Stop:
     """Turns Ctrl-C / SIGTERM into a request to stop after the current step (and checkpoint)."""
 
@@ -421,7 +435,10 @@ def fit(model, batches, cfg: TrainConfig, progress: bool = True, *, out: Optiona
                 record({"step": step, "bound": loss, "seconds": round(elapsed, 3)})
                 bar.update()
                 bar.set_postfix(bound=f"{running:.1f}")
-                done = step == cfg.max_steps or (cfg.max_minutes and elapsed > 60 * cfg.max_minutes)
+                # every process stops at the same step: a time limit or a signal on any one stops all
+                timed_out, stopping = agree([bool(cfg.max_minutes and elapsed > 60 * cfg.max_minutes),
+                                             stop.requested])
+                done = step == cfg.max_steps or timed_out
                 if test is not None and (done or (cfg.eval_every and step % cfg.eval_every == 0)) and rank == 0:
                     mean, se = dataset_bound(getattr(model, "module", model), test)
                     record({"step": step, "test_bound": mean, "test_se": se})
@@ -431,12 +448,12 @@ def fit(model, batches, cfg: TrainConfig, progress: bool = True, *, out: Optiona
                     record({"step": step, "seconds": round(time.perf_counter() - start, 3), **result})
                     bar.write(f"step {step}: " + ", ".join(f"{k} {v:.1f}" for k, v in result.items()
                                                          if isinstance(v, float)))
-                if out and (done or stop.requested or step % cfg.checkpoint_every == 0
+                if out and (done or stopping or step % cfg.checkpoint_every == 0
                             or time.perf_counter() - last_ckpt > 60 * cfg.checkpoint_minutes):
                     checkpoint(step)
                     last_ckpt = time.perf_counter()
-                if done or stop.requested:
-                    if stop.requested and rank == 0:
+                if done or stopping:
+                    if stopping and rank == 0:
                         bar.write(f"stopped at step {step}" + (f"; resume with the same --out {out}" if out else ""))
                     break
     finally:

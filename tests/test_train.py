@@ -317,6 +317,65 @@ def test_fit_leaves_the_callers_random_state_alone_and_still_replays_exactly():
     assert logs[0] == logs[1] and len(logs[0]) == 3
 
 
+def _stopping_worker(rank, world, init, out, signal_rank, limit_rank):
+    """One of two gloo processes training with ``fit``: rank ``limit_rank`` alone has a time limit;
+    rank ``signal_rank`` gets a SIGTERM from the test. Writes its last step and each checkpoint write."""
+    import datetime
+    import json
+
+    import torch.distributed as dist
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world,
+                            timeout=datetime.timedelta(seconds=30))      # a rank left waiting fails, never hangs
+    saves = []
+    real_save = train.save
+    train.save = lambda *a, **k: (saves.append(1), real_save(*a, **k))
+    torch.manual_seed(0)
+    model = Draw(preset("draw_mnist_small", T=2, enc_size=8, dec_size=8, z_size=2, read_N=2, write_N=2))
+    ddp = torch.nn.parallel.DistributedDataParallel(model)
+    x = torch.rand(64, 1, 28, 28).round()
+    cfg = tiny("max_steps=100000", "checkpoint_every=100000", "checkpoint_minutes=1000", "batch_size=8",
+               f"max_minutes={0.02 if rank == limit_rank else 0}")
+    batches = train.Batches(x, cfg.batch_size, cfg.seed, rank, world)
+    (out / f"ready{rank}").write_text(str(os.getpid()))
+    log = train.fit(ddp, batches, cfg, progress=False, out=out if rank == 0 else None, rank=rank)
+    (out / f"rank{rank}.json").write_text(json.dumps({"step": log[-1]["step"], "saves": len(saves)}))
+    dist.destroy_process_group()
+
+
+def _run_two_ranks(tmp_path, signal_rank=None, limit_rank=None):
+    import json
+    ctx = torch.multiprocessing.start_processes(
+        _stopping_worker, args=(2, f"file://{tmp_path / 'init'}", tmp_path, signal_rank, limit_rank),
+        nprocs=2, join=False, start_method="spawn")
+    try:
+        if signal_rank is not None:
+            deadline = time.time() + 60
+            while not (len([r for r in train.read_metrics(tmp_path) if "bound" in r]) >= 3
+                       and (tmp_path / f"ready{signal_rank}").exists()):
+                assert time.time() < deadline, "the two processes did not get going"
+                assert all(p.is_alive() for p in ctx.processes), "a process died early"
+                time.sleep(0.05)
+            os.kill(int((tmp_path / f"ready{signal_rank}").read_text()), signal.SIGTERM)
+        deadline = time.time() + 60
+        while not ctx.join(timeout=1):
+            assert time.time() < deadline, "the processes did not stop together (one waits in an all-reduce)"
+    finally:
+        for p in ctx.processes:
+            if p.is_alive():
+                p.kill()
+    return [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+
+
+@pytest.mark.parametrize("how", ["sigterm_to_rank_1", "time_limit_on_rank_1"])
+def test_two_processes_stop_at_the_same_step(tmp_path, how):
+    results = _run_two_ranks(tmp_path, **({"signal_rank": 1} if how.startswith("sigterm") else {"limit_rank": 1}))
+    assert results[0]["step"] == results[1]["step"] >= 1
+    assert (results[0]["saves"], results[1]["saves"]) == (1, 0)               # rank 0 checkpoints, once
+    _, ckpt = train.load(tmp_path / "checkpoint.pt")
+    assert ckpt["step"] == results[0]["step"]
+
+
 def test_learning_rate_warms_up_then_follows_the_half_cosine():
     import math
     cfg = tiny("lr=0.01", "lr_schedule=cosine", "lr_min=0.1", "warmup_steps=10", "max_steps=101")
