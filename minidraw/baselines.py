@@ -44,7 +44,7 @@ import torch
 from torch import Tensor, nn
 
 from .bound import bernoulli_nll, gaussian_kl, gaussian_log_prob, iwae_nats
-from .draw import ConfigDict, DrawOutput, Generated, check_images
+from .outputs import ConfigDict, DrawOutput, Generated, check_images
 from .text import LanguageModel, sentence_vector
 
 KINDS = ("fc", "conv")

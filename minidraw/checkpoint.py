@@ -89,7 +89,7 @@ def load(path: str | os.PathLike, map_location="cpu"):
     """``(model, checkpoint)``, loaded with ``weights_only=True`` (no arbitrary unpickling)."""
     ckpt = read(path, map_location)
     try:
-        from .draw import build
+        from .configs import build
         cfg = _config_class(ckpt["kind"] if ckpt["kind"] in KINDS else "draw").from_dict(ckpt["config"])
         model = build(cfg)
         model.load_state_dict(ckpt["model"])

@@ -1,8 +1,24 @@
-"""Named presets: the papers' hyper-parameters for GPUs, and small ones for a laptop CPU."""
+"""Named presets — the papers' hyper-parameters for GPUs, and small ones for a laptop CPU — their
+training settings, and :func:`build`, the model a configuration describes."""
 from __future__ import annotations
 
-from .baselines import BaselineConfig
-from .draw import CaptionDrawConfig, DrawConfig
+from torch import nn
+
+from .baselines import BaselineConfig, ConditionalVAE
+from .draw import CaptionDraw, CaptionDrawConfig, Draw, DrawConfig
+
+
+def build(cfg) -> nn.Module:
+    """The model a configuration describes: :class:`~minidraw.draw.CaptionDraw`, plain
+    :class:`~minidraw.draw.Draw`, or a baseline :class:`~minidraw.baselines.ConditionalVAE`."""
+    if isinstance(cfg, BaselineConfig):
+        return ConditionalVAE(cfg)
+    if isinstance(cfg, CaptionDrawConfig):
+        return CaptionDraw(cfg)
+    if isinstance(cfg, DrawConfig):
+        return Draw(cfg)
+    raise TypeError(f"no model for a {type(cfg).__name__}; give a DrawConfig, CaptionDrawConfig or BaselineConfig")
+
 
 PRESETS: dict[str, DrawConfig | BaselineConfig] = {
     # Gregor et al. (2015), binarised MNIST with attention: 28×28, 64 steps, read 2×2, write 5×5,

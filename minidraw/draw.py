@@ -24,7 +24,7 @@ alignDRAW, the alignment weights.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from typing import Callable, ClassVar, Optional
 
 import torch
@@ -33,45 +33,11 @@ from torch import Tensor, nn
 from .align import Alignment
 from .attention import ReadAttention, Window, WriteAttention
 from .bound import bernoulli_nll, gaussian_kl, gaussian_log_prob, iwae_nats
+from .outputs import ConfigDict, DrawOutput, Generated, check_images  # noqa: F401 - also minidraw.draw's
 from .text import LanguageModel, sentence_vector
 
 # context(h_dec_prev (M, dec_size)) -> (s_t (M, cond_size), alpha_t (M, L) or None)
 Context = Callable[[Tensor], "tuple[Tensor, Optional[Tensor]]"]
-
-
-class ConfigDict:
-    """``to_dict`` / ``from_dict`` for a model's configuration dataclass (checkpoints store the dict).
-
-    Only settings are stored. A value derived from them (``DERIVED``, e.g. ``cond_size``) is a
-    property: ``from_dict`` accepts it (older checkpoints stored it) but checks that it agrees
-    with the settings, so a stale derived value can never survive a change of setting.
-    """
-
-    DERIVED: ClassVar[tuple[str, ...]] = ()
-
-    @classmethod
-    def from_dict(cls, d: dict):
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known - set(cls.DERIVED))
-        if unknown:
-            raise ValueError(f"unknown {cls.__name__} field(s) {unknown}; known: {sorted(known)}")
-        cfg = cls(**{k: v for k, v in d.items() if k in known})
-        for name in cls.DERIVED:
-            if name in d and d[name] != getattr(cfg, name):
-                raise ValueError(f"{cls.__name__}: {name}={d[name]!r} disagrees with the other settings, which give "
-                                 f"{name}={getattr(cfg, name)!r}; {name} is derived from them: leave it out")
-        return cfg
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    def _require(self, minimum: int, *names: str) -> None:
-        """``ValueError`` naming the setting unless each of ``names`` is a whole number ≥ ``minimum``."""
-        for name in names:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise ValueError(f"{name} must be a whole number of at least {minimum}, got {value!r}: "
-                                 f"give {name}={max(minimum, 1) if minimum else 0} or more")
 
 
 @dataclass
@@ -107,59 +73,9 @@ class DrawConfig(DrawSizes):
         self._require(0, "cond_size")
 
 
-def _compiling() -> bool:
-    """Inside ``torch.compile``'s tracing (where a data-dependent check would break the graph)."""
-    is_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", None)
-    return bool(is_compiling and is_compiling())
-
-
-def check_images(x: Tensor, shape: tuple[int, int, int], dtype: torch.dtype) -> None:
-    """``ValueError`` with the fix unless ``x`` is ``(M, *shape)`` images of the model's float
-    ``dtype`` with values in [0, 1] (the Bernoulli likelihood's pixels): the model's boundary."""
-    if x.dim() != 4 or tuple(x.shape[1:]) != tuple(shape):
-        raise ValueError(f"images of shape {tuple(x.shape)}, this model draws (M, C, B, A) = (M, {', '.join(map(str, shape))})")
-    if not torch.is_floating_point(x):
-        raise ValueError(f"images are {x.dtype}; the model takes floats in [0, 1]: give images.float() / 255")
-    if x.dtype != dtype:
-        raise ValueError(f"images are {x.dtype} but the model's weights are {dtype}: give images.to({dtype})")
-    if x.numel() and not _compiling():
-        low, high = torch.aminmax(x.detach())
-        if not (low >= 0 and high <= 1):                                      # NaN fails too
-            raise ValueError(f"image values lie in [{low.item():.4g}, {high.item():.4g}]; the model takes values in "
-                             "[0, 1] (pixel intensities): divide 0..255 images by 255")
-
-
 def stack_windows(windows: list[Window]) -> Window:
     """A list of T windows with ``(M,)`` fields -> one window with ``(M, T)`` fields."""
     return Window(**{f.name: torch.stack([getattr(w, f.name) for w in windows], 1) for f in fields(Window)})
-
-
-@dataclass
-class DrawOutput:
-    """Everything one pass computed. Bounds are −L in nats per image (lower is better)."""
-
-    canvas: Tensor             # (M, C, B, A) final canvas c_T (logits; the image is σ(c_T))
-    nll: Tensor                # (M,) −log p(x | z)
-    kl: Tensor                 # (M, T) KL(q(z_t|·) || p(z_t|z_<t)) per step
-    log_qz: Tensor             # (M,) log q(z | x) of the sampled z, summed over steps
-    log_pz: Tensor             # (M,) log p(z) of the sampled z, summed over steps
-    read: Window               # fields (M, T)
-    write: Window              # fields (M, T)
-    canvases: Optional[Tensor] = None  # (T, M, C, B, A) c_t after each step, when asked for
-    alpha: Optional[Tensor] = None     # (M, T, L) alignment per step, when the context gives one
-
-    @property
-    def bound(self) -> Tensor:
-        """−L = NLL + Σ_t KL_t, ``(M,)`` nats: the loss to minimise."""
-        return self.nll + self.kl.sum(1)
-
-
-@dataclass
-class Generated:
-    images: Tensor             # (M, C, B, A) σ(c_T) in [0, 1]
-    canvases: Tensor           # (T, M, C, B, A) σ(c_t) after each step
-    write: Window              # fields (M, T)
-    alpha: Optional[Tensor] = None  # (M, T, L)
 
 
 class Draw(nn.Module):
@@ -342,14 +258,6 @@ class CaptionDrawConfig(DrawSizes):
         return f"{type(self).__name__}(" + ", ".join(f"{k}={v!r}" for k, v in items) + ")"
 
 
-def build(cfg) -> nn.Module:
-    """The model a configuration describes: :class:`CaptionDraw`, plain :class:`Draw`, or a baseline VAE."""
-    from .baselines import BaselineConfig, ConditionalVAE   # here: baselines imports this module
-    if isinstance(cfg, BaselineConfig):
-        return ConditionalVAE(cfg)
-    return CaptionDraw(cfg) if isinstance(cfg, CaptionDrawConfig) else Draw(cfg)
-
-
 class CaptionDraw(nn.Module):
     """alignDRAW and its variants: a language model, a conditioning rule, and the DRAW core.
 
@@ -432,3 +340,11 @@ class CaptionDraw(nn.Module):
         """−L_K in nats per image ``(M,)`` given the captions."""
         rep = lambda v: None if v is None else v.repeat(K, *([1] * (v.dim() - 1)))  # noqa: E731
         return self.draw.iwae(images, K, lambda k: self.context(rep(captions), rep(lengths), rep(sentence)))
+
+
+def __getattr__(name: str):
+    # ``minidraw.draw.build`` still works: it lives in minidraw.configs, which imports this module
+    if name == "build":
+        from .configs import build
+        return build
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

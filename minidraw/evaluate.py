@@ -256,21 +256,9 @@ def splits_for(train: dict, model_cfg, data: Optional[str] = None) -> dict:
     """The evaluation splits of a checkpoint's data: ``train``, ``test`` and, where the data has
     them, ``heldout`` compositions (MNIST with captions, shapes). ``train`` is the checkpoint's
     saved training settings."""
-    from .train import TrainConfig, data_for
-    cfg = TrainConfig(**{**train, **({"data": data} if data is not None else {})})
-    train_src, test_src, _, _ = data_for(cfg, model_cfg)
-    splits = {"train": train_src, "test": test_src}
-    from .data.mnist_captions import MnistCaptions
-    from .data.shapes import ShapesCaptions
-    if isinstance(test_src, MnistCaptions):
-        splits["heldout"] = MnistCaptions("heldout", test_src.pools, seed=test_src.seed,
-                                          holdout_seed=test_src.holdout_seed)
-    elif isinstance(test_src, ShapesCaptions):
-        splits["heldout"] = ShapesCaptions("heldout", seed=test_src.seed, holdout_seed=test_src.holdout_seed)
-    elif type(test_src).__name__ == "CocoCaptions":
-        from .data.coco import CocoCaptions
-        splits["test"] = CocoCaptions("test", root=cfg.data or None)
-    return splits
+    from .data.select import evaluation_splits
+    root = data if data is not None else (train.get("data") or None)
+    return evaluation_splits(str(train.get("preset", "")), model_cfg, int(train.get("seed", 0)), root)
 
 
 def evaluate(model, splits: dict, metrics: Iterable[str] = METRICS, sizes: Sizes = Sizes(), seed: int = 0,

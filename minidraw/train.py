@@ -53,10 +53,11 @@ import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from .baselines import BaselineConfig
-from .configs import PRESETS, preset, training_defaults
-from .data.mnist import binarize, digit_pools
+from .configs import PRESETS, build, preset, training_defaults
+from .data import select
+from .data.select import TEST_SEED, mnist_binarized  # noqa: F401 - re-exported: minidraw.train.*
 from .checkpoint import load, read, save  # noqa: F401 - re-exported: minidraw.train.load/save
-from .draw import CaptionDrawConfig, DrawConfig, build
+from .draw import CaptionDrawConfig, DrawConfig
 from .errors import UserError, guarded
 from .runtime import device as pick_device
 from .runtime import forked_rng, seeded
@@ -257,13 +258,6 @@ class Batches:
         return b.images, b.captions, b.lengths
 
 
-def mnist_binarized(root=None) -> tuple[torch.Tensor, torch.Tensor, str]:
-    """Fixed-binarised training and test digits ``(n, 1, 28, 28)`` and where they came from."""
-    pools = digit_pools(root or None)
-    return (torch.from_numpy(binarize(pools.train_images, seed=0)),
-            torch.from_numpy(binarize(pools.test_images, seed=1)), pools.source)
-
-
 def fixed_batches(source, n: int, batch_size: int = 500, device="cpu") -> list[Batch]:
     """The first ``n`` examples of a data set (or tensor of images) as a list of batches."""
     out = []
@@ -283,29 +277,11 @@ def caption_batches(dataset, batch_size: int, seed: int = 0, device="cpu"):
     return (batches(step) for step in range(1, 1 << 62))
 
 
-TEST_SEED = 0   # the seed of every test and held-out split: fixed, whatever the training seed
-
-
 def data_for(cfg: TrainConfig, model_cfg: DrawConfig | BaselineConfig):
-    """Training source, test source, a description, and the vocabulary (or None), for a preset.
-
-    The training data follows ``cfg.seed``; the test data does not (:data:`TEST_SEED`), so runs
-    with different seeds are scored on the same test images."""
-    if not isinstance(model_cfg, (CaptionDrawConfig, BaselineConfig)):
-        train, test, source = mnist_binarized(cfg.data)
-        return train, test, source, None
-    if "shapes" in cfg.preset:
-        from .data.shapes import ShapesCaptions
-        train, test = ShapesCaptions("train", seed=cfg.seed), ShapesCaptions("test", seed=TEST_SEED)
-        return train, test, "captioned shapes (generated)", train.vocab
-    if "coco" in cfg.preset:
-        from .data.coco import CocoCaptions
-        train, test = CocoCaptions("train", root=cfg.data or None), CocoCaptions("dev", root=cfg.data or None)
-        return train, test, f"MS-COCO 2014 captions, {len(train)} training captions", train.vocab
-    from .data.mnist_captions import MnistCaptions
-    pools = digit_pools(cfg.data or None)
-    train = MnistCaptions("train", pools, seed=cfg.seed)
-    return train, MnistCaptions("test", pools, seed=TEST_SEED), pools.source, train.vocab
+    """Training source, test source, a description, and the vocabulary (or None), for a run
+    (:func:`minidraw.data.select.data_for`: the training data follows ``cfg.seed``, the test data
+    does not)."""
+    return select.data_for(cfg.preset, model_cfg, cfg.seed, cfg.data or None)
 
 
 def step_seed(seed: int, rank: int, step: int) -> int:
@@ -467,14 +443,9 @@ def fidelity_evaluation(cfg: TrainConfig, test_src) -> Callable[[torch.nn.Module
     """``model -> {"fidelity_seen", "fidelity_heldout", ..._by_template}`` on the first
     ``cfg.eval_fidelity`` captions of the test and held-out splits: the learning curve of what
     the model draws, not only of its bound."""
-    from .data.mnist_captions import MnistCaptions
-    from .data.shapes import ShapesCaptions
     from .evaluate import Sizes, evaluate
-    if isinstance(test_src, MnistCaptions):
-        heldout = MnistCaptions("heldout", test_src.pools, seed=test_src.seed, holdout_seed=test_src.holdout_seed)
-    elif isinstance(test_src, ShapesCaptions):
-        heldout = ShapesCaptions("heldout", seed=test_src.seed, holdout_seed=test_src.holdout_seed)
-    else:
+    heldout = select.heldout_for(test_src)
+    if heldout is None:
         raise ValueError("eval_fidelity needs MNIST with captions or captioned shapes: caption fidelity has no "
                          f"checker for {type(test_src).__name__}")
     splits = {"test": test_src, "heldout": heldout}

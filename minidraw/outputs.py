@@ -1,0 +1,104 @@
+"""What every model hands back, and the configuration plumbing every model shares.
+
+:class:`DrawOutput` (one pass: the bound and everything computed on the way) and
+:class:`Generated` (drawings) are returned by DRAW, alignDRAW and the baseline VAEs
+alike; :class:`ConfigDict` gives each model's configuration dataclass its
+``to_dict`` / ``from_dict`` (what a checkpoint stores) and its checks;
+:func:`check_images` guards every model's input. This module imports no model, so
+:mod:`minidraw.draw` and :mod:`minidraw.baselines` both build on it.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import TYPE_CHECKING, ClassVar, Optional
+
+import torch
+from torch import Tensor
+
+if TYPE_CHECKING:
+    from .attention import Window
+
+
+class ConfigDict:
+    """``to_dict`` / ``from_dict`` for a model's configuration dataclass (checkpoints store the dict).
+
+    Only settings are stored. A value derived from them (``DERIVED``, e.g. ``cond_size``) is a
+    property: ``from_dict`` accepts it (older checkpoints stored it) but checks that it agrees
+    with the settings, so a stale derived value can never survive a change of setting.
+    """
+
+    DERIVED: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known - set(cls.DERIVED))
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} field(s) {unknown}; known: {sorted(known)}")
+        cfg = cls(**{k: v for k, v in d.items() if k in known})
+        for name in cls.DERIVED:
+            if name in d and d[name] != getattr(cfg, name):
+                raise ValueError(f"{cls.__name__}: {name}={d[name]!r} disagrees with the other settings, which give "
+                                 f"{name}={getattr(cfg, name)!r}; {name} is derived from them: leave it out")
+        return cfg
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def _require(self, minimum: int, *names: str) -> None:
+        """``ValueError`` naming the setting unless each of ``names`` is a whole number ≥ ``minimum``."""
+        for name in names:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise ValueError(f"{name} must be a whole number of at least {minimum}, got {value!r}: "
+                                 f"give {name}={max(minimum, 1) if minimum else 0} or more")
+
+
+def _compiling() -> bool:
+    """Inside ``torch.compile``'s tracing (where a data-dependent check would break the graph)."""
+    is_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", None)
+    return bool(is_compiling and is_compiling())
+
+
+def check_images(x: Tensor, shape: tuple[int, int, int], dtype: torch.dtype) -> None:
+    """``ValueError`` with the fix unless ``x`` is ``(M, *shape)`` images of the model's float
+    ``dtype`` with values in [0, 1] (the Bernoulli likelihood's pixels): the model's boundary."""
+    if x.dim() != 4 or tuple(x.shape[1:]) != tuple(shape):
+        raise ValueError(f"images of shape {tuple(x.shape)}, this model draws (M, C, B, A) = (M, {', '.join(map(str, shape))})")
+    if not torch.is_floating_point(x):
+        raise ValueError(f"images are {x.dtype}; the model takes floats in [0, 1]: give images.float() / 255")
+    if x.dtype != dtype:
+        raise ValueError(f"images are {x.dtype} but the model's weights are {dtype}: give images.to({dtype})")
+    if x.numel() and not _compiling():
+        low, high = torch.aminmax(x.detach())
+        if not (low >= 0 and high <= 1):                                      # NaN fails too
+            raise ValueError(f"image values lie in [{low.item():.4g}, {high.item():.4g}]; the model takes values in "
+                             "[0, 1] (pixel intensities): divide 0..255 images by 255")
+
+
+@dataclass
+class DrawOutput:
+    """Everything one pass computed. Bounds are −L in nats per image (lower is better)."""
+
+    canvas: Tensor             # (M, C, B, A) final canvas c_T (logits; the image is σ(c_T))
+    nll: Tensor                # (M,) −log p(x | z)
+    kl: Tensor                 # (M, T) KL(q(z_t|·) || p(z_t|z_<t)) per step
+    log_qz: Tensor             # (M,) log q(z | x) of the sampled z, summed over steps
+    log_pz: Tensor             # (M,) log p(z) of the sampled z, summed over steps
+    read: Window               # fields (M, T)
+    write: Window              # fields (M, T)
+    canvases: Optional[Tensor] = None  # (T, M, C, B, A) c_t after each step, when asked for
+    alpha: Optional[Tensor] = None     # (M, T, L) alignment per step, when the context gives one
+
+    @property
+    def bound(self) -> Tensor:
+        """−L = NLL + Σ_t KL_t, ``(M,)`` nats: the loss to minimise."""
+        return self.nll + self.kl.sum(1)
+
+
+@dataclass
+class Generated:
+    images: Tensor             # (M, C, B, A) σ(c_T) in [0, 1]
+    canvases: Tensor           # (T, M, C, B, A) σ(c_t) after each step
+    write: Window              # fields (M, T)
+    alpha: Optional[Tensor] = None  # (M, T, L)
