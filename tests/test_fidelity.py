@@ -217,3 +217,17 @@ def test_result_summaries():
     assert r.by_template() == {"left of": 50.0, "top left corner": 100.0, "top right corner": 100.0}
     assert r.by_heldout() == {"seen": 50.0, "held-out": 100.0}
     assert "held-out" in r.table() and "75.0 %" in repr(r)
+
+
+def test_the_shipped_classifiers_are_found_in_their_cache_without_training(pools):
+    """The book's classifiers (book/checkpoints/classifiers) are named by a hash of data and
+    settings: a change to either would make CI retrain them."""
+    from pathlib import Path
+    shipped = Path(__file__).resolve().parents[1] / "book" / "checkpoints" / "classifiers"
+    if not shipped.is_dir():
+        pytest.skip("no shipped classifiers")
+    assert fid.shape_cache_file(shipped).is_file()
+    if "test split only" in pools.source:                  # the offline pools the book's classifier learnt from
+        assert fid.digit_cache_file(pools, shipped).is_file()
+        assert fid.digit_classifier(pools, cache_dir=shipped).from_cache
+    assert fid.shape_classifier(cache_dir=shipped).from_cache

@@ -1,0 +1,43 @@
+"""The package has no import cycles: each module imports only what sits below it."""
+import subprocess
+import sys
+
+import pytest
+
+
+def _modules_after(statement: str) -> set[str]:
+    code = f"import sys; {statement}; print(' '.join(m for m in sys.modules if m.startswith('minidraw')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    return set(out.stdout.split())
+
+
+@pytest.mark.parametrize("module,never", [
+    ("minidraw.draw", {"minidraw.baselines", "minidraw.configs", "minidraw.train"}),
+    ("minidraw.baselines", {"minidraw.draw", "minidraw.train"}),
+    ("minidraw.outputs", {"minidraw.draw", "minidraw.baselines"}),
+    ("minidraw.evaluate", {"minidraw.train"}),
+    ("minidraw.checkpoint", {"minidraw.train", "minidraw.evaluate"}),
+    ("minidraw.data.select", {"minidraw.train", "minidraw.evaluate"}),
+    ("minidraw.fidelity", {"minidraw.train", "minidraw.evaluate", "minidraw.draw"}),
+])
+def test_a_module_does_not_import_the_modules_above_it(module, never):
+    assert not _modules_after(f"import {module}") & never
+
+
+def test_moved_names_are_still_importable_from_their_old_modules():
+    from minidraw import draw, evaluate, fidelity, train
+    from minidraw.checkpoint import load, save
+    from minidraw.configs import build
+    from minidraw.data.select import data_for, mnist_binarized
+    from minidraw.outputs import ConfigDict, DrawOutput, Generated
+    from minidraw.runtime import evaluating
+    assert (draw.build, draw.DrawOutput, draw.Generated, draw.ConfigDict) == (build, DrawOutput, Generated, ConfigDict)
+    assert (train.load, train.save, train.mnist_binarized) == (load, save, mnist_binarized)
+    assert callable(train.data_for) and train.data_for is not data_for       # takes a TrainConfig, as before
+    assert evaluate.evaluating is evaluating
+    for name in ("digit_classifier", "shape_classifier", "mnist_fidelity", "shapes_fidelity", "mnist_oracle",
+                 "shapes_oracle", "FidelityResult"):
+        assert hasattr(fidelity, name), name
+    for name in ("fit", "TrainConfig", "caption_batches", "fixed_batches", "dataset_bound", "load", "run",
+                 "load_config", "recipe", "RECIPES", "mnist_binarized", "read_metrics"):
+        assert hasattr(train, name), name
