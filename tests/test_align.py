@@ -41,12 +41,24 @@ def naive(align, h_dec, h_lang, lengths):
     return s_all, a_all
 
 
-def test_shapes_and_parameters(align):
+def test_shapes_and_hand_chosen_weights_attend_to_the_chosen_word(align):
+    """With U = I, W = 0, b = 0 and v = 10·e_0, e_j = 10 tanh(h^lang_j[0]): the word with the
+    largest first coordinate takes (almost) all the weight, and s_t is (almost) its state."""
     h_dec, h_lang, mask = inputs()
     s, alpha = align(h_dec, align.keys(h_lang), h_lang, mask)
     assert s.shape == (M, D) and alpha.shape == (M, L)
-    assert align.U.bias is None and align.v.bias is None and align.W.bias.shape == (K,)
-    assert align.v.weight.shape == (1, K)
+    chosen = Alignment(D, DEC, D).double()
+    with torch.no_grad():
+        chosen.U.weight.copy_(torch.eye(D, dtype=f64))
+        chosen.W.weight.zero_(), chosen.W.bias.zero_()
+        chosen.v.weight.zero_()[0, 0] = 10.0
+    h = torch.zeros(M, L, D, dtype=f64)
+    h[:, :, 0] = -1.0
+    h[torch.arange(M), LENGTHS - 1, 0] = 1.0                          # each caption's last real word stands out
+    h[:, :, 1] = torch.arange(L, dtype=f64)                            # a label: the word's position
+    s, alpha = chosen(h_dec, chosen.keys(h), h, mask)
+    assert (alpha.argmax(1) == LENGTHS - 1).all() and (alpha.max(1).values > 0.99).all()
+    torch.testing.assert_close(s[:, 1], (LENGTHS - 1).to(f64), atol=0.05, rtol=0)
 
 
 def test_alpha_sums_to_one_and_is_zero_on_padding(align):

@@ -93,7 +93,10 @@ def test_generation_single_and_mixed_lengths(batch):
     m = model()
     g = m.generate(captions, lengths)
     assert g.images.shape == (12, 3, 12, 16) and g.alpha.shape == (12, SMALL["T"], captions.shape[1])
-    assert g.images.min() >= 0 and g.images.max() <= 1
+    sharp = m.generate(captions, lengths, temperature=0.0).images          # no noise: z_t = μ^p_t
+    for i in (0, 5, 11):                                                  # a caption drawn alone, unpadded,
+        alone = m.generate(captions[i:i + 1, : lengths[i]], lengths[i:i + 1], temperature=0.0).images
+        torch.testing.assert_close(alone[0], sharp[i])                   # is drawn as within the batch
     ids, n = SHAPES_VOCAB.encode_batch(["a small red circle is in the middle on a black background ."])
     one = m.generate(ids, n)
     assert one.images.shape == (1, 3, 12, 16) and torch.isfinite(one.images).all()

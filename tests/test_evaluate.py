@@ -213,7 +213,11 @@ def test_evaluate_row_and_table():
     assert row["iwae_tightening"] > -5                                    # −L_K ≤ −L on the same images, up to noise
     for key in ("train_bound", "test_bound", "test_iwae", "iwae_tightening", "R@1", "R@5", "R@10", "R@50", "med_r", "ssi"):
         assert np.isfinite(row[key]), key
-    assert 1 <= row["med_r"] <= 10
+    from minidraw.evaluate import bound, retrieval_scores                 # the row is what each measure gives alone
+    direct = retrieval_metrics(retrieval_scores(model, splits["test"], 6, 10, seed=0))
+    assert {k: row[f"R@{k}"] for k in (1, 5, 10, 50)} == direct.recall and row["med_r"] == direct.median_rank
+    assert row["test_bound"] == pytest.approx(bound(model, splits["test"], 20).mean)
+    assert row["train_bound"] == pytest.approx(bound(model, splits["train"], 20).mean)
     table = markdown_table({"tiny": row, "empty": {}})
     assert table.splitlines()[0].startswith("| model | train −L | test −L | test −L_K | −L − (−L_K) | R@1")
     assert table.splitlines()[-1].startswith("| empty | – |")
