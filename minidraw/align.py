@@ -43,15 +43,24 @@ class Alignment(nn.Module):
         """``U h^lang_j`` for every word: ``h_lang (M, L, lang_size)`` -> ``(M, L, align_size)``. Once per caption."""
         return self.U(h_lang)                                            # (M, L, align_size)
 
-    def forward(self, h_dec: Tensor, keys: Tensor, h_lang: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-        """One step: ``h_dec (M, dec_size)`` = h^gen_{t−1}, ``keys`` from :meth:`keys`,
-        ``h_lang (M, L, D)`` the vectors α averages (the paper: the word states, D = lang_size; alignDRAW's
-        ``align_values="words"`` passes the word embeddings), ``mask (M, L)`` True on real words
-        -> ``(s_t (M, D), α^t (M, L))``."""
-        if not torch.all(mask.any(-1)):                                  # a row of padding only: α would be NaN
+    @staticmethod
+    def check_mask(mask: Tensor) -> None:
+        """``ValueError`` when a caption's mask ``(M, L)`` is all padding (its α would be NaN)."""
+        if not torch.all(mask.any(-1)):
             empty = torch.nonzero(~mask.any(-1)).flatten().tolist()
             raise ValueError(f"caption(s) {empty[:8]} have no real words (their mask is all padding); every "
                              "caption needs at least one word: drop empty captions or fix their lengths")
+
+    def forward(self, h_dec: Tensor, keys: Tensor, h_lang: Tensor, mask: Tensor,
+                checked: bool = False) -> tuple[Tensor, Tensor]:
+        """One step: ``h_dec (M, dec_size)`` = h^gen_{t−1}, ``keys`` from :meth:`keys`,
+        ``h_lang (M, L, D)`` the vectors α averages (the paper: the word states, D = lang_size; alignDRAW's
+        ``align_values="words"`` passes the word embeddings), ``mask (M, L)`` True on real words
+        -> ``(s_t (M, D), α^t (M, L))``.
+        ``checked=True``: the caller ran :meth:`check_mask` on ``mask`` once for all steps (the check
+        reads a value back from the device)."""
+        if not checked:
+            self.check_mask(mask)                                        # a row of padding only: α would be NaN
         query = self.W(h_dec)[:, None, :]                                # (M, 1, align_size)  W h^gen_{t−1} + b
         e = self.v(torch.tanh(keys + query)).squeeze(-1)                 # (M, L)  e_j = vᵀ tanh(U h_j + W h + b)
         e = e.masked_fill(~mask, float("-inf"))                          # (M, L)  padding: e_j = −∞

@@ -311,7 +311,8 @@ class CaptionDraw(nn.Module):
         values = {"states": lambda: h_lang,                                    # what α averages into s_t
                   "words": lambda: self.language.embed(captions),             # E y_j (M, L, embed_size)
                   "both": lambda: torch.cat([h_lang, self.language.embed(captions)], -1)}[self.cfg.align_values]()
-        return lambda h_dec: self.align(h_dec, keys, values, mask)             # (s_t, α_t)
+        self.align.check_mask(mask)                                            # once, not at each step
+        return lambda h_dec: self.align(h_dec, keys, values, mask, checked=True)  # (s_t, α_t)
 
     def forward(self, images: Tensor, captions: Optional[Tensor] = None, lengths: Optional[Tensor] = None,
                 sentence: Optional[Tensor] = None, keep_canvases: bool = False,
