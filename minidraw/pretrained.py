@@ -144,7 +144,7 @@ def load(name: str, device: str | torch.device = "cpu", weights_dir: str | os.Pa
     Loads through :func:`minidraw.train.load` (``weights_only=True``).
     """
     from .sample import vocabulary_for
-    from .train import load as load_checkpoint
+    from .checkpoint import load as load_checkpoint
     model, ckpt = load_checkpoint(path(name, weights_dir, cache, progress), map_location=device)
     model = model.float().to(device).eval()
     return model, vocabulary_for(model, ckpt)
@@ -185,7 +185,7 @@ def export(checkpoint: str | os.PathLike, name: str, weights_dir: str | os.PathL
     (``weights_dir`` defaults to ``minidraw/weights/``).
     """
     from .sample import vocabulary_for
-    from .train import load as load_checkpoint
+    from .checkpoint import load as load_checkpoint
     if name not in MODELS:
         raise UnknownModelError(f"no pretrained model named {name!r}; the names are {', '.join(MODELS)}")
     model, ckpt = load_checkpoint(checkpoint)
