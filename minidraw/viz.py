@@ -14,10 +14,13 @@ import numpy as np
 import torch
 
 
-def show_source(obj) -> "object":
-    """The source of a function, class or module, syntax-highlighted in a notebook."""
-    from IPython.display import Code
-    return Code(inspect.getsource(obj), language="python")
+def show_source(obj) -> None:
+    """Display the source of a function, class or module, syntax-highlighted in a notebook.
+
+    It displays rather than returns, so several calls in one cell show every listing.
+    """
+    from IPython.display import Code, display
+    display(Code(inspect.getsource(obj), language="python"))
 
 
 def to_numpy_image(image: torch.Tensor | np.ndarray) -> np.ndarray:

@@ -31,3 +31,14 @@ def test_canvases_with_alignment_lines_up_one_panel_per_step():
     assert len(fig.axes) == T + 1
     assert [a.get_title() for a in fig.axes[:T]] == [f"t={t}" for t in range(1, T + 1)]
     assert len(viz.canvases_with_alignment(torch.rand(T, 3, 8, 8), None, None).axes) == T   # no caption: canvases
+
+
+def test_show_source_displays_every_call(monkeypatch):
+    """Two calls in one cell show two listings: show_source displays, it does not return."""
+    import IPython.display
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", lambda *objs, **kw: shown.extend(objs))
+    assert viz.show_source(viz.to_numpy_image) is None
+    assert viz.show_source(viz.image_grid) is None
+    assert [type(o).__name__ for o in shown] == ["Code", "Code"]
+    assert "def to_numpy_image" in shown[0].data and "def image_grid" in shown[1].data
