@@ -1,6 +1,9 @@
 # The two set-up commands of the README:
 #   make book   install into .venv, then build the book, executing every chapter
 #   make test   install into .venv, then run the tests and execute every chapter under nbval
+#               (the browser test of the built book runs too when _build/html exists, else it skips)
+#   make book-check   build the book, then open every page in headless Chromium (tests/test_rendered_book.py;
+#               screenshots in _build/screens)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -12,7 +15,7 @@ TORCH_SPEC ?= torch==2.13.0
 MINIDRAW_DATA ?= $(if $(wildcard ../shared/data/mnist),$(abspath ../shared/data),)
 export MINIDRAW_DATA
 
-.PHONY: install book test strip repository clean
+.PHONY: install book book-check test strip repository clean
 
 install: $(VENV)/.installed
 
@@ -25,6 +28,10 @@ $(VENV)/.installed: pyproject.toml
 book: install
 	$(BIN)/jupyter-book build --warningiserror --keep-going .
 	@echo "book: $(CURDIR)/_build/html/index.html"
+
+# The built book as a reader sees it: maths, tables, images, outputs, Colab buttons, animations.
+book-check: book
+	$(BIN)/python -m pytest tests/test_rendered_book.py -m browser -q
 
 test: install
 	$(BIN)/python -m pytest tests book --nbval-lax --nbval-current-env --nbval-cell-timeout=1800 -q
