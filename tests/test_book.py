@@ -139,15 +139,7 @@ def _cross_reference_problems(name: str) -> list[str]:
     return problems
 
 
-# The chapters whose cross-references are wrong today (the notebooks are being rewritten; see
-# issue 16): xfail until they are fixed, then these pass and the list should be emptied.
-WRONG_TODAY = {"data", "language_model", "filterbanks", "draw", "alignment", "scaling_up"}
-
-
-@pytest.mark.parametrize("name", [
-    pytest.param(n, marks=pytest.mark.xfail(n in WRONG_TODAY, strict=False,
-                                            reason="cross-references to fix in the notebook (issue 16)"))
-    for n in TOC])
+@pytest.mark.parametrize("name", TOC)
 def test_cross_references_point_to_the_right_chapter(name):
     problems = _cross_reference_problems(name)
     assert not problems, f"{name}:\n  " + "\n  ".join(problems)
