@@ -202,7 +202,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed; the same seed draws the same images")
     p.add_argument("--temperature", type=_non_negative_float, default=1.0, metavar="T",
                    help="scale of the prior's σ: below 1 tidier, above 1 wilder (default: 1)")
-    p.add_argument("--out", required=True, metavar="PNG", help="write the grid of images here (a .png)")
+    p.add_argument("--out", default="sample.png", metavar="PNG",
+                   help="write the grid of images here (a .png; default: sample.png)")
     p.add_argument("--animation", metavar="GIF", help="also write a GIF of the first image being drawn here")
     p.add_argument("--device", default="cpu",
                    help="cpu, cuda, cuda:1, mps or auto (CUDA, then MPS, then the CPU); default: cpu, where a "

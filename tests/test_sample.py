@@ -225,3 +225,15 @@ def test_a_caption_alone_draws_with_the_pretrained_model_for_its_words(ckpts, tm
     assert "unconditional" not in err and asked[-1] == "aligndraw-mnist"
     err = fails(capsys, ["--model", "nope", "--out", str(out)])
     assert "no pretrained model named 'nope'" in err and "draw-mnist" in err
+
+
+def test_the_first_command_draws_with_the_shipped_model_and_nothing_else(tmp_path, monkeypatch, capsys):
+    """`minidraw sample --caption "..."` alone: the shipped aligndraw-mnist draws into ./sample.png."""
+    from minidraw import pretrained
+    if "aligndraw-mnist" not in pretrained.list():
+        pytest.skip("no shipped aligndraw-mnist")
+    monkeypatch.chdir(tmp_path)
+    assert main(["--caption", "the digit 3 is on the left of the digit 7 ."]) == 0
+    assert "aligndraw-mnist" in capsys.readouterr().out
+    image = Image.open(tmp_path / "sample.png")
+    assert image.size[0] > 200 and image.size[1] > 200
