@@ -1,0 +1,116 @@
+"""minidraw.experiments: same noise, flipping words, novel compositions, most attended words."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from minidraw import experiments as E
+from minidraw.configs import preset
+from minidraw.data import shapes
+from minidraw.draw import build
+
+CAPTION = "a large red circle is at the top left on a white background ."
+TINY = dict(T=3, enc_size=16, dec_size=16, z_size=4, align_size=8, lang_size=8, embed_size=8)
+
+
+@pytest.fixture(scope="module")
+def tiny() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return build(preset("aligndraw_shapes_small", **TINY)).eval()
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    from minidraw import pretrained
+    return pretrained.load("aligndraw-shapes")
+
+
+def test_same_noise_same_picture(tiny):
+    a, alpha = E.draw_same_noise(tiny, shapes.VOCAB, [CAPTION, CAPTION], n=3, seed=5)
+    b, _ = E.draw_same_noise(tiny, shapes.VOCAB, [CAPTION], n=3, seed=5)
+    assert a.shape == (2, 3, 3, 32, 32) and alpha.shape[:3] == (2, 3, 3)
+    assert torch.equal(a[0], a[1]) and torch.equal(a[0], b[0])
+    assert not torch.equal(a[0, 0], a[0, 1])                  # rows of one caption: different noise
+    c, _ = E.draw_same_noise(tiny, shapes.VOCAB, [CAPTION], n=3, seed=6)
+    assert not torch.equal(a[0], c[0])                         # another seed, other noise
+
+
+def test_flip_to_itself_is_identical(tiny):
+    f = E.flip(tiny, shapes.VOCAB, CAPTION, "red", ["blue", "red"], n=2, seed=1, check=False)
+    g = E.flip(tiny, shapes.VOCAB, CAPTION, 3, ["circle"], n=2, seed=1, check=False)   # by position
+    ref, _ = E.draw_same_noise(tiny, shapes.VOCAB, [CAPTION], n=2, seed=1)
+    assert f.texts == [CAPTION.replace("red", "blue"), CAPTION]
+    assert torch.equal(f.images[1], ref[0]) and torch.equal(g.images[0], ref[0])
+    assert not torch.equal(f.images[0], f.images[1])
+
+
+def test_flipped_captions_phrases_and_errors():
+    two = "a small blue square is on the left of a large yellow triangle on a black background ."
+    assert E.flipped_captions(two, "on the left of", ["above"])[0] == two.replace("on the left of", "above")
+    with pytest.raises(ValueError, match="does not occur"):
+        E.flipped_captions(CAPTION, "purple", ["red"])
+    with pytest.raises(ValueError, match="outside"):
+        E.flipped_captions(CAPTION, 40, ["red"])
+
+
+def test_unknown_word_is_one_clear_error(tiny):
+    with pytest.raises(ValueError) as err:
+        E.flip(tiny, shapes.VOCAB, CAPTION, "red", ["blue", "purple", "teal"], check=False)
+    message = str(err.value)
+    assert "'purple'" in message and "'teal'" in message and "'blue'" not in message
+    assert "\n" not in message and "magenta" in message          # one line, with the vocabulary
+
+
+def test_most_attended_words_on_a_hand_made_alpha():
+    alpha = torch.tensor([[0.7, 0.2, 0.1, 0.0],
+                          [0.1, 0.1, 0.8, 0.0],
+                          [0.3, 0.4, 0.2, 0.1]])                   # (T=3, L=4), last column padding
+    top = E.most_attended_words(alpha, ["a", "red", "circle"], k=2)
+    assert [[w for w, _ in step] for step in top] == [["a", "red"], ["circle", "a"], ["red", "a"]]
+    assert top[1][0][1] == pytest.approx(0.8)
+    with pytest.raises(ValueError):
+        E.most_attended_words(alpha[:, :2], ["a", "red", "circle"])
+
+
+def test_attention_per_word_uniform():
+    vocab = shapes.VOCAB
+    ids, lengths = vocab.encode_batch(["a red circle", "a blue square ."])
+    L = ids.shape[1]
+    mask = (torch.arange(L)[None] < lengths[:, None]).float()
+    alpha = (mask / lengths[:, None])[:, None, :].expand(-1, 5, -1)         # uniform over real words
+    avg = E.attention_per_word(alpha, ids, lengths, vocab)
+    assert avg["red"] == pytest.approx(1 / 3) and avg["."] == pytest.approx(1 / 4)
+    assert avg["a"] == pytest.approx((1 / 3 + 1 / 4) / 2) and "<pad>" not in avg
+
+
+def test_temperatures_zero_is_deterministic(tiny):
+    out = E.temperatures(tiny, shapes.VOCAB, CAPTION, (0, 1), n=3, seed=0)
+    assert torch.allclose(out[0.0][0], out[0.0][1]) and not torch.allclose(out[1.0][0], out[1.0][1])
+
+
+def test_colour_flip_changes_the_object_region(shipped, tmp_path):
+    """Shipped alignDRAW: flipping the colour word changes the object's mean colour towards the
+    named colour, and changes the object region more than the background."""
+    model, vocab = shipped
+    f = E.flip(model, vocab, CAPTION, "red", list(shapes.COLOURS), n=8, seed=0, check=False)
+    scene = shapes.scene_from_caption(CAPTION)
+    yy, xx = np.mgrid[:32, :32] + 0.5
+    r = shapes.RADIUS[scene.size[0, 0]] * 32
+    inside = torch.from_numpy((xx - scene.x[0, 0] * 32) ** 2 + (yy - scene.y[0, 0] * 32) ** 2 <= (0.6 * r) ** 2)
+    mean = f.images[..., inside].mean(-1).mean(1)                               # (V, 3) object colour
+    nearest = ((mean[:, None, :] - torch.from_numpy(shapes.COLOUR_RGB)) ** 2).sum(-1).argmin(1)
+    assert (nearest == torch.arange(len(shapes.COLOURS))).float().mean() >= 5 / 6
+    change = (f.images - f.images[:1]).abs().mean((1, 2))                      # (V, 32, 32)
+    assert (change[1:, inside].mean() > 2 * change[1:, ~inside].mean())
+
+
+def test_flip_and_novel_compositions_are_checked(shipped):
+    from pathlib import Path
+    classifiers = Path(__file__).resolve().parents[1] / "book" / "checkpoints" / "classifiers"
+    model, vocab = shipped
+    f = E.flip(model, vocab, CAPTION, "white", list(shapes.BACKGROUNDS), n=4, classifiers=classifiers)
+    assert f.correct.shape == (3, 4) and f.correct.dtype == bool and set(f.rates()) == set(shapes.BACKGROUNDS)
+    novel = E.novel_compositions(model, "shapes", n=20, classifiers=classifiers)
+    assert set(novel) == {"seen", "held-out"} and len(novel["held-out"].texts) == 20
+    assert all(shapes.ShapesCaptions("heldout").is_heldout(t) for t in novel["held-out"].texts)
