@@ -38,9 +38,27 @@ def pools(mnist_dir):
     return digit_pools(mnist_dir)
 
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
 @pytest.fixture(autouse=True)
 def _no_network(monkeypatch):
-    """Any attempt to open a URL other than file:// fails the test loudly."""
+    """Any attempt to open a URL other than file://, or a socket to anything but this machine's
+    loopback (a test's own server, chromedriver), fails the test loudly."""
+    import socket
+
+    def guarded(real):
+        def connect(*args, **kwargs):
+            on_socket = bool(args) and isinstance(args[0], socket.socket)      # socket.connect(self, address)
+            address = (args[1] if len(args) > 1 else kwargs.get("address")) if on_socket else \
+                (args[0] if args else kwargs.get("address"))                    # create_connection(address)
+            host = address[0] if isinstance(address, tuple) else None          # AF_UNIX paths are local
+            if host is not None and host not in LOOPBACK:
+                raise AssertionError(f"a test tried to reach the network: {address}")
+            return real(*args, **kwargs)
+        return connect
+    monkeypatch.setattr(socket, "create_connection", guarded(socket.create_connection))
+    monkeypatch.setattr(socket.socket, "connect", guarded(socket.socket.connect))
     import urllib.request
     real = urllib.request.urlopen
 

@@ -23,7 +23,7 @@ SHIPPED = pretrained.list()
 # name: (seen %, held-out %, worst template %) that 200 captions per split must reach
 FIDELITY_FLOORS = {
     "aligndraw-mnist": (80.0, 70.0, 40.0),
-    "aligndraw-shapes": (82.0, 75.0, 45.0),
+    "aligndraw-shapes": (90.0, 82.0, 55.0),      # measured 97.2 / 88.3 %, worst template 76.7 % (card)
 }
 BOUND_CEILINGS = {"draw-mnist": 105.0}   # test −L, nats per image, on 500 test digits
 
