@@ -20,12 +20,14 @@ from minidraw.data.shapes import ShapesCaptions
 
 CLASSIFIERS = Path(__file__).resolve().parents[1] / "book" / "checkpoints" / "classifiers"
 SHIPPED = pretrained.list()
-# name: (seen %, held-out %, worst template %) that 200 captions per split must reach
+# name: (seen %, held-out %, worst seen template %, worst held-out template %) that 200 captions per
+# split must reach (None: no floor). aligndraw-mnist does not yet draw held-out vertical pairs
+# ("top of", "bottom of": 0–1 % on its card), so it has no held-out template floor.
 FIDELITY_FLOORS = {
-    "aligndraw-mnist": (80.0, 70.0, 40.0),
-    "aligndraw-shapes": (90.0, 82.0, 55.0),      # measured 97.2 / 88.3 %, worst template 76.7 % (card)
+    "aligndraw-mnist": (88.0, 55.0, 70.0, None),    # card: 95.3 / 64.8 %, worst seen template 85.1 %
+    "aligndraw-shapes": (90.0, 82.0, 70.0, 55.0),   # card: 97.2 / 88.3 %, worst templates 91.2 / 76.7 %
 }
-BOUND_CEILINGS = {"draw-mnist": 105.0}   # test −L, nats per image, on 500 test digits
+BOUND_CEILINGS = {"draw-mnist": 95.0}    # test −L, nats per image, on 500 test digits (card: 90.5 on 1,000)
 
 
 @pytest.fixture(autouse=True)
@@ -65,11 +67,11 @@ def test_captions_are_drawn_as_the_model_card_says(name):
     test, heldout = _splits(name)
     row = evaluate.evaluate(model, {"test": test, "heldout": heldout}, ["fidelity"], evaluate.Sizes(fidelity=200),
                             classifiers=CLASSIFIERS)
-    seen, held, worst = FIDELITY_FLOORS[name]
-    per_template = {**{f"seen {k}": v for k, v in row["fidelity_seen_by_template"].items()},
-                    **{f"held-out {k}": v for k, v in row["fidelity_heldout_by_template"].items()}}
+    seen, held, worst_seen, worst_held = FIDELITY_FLOORS[name]
     assert row["fidelity_seen"] >= seen and row["fidelity_heldout"] >= held, row
-    assert min(per_template.values()) >= worst, per_template
+    assert min(row["fidelity_seen_by_template"].values()) >= worst_seen, row["fidelity_seen_by_template"]
+    if worst_held is not None:
+        assert min(row["fidelity_heldout_by_template"].values()) >= worst_held, row["fidelity_heldout_by_template"]
 
 
 @pytest.mark.parametrize("name", [n for n in BOUND_CEILINGS if n in SHIPPED])

@@ -133,8 +133,9 @@ def card(name: str, result: dict, minutes: float | None, where: str) -> str:
              if name in recipes() else
              "| recipe | see the training settings below |",
              "", "## Measured", "",
-             f"With `minidraw.evaluate.evaluate` on {SIZES['bound']:,} test images (bound) and "
-             f"{SIZES['fidelity']:,} captions per split (fidelity); seed 0.", "",
+             f"With `minidraw.evaluate.evaluate` on {SIZES['bound']:,} test images (bound)"
+             + (f" and {SIZES['fidelity']:,} captions per split (fidelity)" if "fidelity_seen" in result else "")
+             + "; seed 0.", "",
              f"* test −L = {result['test_bound']:.2f} ± {result['test_bound_se']:.2f} nats per image; "
              f"train −L = {result['train_bound']:.2f} ± {result['train_bound_se']:.2f}"]
     if "fidelity_seen" in result:
