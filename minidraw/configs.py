@@ -1,6 +1,14 @@
-"""Named presets — the papers' hyper-parameters for GPUs, and small ones for a laptop CPU — their
-training settings, and :func:`build`, the model a configuration describes."""
+"""Every configuration in one place: named model presets — the papers' hyper-parameters for GPUs,
+and small ones for a laptop CPU — with the training settings they bring; :func:`build`, the model a
+configuration describes; :class:`TrainConfig`, a training run's settings, and :func:`load_config`,
+which layers defaults, preset, a TOML file or shipped recipe (``minidraw/recipes/*.toml``) and
+``key=value`` overrides."""
 from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Iterable, Optional
 
 from torch import nn
 
@@ -105,3 +113,134 @@ def comparison(data: str, size: str = "small") -> dict[str, tuple[str, list[str]
             "skipthought": (draw, ["model.variant=skipthought", "model.sentence_encoder=autoencoder"]),
             "fcvae": (f"fcvae_{data}_{size}", []),
             "convvae": (f"convvae_{data}_{size}", [])}
+
+
+# ---- a training run's settings ----------------------------------------------------------------
+@dataclass
+class TrainConfig:
+    preset: str = "draw_mnist_small"
+    model: dict = field(default_factory=dict)  # overrides of the preset's model fields
+    batch_size: int = 64          # the global batch, split across processes
+    lr: float = 1e-3
+    lr_schedule: str = "constant"  # "constant", or "cosine": from lr down to lr·lr_min over max_steps
+    lr_min: float = 0.05          # cosine: the last step's learning rate, as a fraction of lr
+    warmup_steps: int = 0         # linear warm-up from 0 to lr over these first steps
+    optimizer: str = "adam"       # "adam" or "rmsprop"
+    clip: float = 10.0            # per-parameter gradient norm
+    max_steps: int = 1_000_000
+    max_minutes: float = 0.0      # 0: no time limit
+    seed: int = 0
+    eval_every: int = 500         # steps between test-bound evaluations (0: only at the end)
+    eval_examples: int = 2000
+    eval_fidelity: int = 0        # captions per split (seen, held out) for caption fidelity at each evaluation
+    classifiers: str = ""         # where the fidelity classifiers are cached ("" = ~/.cache/minidraw)
+    checkpoint_every: int = 500   # steps
+    checkpoint_minutes: float = 10.0
+    bf16: bool = True             # autocast on CUDA
+    compile: bool = False
+    data: str = ""                # data folder (MNIST IDX files / prepared COCO); "" = the default
+    init: str = ""                # start from these weights (a checkpoint file or a pretrained name), fresh optimiser
+
+
+def _convert(value: str, like):
+    """Parse ``value`` as the type of ``like`` (bool, int, float or str)."""
+    if isinstance(like, bool):
+        if value.lower() in ("1", "true", "yes", "on"):
+            return True
+        if value.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"expected true or false, got {value!r}")
+    try:
+        if isinstance(like, int) and "e" in value.lower():
+            number = float(value)
+            if number != int(number):
+                raise ValueError
+            return int(number)
+        return type(like)(value)
+    except ValueError:
+        raise ValueError(f"expected {'a whole number' if isinstance(like, int) else type(like).__name__}, "
+                         f"got {value!r}") from None
+
+
+RECIPES = Path(__file__).resolve().parent / "recipes"
+
+
+def recipes() -> list[str]:
+    """The names of the shipped training recipes (``minidraw/recipes/NAME.toml``): how each of
+    :mod:`minidraw.pretrained`'s models was trained."""
+    return sorted(p.stem for p in RECIPES.glob("*.toml"))
+
+
+def recipe(name: str) -> Path:
+    """The TOML file of recipe ``name``, e.g. ``recipe("aligndraw-mnist")``."""
+    path = RECIPES / f"{name}.toml"
+    if not path.is_file():
+        raise ValueError(f"no recipe named {name!r}; recipes: {', '.join(recipes())}")
+    return path
+
+
+def load_config(preset_name: Optional[str] = None, file: Optional[str] = None,
+                sets: Iterable[str] = ()) -> TrainConfig:
+    """Defaults, then the preset's training settings (:data:`minidraw.configs.TRAINING`: the
+    ``*_paper`` presets train as the paper did), then a TOML file (or a shipped recipe's name), then
+    ``key=value`` overrides (``model.key=value`` for the model)."""
+    data: dict = {}
+    if file and not Path(file).is_file():
+        if Path(file).suffix == ".toml" or os.sep in str(file):
+            raise ValueError(f"no configuration file {file}; recipes: {', '.join(recipes())}")
+        file = recipe(str(file))
+    if file:
+        try:
+            import tomllib
+        except ModuleNotFoundError:  # Python < 3.11
+            import tomli as tomllib
+        with open(file, "rb") as f:
+            data = tomllib.load(f)
+    if preset_name:
+        data["preset"] = preset_name
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"unknown training setting(s) {unknown} in {file}; known: {sorted(known)}")
+    name = data.get("preset", TrainConfig.preset)
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; presets: {', '.join(sorted(PRESETS))}")
+    # the layers: TrainConfig's defaults, the preset's own training settings (a *_paper preset's
+    # optimiser, batch and rate), the TOML file, then --set
+    cfg = TrainConfig(**{**training_defaults(name), **data, "model": dict(data.get("model", {}))})
+    model_defaults = PRESETS[cfg.preset].to_dict()
+    for item in sets:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--set takes key=value, got {item!r}")
+        try:
+            if key.startswith("model."):
+                name = key[len("model."):]
+                if name not in model_defaults:
+                    raise ValueError(f"unknown model field {name!r}; fields: {sorted(model_defaults)}")
+                cfg.model[name] = _convert(value, model_defaults[name])
+            elif key in known and key != "model":
+                setattr(cfg, key, _convert(value, getattr(cfg, key)))
+            else:
+                raise ValueError(f"unknown training setting {key!r}; settings: {sorted(known - {'model'})}, "
+                                 "or model.<field>")
+        except ValueError as e:
+            raise ValueError(f"--set {item}: {e}") from None
+    try:   # validates the model overrides now, not after the data has loaded
+        preset(cfg.preset, **cfg.model)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"model settings for preset {cfg.preset}: {e} (--set model.FIELD=VALUE, or the "
+                         "[model] table of the TOML file)") from None
+    return cfg
+
+
+def resume_config(saved: dict, sets: Iterable[str] = ()) -> TrainConfig:
+    """The settings a checkpoint was trained with (its ``"train"`` entry) with ``key=value``
+    overrides on top: how ``minidraw train --out DIR`` continues a run without naming its preset."""
+    if not isinstance(saved, dict) or "preset" not in saved:
+        raise ValueError("the checkpoint holds no training settings to resume with; name them with --preset "
+                         "or --config, or use another --out")
+    cfg = load_config(saved["preset"], None, [f"{k}={v}" for k, v in saved.items()
+                                              if k not in ("preset", "model")] + list(sets))
+    cfg.model = {**saved["model"], **cfg.model}
+    return cfg

@@ -1,4 +1,4 @@
-"""Drawing from a trained checkpoint: the ``minidraw sample`` command.
+"""Drawing from a trained checkpoint, as the ``minidraw sample`` command does (:mod:`minidraw.cli`).
 
     minidraw sample --checkpoint runs/aligndraw.pt --caption "the digit 3 is at the top left of the image ." \
         --out samples/grid.png --animation samples/draw.gif
@@ -7,14 +7,13 @@
 Without ``--checkpoint`` the model is a pretrained one (:mod:`minidraw.pretrained`):
 the one ``--model`` names, or the one whose vocabulary holds the caption's words.
 
-The pieces are functions too: :func:`vocabulary_for` finds the vocabulary a
+The pieces are functions: :func:`vocabulary_for` finds the vocabulary a
 checkpoint's captions use, :func:`encode_captions` turns captions into word ids
-with errors a user can act on, and :func:`sample` draws, reproducibly from a seed.
+with errors a user can act on, :func:`sample` draws, reproducibly from a seed, and
+:func:`save_grid` / :func:`save_animation` write the grid and the GIF.
 """
 from __future__ import annotations
 
-import argparse
-import sys
 import textwrap
 from pathlib import Path
 from typing import Optional, Sequence
@@ -150,179 +149,35 @@ def window_of(window: Window, i: int) -> Window:
     return Window(**{k: v[i].detach().cpu() for k, v in vars(window).items()})
 
 
-# ---- command line --------------------------------------------------------------------------
-DESCRIPTION = """Draw images from a trained minidraw checkpoint or a pretrained model.
-
-A caption model (alignDRAW and its variants) draws --n images of one caption;
-an unconditional DRAW draws --n images from its prior. The same checkpoint,
-caption and seed always give the same images. --animation writes a GIF of the
-first image being drawn: the write window boxed in red and, for alignDRAW, the
-caption underneath with each word shaded by how much the model attends to it.
-
-Without --checkpoint, a pretrained model draws: the one --model names, or, for
-a caption alone, the one whose vocabulary holds its words (MNIST with captions,
-then captioned shapes); it is downloaded once when the package does not hold it.
-
-A caption must use the model's vocabulary (MNIST with captions or captioned
-shapes): a word outside it is an error that lists the words there are."""
-
-EXAMPLES = """examples:
-  minidraw sample --caption "the digit 3 is on the left of the digit 7 ." --out samples/grid.png   # pretrained
-  minidraw sample --model draw-mnist --n 16 --out samples/digits.png
-  minidraw sample --checkpoint runs/aligndraw.pt \\
-      --caption "the digit 3 is at the top left of the image ." --out samples/grid.png
-  minidraw sample --checkpoint runs/shapes.pt --caption "a large red circle is at the top left on a white background ." \\
-      --n 8 --seed 3 --out samples/red.png --animation samples/red.gif
-  minidraw sample --checkpoint runs/draw_small.pt --n 16 --out samples/digits.png
-"""
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    value = float(text)
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
-    return value
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The ``sample`` options, on ``p`` (a parser of its own or a subcommand's)."""
-    p.add_argument("--checkpoint", metavar="CKPT", help="a checkpoint written by `minidraw train --out`")
-    p.add_argument("--model", metavar="NAME", help="a pretrained model instead: aligndraw-mnist, noaligndraw-mnist, "
-                                                   "aligndraw-shapes or draw-mnist (default with a caption alone: "
-                                                   "the one that knows its words)")
-    p.add_argument("--caption", metavar="TEXT", help="what to draw (caption models only), in the model's vocabulary")
-    p.add_argument("--n", type=_positive_int, default=16, help="how many images (default: 16)")
-    p.add_argument("--seed", type=int, default=0, help="random seed; the same seed draws the same images")
-    p.add_argument("--temperature", type=_non_negative_float, default=1.0, metavar="T",
-                   help="scale of the prior's σ: below 1 tidier, above 1 wilder (default: 1)")
-    p.add_argument("--out", default="sample.png", metavar="PNG",
-                   help="write the grid of images here (a .png; default: sample.png)")
-    p.add_argument("--animation", metavar="GIF", help="also write a GIF of the first image being drawn here")
-    p.add_argument("--device", default="cpu",
-                   help="cpu, cuda, cuda:1, mps or auto (CUDA, then MPS, then the CPU); default: cpu, where a "
-                        "seed draws the same images on every machine")
-
-
-def build_parser(prog: str = "minidraw sample") -> argparse.ArgumentParser:
-    """A stand-alone parser for the ``sample`` command."""
-    p = argparse.ArgumentParser(prog=prog, description=DESCRIPTION, epilog=EXAMPLES,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(p)
-    return p
-
-
-def register(subparsers) -> argparse.ArgumentParser:
-    """Add ``sample`` to a top-level CLI's ``parser.add_subparsers()``; ``args.func`` is :func:`run`."""
-    p = subparsers.add_parser("sample", help="draw images from a checkpoint or a pretrained model",
-                              description=DESCRIPTION, epilog=EXAMPLES,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(p)
-    p.set_defaults(func=run)
-    return p
-
-
-def _fail(message) -> None:
-    """A user error: ``minidraw sample`` reports it in one line and exits with status 2 (no traceback)."""
-    from .errors import UserError
-    raise UserError(str(message))
-
-
-def _load(path: str):
-    from .checkpoint import load
-    return load(path)       # its errors name the file and what to do
-
-
-def _checkpoint_path(args: argparse.Namespace) -> str | Path:
-    """``--checkpoint``, or the weights of the pretrained model ``--model`` names or ``--caption`` picks."""
-    from . import pretrained
-    if args.checkpoint is not None:
-        if args.model is not None:
-            _fail("give --checkpoint or --model, not both")
-        return args.checkpoint
-    if args.model is None and args.caption is None:
-        _fail("nothing to draw from: give --checkpoint CKPT, --model NAME (a pretrained model: "
-              f"{', '.join(pretrained.MODELS)}), or a --caption, which picks the pretrained model that knows its words")
-    try:
-        name = args.model if args.model is not None else pretrained.for_caption(args.caption)
-        weights = pretrained.path(name)
-    except (ValueError, RuntimeError) as e:          # unknown name or words, not shipped, corrupt, offline
-        _fail(e)
-    print(f"pretrained model {name}: {pretrained.MODELS[name]['description']} ({weights})")
-    return weights
-
-
-def _check_outputs(out: str, animation: Optional[str]) -> None:
-    """Fail before any drawing when an output's format is one we cannot write."""
-    from matplotlib.backend_bases import FigureCanvasBase
-    formats = FigureCanvasBase.get_supported_filetypes()
-    if Path(out).suffix.lower().lstrip(".") not in formats:
-        _fail(f"--out {out}: give a file name ending in .png (or {', '.join('.' + f for f in sorted(formats))})")
-    if animation is not None and Path(animation).suffix.lower() != ".gif":
-        _fail(f"--animation {animation}: give a file name ending in .gif")
-
-
-def run(args: argparse.Namespace) -> int:
-    """Carry out ``sample`` with parsed ``args``: 0 on success; user errors exit with status 2."""
-    import matplotlib
-    matplotlib.use("Agg")
+# ---- writing the drawings --------------------------------------------------------------------
+def save_grid(images: torch.Tensor, out: str | Path, caption: Optional[str] = None, ncols: int = 4) -> Path:
+    """Write ``images (M, C, B, A)`` as one grid PNG (``caption`` as its title); returns the path."""
     import matplotlib.pyplot as plt
+
+    from . import viz
+    title = None if caption is None else "\n".join(textwrap.wrap(caption, 60))
+    fig = viz.image_grid(images.cpu(), ncols=min(len(images), ncols), title=title)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
+
+
+def save_animation(gen: Generated, write_N: int, out: str | Path, caption: Optional[str] = None,
+                   i: int = 0) -> Path:
+    """Write a GIF of drawing ``i`` being drawn: the canvas after each step, the write window boxed
+    and, for alignDRAW, the caption's words shaded by α. ``ValueError`` for a one-step model."""
     from matplotlib.animation import PillowWriter
 
     from . import viz
-
-    _check_outputs(args.out, args.animation)
-    from .runtime import device
-    dev = device(getattr(args, "device", "cpu"))
-    model, ckpt = _load(_checkpoint_path(args))
-    model.to(dev)
-    try:
-        vocab = vocabulary_for(model, ckpt)
-        check_request(model, args.caption)
-        if args.caption is not None:
-            encode_captions(vocab, [args.caption], max_words_for(vocab))  # UnknownWordError, EmptyCaptionError, ...
-    except ValueError as e:
-        _fail(str(e))
-    try:
-        gen = sample(model, vocab, args.caption, args.n, args.seed, args.temperature)
-    except (ImportError, ValueError) as e:                             # skipthought: no encoder, wrong size
-        _fail(str(e))
-    try:
-        title = None if args.caption is None else "\n".join(textwrap.wrap(args.caption, 60))
-        fig = viz.image_grid(gen.images.cpu(), ncols=min(args.n, 4), title=title)  # one caption: the title
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(out, dpi=100)
-        plt.close(fig)
-        print(f"{args.n} image(s): {out}")
-        if args.animation and gen.write is None:
-            print("no animation: this model draws in one step, without attention windows")
-        elif args.animation:
-            words = tokenize(args.caption) if args.caption is not None else None
-            alpha = None if gen.alpha is None else gen.alpha[0].cpu()             # (T, L)
-            anim = viz.animate_drawing(gen.canvases[:, 0].cpu(), window_of(gen.write, 0), model.cfg.write_N,
-                                       words=words, alpha=alpha, interval=200)
-            path = Path(args.animation)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            anim.save(path, writer=PillowWriter(fps=5))
-            print(f"animation: {path}")
-    except OSError as e:                                               # unwritable folder, full disk
-        _fail(f"cannot write the output: {e}")
-    return 0
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """``python -m minidraw.sample [options]``: parse ``argv`` and :func:`run`; a user error is one
-    line on stderr and exit status 2."""
-    from .errors import guarded
-    return guarded("sample", run, build_parser().parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    if gen.write is None:
+        raise ValueError("this model draws in one step, without attention windows: there is nothing to animate")
+    words = tokenize(caption) if caption is not None else None
+    alpha = None if gen.alpha is None else gen.alpha[i].cpu()                      # (T, L)
+    anim = viz.animate_drawing(gen.canvases[:, i].cpu(), window_of(gen.write, i), write_N,
+                               words=words, alpha=alpha, interval=200)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    anim.save(out, writer=PillowWriter(fps=5))
+    return out

@@ -4,12 +4,12 @@
     minidraw train --preset aligndraw_mnist_small --set lr=3e-3 model.variant=noalign --out runs/noalign
     torchrun --nproc_per_node 8 -m minidraw train --preset aligndraw_coco_paper --out runs/coco
 
-**Configuration.** A :class:`TrainConfig` starts from its defaults, then the
-preset's own training settings (a ``*_paper`` preset trains as the paper did:
-RMSProp, batch 100, lr 1e-3), then a TOML file (``--config``: top-level keys, and
-a ``[model]`` table overriding the preset's model fields), then
-``--set key=value`` (``model.key=value`` for the model). The model's configuration is saved inside every checkpoint, so sampling
-needs nothing else.
+**Configuration** lives in :mod:`minidraw.configs` (:class:`TrainConfig`,
+:func:`load_config`: defaults, then the preset's own training settings, a TOML file
+or recipe, then ``key=value`` overrides); batches in :mod:`minidraw.data.batches`;
+the command line in :mod:`minidraw.cli`. Both are re-exported here, so
+``train.TrainConfig`` and ``train.Batches`` keep working. The model's configuration
+is saved inside every checkpoint, so sampling needs nothing else.
 
 **Optimiser** as in the authors' released code: RMSProp (decay 0.9, eps 1e-6),
 every parameter's gradient clipped to L2 norm 10; Adam is offered too. The loss
@@ -35,161 +35,40 @@ under bf16 autocast (``bf16 = true``); ``compile = true`` wraps the model in
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
 import signal
-import sys
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict
 from pathlib import Path
-from typing import Callable, Iterable, Optional
+from typing import Callable, Optional
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from .baselines import BaselineConfig
-from .configs import PRESETS, build, preset, training_defaults
-from .data import select
-from .data.select import TEST_SEED, mnist_binarized  # noqa: F401 - re-exported: minidraw.train.*
 from .checkpoint import load, read, save  # noqa: F401 - re-exported: minidraw.train.load/save
+from .configs import RECIPES, TrainConfig, build, load_config, preset, recipe, recipes  # noqa: F401
+from .data import select
+from .data.batches import Batch, Batches, caption_batches, fixed_batches  # noqa: F401 - re-exported
+from .data.select import TEST_SEED, mnist_binarized  # noqa: F401 - re-exported: minidraw.train.*
 from .draw import CaptionDrawConfig, DrawConfig
-from .errors import UserError, guarded
+from .errors import UserError
 from .runtime import device as pick_device
 from .runtime import forked_rng, seeded
 
-Batch = tuple  # of tensors: the model's positional arguments, (images,) or (images, captions, lengths)
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.jsonl"
-
-
-@dataclass
-class TrainConfig:
-    preset: str = "draw_mnist_small"
-    model: dict = field(default_factory=dict)  # overrides of the preset's model fields
-    batch_size: int = 64          # the global batch, split across processes
-    lr: float = 1e-3
-    lr_schedule: str = "constant"  # "constant", or "cosine": from lr down to lr·lr_min over max_steps
-    lr_min: float = 0.05          # cosine: the last step's learning rate, as a fraction of lr
-    warmup_steps: int = 0         # linear warm-up from 0 to lr over these first steps
-    optimizer: str = "adam"       # "adam" or "rmsprop"
-    clip: float = 10.0            # per-parameter gradient norm
-    max_steps: int = 1_000_000
-    max_minutes: float = 0.0      # 0: no time limit
-    seed: int = 0
-    eval_every: int = 500         # steps between test-bound evaluations (0: only at the end)
-    eval_examples: int = 2000
-    eval_fidelity: int = 0        # captions per split (seen, held out) for caption fidelity at each evaluation
-    classifiers: str = ""         # where the fidelity classifiers are cached ("" = ~/.cache/minidraw)
-    checkpoint_every: int = 500   # steps
-    checkpoint_minutes: float = 10.0
-    bf16: bool = True             # autocast on CUDA
-    compile: bool = False
-    data: str = ""                # data folder (MNIST IDX files / prepared COCO); "" = the default
-    init: str = ""                # start from these weights (a checkpoint file or a pretrained name), fresh optimiser
 
 
 class TrainingDiverged(UserError, FloatingPointError):
     """The bound became NaN or infinite."""
 
 
-# ---- configuration ------------------------------------------------------------------
-def _convert(value: str, like):
-    """Parse ``value`` as the type of ``like`` (bool, int, float or str)."""
-    if isinstance(like, bool):
-        if value.lower() in ("1", "true", "yes", "on"):
-            return True
-        if value.lower() in ("0", "false", "no", "off"):
-            return False
-        raise ValueError(f"expected true or false, got {value!r}")
-    try:
-        if isinstance(like, int) and "e" in value.lower():
-            number = float(value)
-            if number != int(number):
-                raise ValueError
-            return int(number)
-        return type(like)(value)
-    except ValueError:
-        raise ValueError(f"expected {'a whole number' if isinstance(like, int) else type(like).__name__}, "
-                         f"got {value!r}") from None
-
-
-RECIPES = Path(__file__).resolve().parent / "recipes"
-
-
-def recipes() -> list[str]:
-    """The names of the shipped training recipes (``minidraw/recipes/NAME.toml``): how each of
-    :mod:`minidraw.pretrained`'s models was trained."""
-    return sorted(p.stem for p in RECIPES.glob("*.toml"))
-
-
-def recipe(name: str) -> Path:
-    """The TOML file of recipe ``name``, e.g. ``recipe("aligndraw-mnist")``."""
-    path = RECIPES / f"{name}.toml"
-    if not path.is_file():
-        raise ValueError(f"no recipe named {name!r}; recipes: {', '.join(recipes())}")
-    return path
-
-
-def load_config(preset_name: Optional[str] = None, file: Optional[str] = None,
-                sets: Iterable[str] = ()) -> TrainConfig:
-    """Defaults, then the preset's training settings (:data:`minidraw.configs.TRAINING`: the
-    ``*_paper`` presets train as the paper did), then a TOML file (or a shipped recipe's name), then
-    ``key=value`` overrides (``model.key=value`` for the model)."""
-    data: dict = {}
-    if file and not Path(file).is_file():
-        if Path(file).suffix == ".toml" or os.sep in str(file):
-            raise ValueError(f"no configuration file {file}; recipes: {', '.join(recipes())}")
-        file = recipe(str(file))
-    if file:
-        try:
-            import tomllib
-        except ModuleNotFoundError:  # Python < 3.11
-            import tomli as tomllib
-        with open(file, "rb") as f:
-            data = tomllib.load(f)
-    if preset_name:
-        data["preset"] = preset_name
-    known = {f.name for f in fields(TrainConfig)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ValueError(f"unknown training setting(s) {unknown} in {file}; known: {sorted(known)}")
-    name = data.get("preset", TrainConfig.preset)
-    if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; presets: {', '.join(sorted(PRESETS))}")
-    # the layers: TrainConfig's defaults, the preset's own training settings (a *_paper preset's
-    # optimiser, batch and rate), the TOML file, then --set
-    cfg = TrainConfig(**{**training_defaults(name), **data, "model": dict(data.get("model", {}))})
-    model_defaults = PRESETS[cfg.preset].to_dict()
-    for item in sets:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ValueError(f"--set takes key=value, got {item!r}")
-        try:
-            if key.startswith("model."):
-                name = key[len("model."):]
-                if name not in model_defaults:
-                    raise ValueError(f"unknown model field {name!r}; fields: {sorted(model_defaults)}")
-                cfg.model[name] = _convert(value, model_defaults[name])
-            elif key in known and key != "model":
-                setattr(cfg, key, _convert(value, getattr(cfg, key)))
-            else:
-                raise ValueError(f"unknown training setting {key!r}; settings: {sorted(known - {'model'})}, "
-                                 "or model.<field>")
-        except ValueError as e:
-            raise ValueError(f"--set {item}: {e}") from None
-    try:   # validates the model overrides now, not after the data has loaded
-        preset(cfg.preset, **cfg.model)
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"model settings for preset {cfg.preset}: {e} (--set model.FIELD=VALUE, or the "
-                         "[model] table of the TOML file)") from None
-    return cfg
-
-
+# ---- optimiser and learning rate -----------------------------------------------------------
 def make_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
     if name == "rmsprop":
         return torch.optim.RMSprop(params, lr=lr, alpha=0.9, eps=1e-6)
@@ -219,62 +98,6 @@ def clip_each(params, max_norm: float) -> None:
     for p in params:
         if p.grad is not None:
             torch.nn.utils.clip_grad_norm_(p, max_norm)
-
-
-# ---- data: the batch of step k is a function of (seed, k) --------------------------------
-class Batches:
-    """``batches(step)``: the (slice of the) global batch of a step, reproducible from the seed.
-
-    ``source`` is a tensor of images or a captioned data set (anything with ``batch(indices)``).
-    Epoch e is ``np.random.default_rng([seed, e]).permutation(n)``; a generated data set
-    (``endless = True``) is an infinite stream, so its epoch e visits indices ``e·n + permutation``
-    — new scenes every epoch — while a finite one (COCO) revisits its n examples.
-    With ``world`` processes, rank r takes the r-th contiguous slice of the global batch.
-    """
-
-    def __init__(self, source, batch_size: int, seed: int = 0, rank: int = 0, world: int = 1, device="cpu"):
-        if batch_size % world:
-            raise ValueError(f"the global batch {batch_size} does not split evenly over {world} processes")
-        self.source, self.batch_size, self.seed, self.rank, self.world, self.device = (
-            source, batch_size, seed, rank, world, device)
-        self.n = len(source)
-        self.per_epoch = self.n // batch_size
-        if self.per_epoch == 0:
-            raise ValueError(f"batch size {batch_size} exceeds the {self.n} training examples")
-
-    def indices(self, step: int) -> np.ndarray:
-        epoch, k = divmod(step - 1, self.per_epoch)                       # steps count from 1
-        order = np.random.default_rng([self.seed, epoch]).permutation(self.n)
-        glob = order[k * self.batch_size:(k + 1) * self.batch_size]      # (batch_size,)
-        per = self.batch_size // self.world
-        mine = glob[self.rank * per:(self.rank + 1) * per]
-        return mine + epoch * self.n if getattr(self.source, "endless", False) else mine
-
-    def __call__(self, step: int) -> Batch:
-        idx = self.indices(step)
-        if isinstance(self.source, torch.Tensor):
-            return (self.source[torch.from_numpy(idx)].to(self.device),)
-        b = self.source.batch(idx).to(self.device)
-        return b.images, b.captions, b.lengths
-
-
-def fixed_batches(source, n: int, batch_size: int = 500, device="cpu") -> list[Batch]:
-    """The first ``n`` examples of a data set (or tensor of images) as a list of batches."""
-    out = []
-    for i in range(0, min(n, len(source)), batch_size):
-        idx = np.arange(i, min(n, len(source), i + batch_size))
-        if isinstance(source, torch.Tensor):
-            out.append((source[torch.from_numpy(idx)].to(device),))
-        else:
-            b = source.batch(idx).to(device)
-            out.append((b.images, b.captions, b.lengths))
-    return out
-
-
-def caption_batches(dataset, batch_size: int, seed: int = 0, device="cpu"):
-    """Endless ``(images, captions, lengths)`` batches of a captioned data set (for notebooks)."""
-    batches = Batches(dataset, batch_size, seed, device=device)
-    return (batches(step) for step in range(1, 1 << 62))
 
 
 def data_for(cfg: TrainConfig, model_cfg: DrawConfig | BaselineConfig):
@@ -565,67 +388,3 @@ def run(cfg: TrainConfig, out: Optional[str | os.PathLike] = None, progress: boo
     if out and rank == 0:
         plot_metrics(out)
     return model, log
-
-
-# ---- command line ---------------------------------------------------------------------------
-EXAMPLES = """examples:
-  minidraw train --preset draw_mnist_small --set lr=3e-3 --out runs/draw --max-minutes 3
-  minidraw train --preset aligndraw_mnist_small --set lr=3e-3 model.variant=noalign --out runs/noalign
-  minidraw train --preset convvae_mnist_small --out runs/convvae   # a baseline: conditional conv-deconv VAE
-  minidraw train --config my.toml --out runs/mine          # TOML: top-level settings, [model] table
-  minidraw train --config aligndraw-mnist --out runs/long  # a shipped model's recipe (minidraw/recipes)
-  minidraw train --out runs/draw                           # resumes runs/draw/checkpoint.pt
-  torchrun --nproc_per_node 4 -m minidraw train --preset aligndraw_coco_paper --out runs/coco
-
-presets: """ + ", ".join(sorted(PRESETS))
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.description = "Train a model (DRAW, alignDRAW, a variant or a baseline VAE); resumes from OUT/checkpoint.pt."
-    p.epilog = EXAMPLES
-    p.formatter_class = argparse.RawDescriptionHelpFormatter
-    p.add_argument("--preset", help="a named model configuration (default: draw_mnist_small)")
-    p.add_argument("--config", help="a TOML file of training settings, with a [model] table, or a recipe's name: "
-                   + ", ".join(recipes()))
-    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
-                   help="override settings: lr=3e-3 batch_size=100 model.variant=noalign ...")
-    p.add_argument("--out", required=True, help="run directory: checkpoint.pt, metrics.jsonl, metrics.png")
-    p.add_argument("--max-minutes", type=float, help="stop (and checkpoint) after this many minutes")
-    p.add_argument("--max-steps", type=int, help="stop after this many steps")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-
-
-def run_command(args: argparse.Namespace) -> int:
-    """Carry out ``minidraw train``; user errors propagate (the CLI reports them in one line)."""
-    sets = list(args.set)
-    if args.max_minutes is not None:
-        sets.append(f"max_minutes={args.max_minutes}")
-    if args.max_steps is not None:
-        sets.append(f"max_steps={args.max_steps}")
-    resume = Path(args.out) / CHECKPOINT
-    if not args.preset and not args.config and resume.exists():   # resume with the saved settings
-        saved = read(resume).get("train")
-        if not isinstance(saved, dict) or "preset" not in saved:
-            raise UserError(f"{resume} holds no training settings to resume with; name them with --preset "
-                            "or --config, or use another --out")
-        cfg = load_config(saved["preset"], None, [f"{k}={v}" for k, v in saved.items()
-                                                  if k not in ("preset", "model")] + sets)
-        cfg.model = {**saved["model"], **cfg.model}
-    else:
-        cfg = load_config(args.preset, args.config, sets)
-    model, log = run(cfg, args.out, progress=not args.quiet)
-    tests = [r for r in log if "test_bound" in r]
-    if tests and int(os.environ.get("RANK", "0")) == 0:
-        print(f"step {tests[-1]['step']}: test −L = {tests[-1]['test_bound']:.2f} ± {tests[-1]['test_se']:.2f} "
-              f"nats per image; checkpoint {Path(args.out) / CHECKPOINT}")
-    return 0
-
-
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="minidraw train")
-    add_arguments(p)
-    return guarded("train", run_command, p.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

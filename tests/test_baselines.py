@@ -207,8 +207,9 @@ def test_run_trains_checkpoints_and_resumes_a_baseline(mnist_env, tmp_path, name
 
 
 def test_the_train_command_takes_a_baseline_preset(mnist_env, tmp_path, capsys):
-    assert train.main(["--preset", "convvae_mnist_small", "--out", str(tmp_path), "--quiet", "--max-steps", "2",
-                       "--set", *TINY_RUN]) == 0
+    from minidraw.cli import main
+    assert main(["train", "--preset", "convvae_mnist_small", "--out", str(tmp_path), "--quiet", "--max-steps", "2",
+                 "--set", *TINY_RUN]) == 0
     assert "test −L" in capsys.readouterr().out
     assert isinstance(train.load(tmp_path / "checkpoint.pt")[0], ConditionalVAE)
 

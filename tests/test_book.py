@@ -158,3 +158,85 @@ def test_cross_reference_check_catches_wrong_chapters(monkeypatch):
     assert any("the next chapter is" in p for p in wrong) and any("no such file" in p for p in wrong)
     assert any("is not linked" in p for p in _cross_reference_problems(CHAPTER_ORDER[2]))
     assert _cross_reference_problems(CHAPTER_ORDER[3]) == []
+
+
+# --- Every chapter: an opener, and exercises with hidden, checked solutions -----------------------
+
+def _cells(path: Path) -> list[dict]:
+    return json.loads(path.read_text())["cells"]
+
+
+def _src(cell: dict) -> str:
+    return "".join(cell["source"])
+
+
+def opener_problems(cells: list[dict], name: str) -> list[str]:
+    """The chapter opens with its title, then "About this chapter": what you learn, what you need
+    first (earlier chapters only), how long it runs."""
+    if len(cells) < 2 or cells[1]["cell_type"] != "markdown" or not _src(cells[0]).startswith("# "):
+        return ["the title cell must be followed by the 'About this chapter' markdown cell"]
+    text = _src(cells[1])
+    problems = [f"the opener lacks {part}" for part in
+                (":::{admonition} About this chapter", "**You will learn**", "**You need first**", "**Run time**")
+                if part not in text]
+    if re.search(r"\*\*Run time\*\*[^\n]*\d", text) is None:
+        problems.append("the run time gives no measured figure")
+    if name in CHAPTER_ORDER:
+        for label, target in _local_links(text.split("**You need first**")[-1].split("**Run time**")[0]):
+            if _target_name(target) not in TOC[: TOC.index(name)]:
+                problems.append(f"'You need first' links to {target}, which is not an earlier chapter")
+    return problems
+
+
+def exercise_problems(cells: list[dict]) -> list[str]:
+    """After '## Exercises': 3–5 '**Exercise k.**' cells, each followed by one code cell tagged
+    hide-input that starts '# Solution to exercise k' and checks its result with assert."""
+    starts = [i for i, c in enumerate(cells) if c["cell_type"] == "markdown" and _src(c).startswith("## Exercises")]
+    if len(starts) != 1:
+        return ["one markdown cell must start with '## Exercises'"]
+    problems, k = [], 0
+    rest = cells[starts[0] + 1:]
+    for i, cell in enumerate(rest):
+        if cell["cell_type"] == "markdown" and _src(cell).startswith("**Exercise"):
+            k += 1
+            if not _src(cell).startswith(f"**Exercise {k}.**"):
+                problems.append(f"exercise {k} is numbered wrong: {_src(cell)[:30]!r}")
+            solution = rest[i + 1] if i + 1 < len(rest) else {"cell_type": None}
+            if solution["cell_type"] != "code":
+                problems.append(f"exercise {k} has no solution cell after it")
+                continue
+            code = _src(solution)
+            if "hide-input" not in solution.get("metadata", {}).get("tags", []):
+                problems.append(f"exercise {k}: the solution cell is not tagged hide-input (hidden by default)")
+            if not code.startswith(f"# Solution to exercise {k}"):
+                problems.append(f"exercise {k}: the solution must start '# Solution to exercise {k}'")
+            if not re.search(r"^\s*assert\b", code, re.M):
+                problems.append(f"exercise {k}: the solution checks nothing (no assert)")
+    if not 3 <= k <= 5:
+        problems.append(f"{k} exercises; a chapter has 3–5")
+    return problems
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+def test_chapter_has_an_opener_and_checked_exercises(path):
+    cells = _cells(path)
+    problems = opener_problems(cells, path.stem) + exercise_problems(cells)
+    assert not problems, f"{path.name}:\n  " + "\n  ".join(problems)
+
+
+def test_the_structure_check_catches_a_bad_chapter():
+    md = lambda s: {"cell_type": "markdown", "source": [s], "metadata": {}}  # noqa: E731
+    code = lambda s, tags=(): {"cell_type": "code", "source": [s], "metadata": {"tags": list(tags)}}  # noqa: E731
+    good = [md("# T"), md(":::{admonition} About this chapter\n**You will learn**\n**You need first**: nothing\n"
+                          "**Run time**: about 2 minutes\n:::"), code("import x"), md("## Exercises")]
+    for k in (1, 2, 3):
+        good += [md(f"**Exercise {k}.** do it"), code(f"# Solution to exercise {k}\nassert 1 + 1 == 2", ["hide-input"])]
+    assert opener_problems(good, "x") == [] and exercise_problems(good) == []
+    shown = good[:-1] + [code("# Solution to exercise 3\nassert True")]
+    assert any("hide-input" in p for p in exercise_problems(shown))
+    unchecked = good[:-1] + [code("# Solution to exercise 3\nprint(1)", ["hide-input"])]
+    assert any("checks nothing" in p for p in exercise_problems(unchecked))
+    assert any("3–5" in p for p in exercise_problems(good[:-4]))
+    assert opener_problems([good[0], md("no opener")], "x")
+    later = [good[0], md(good[1]["source"][0].replace("nothing", f"[later]({CHAPTER_ORDER[-1]}.ipynb)"))]
+    assert any("not an earlier chapter" in p for p in opener_problems(later, CHAPTER_ORDER[0]))

@@ -19,6 +19,9 @@ def _modules_after(statement: str) -> set[str]:
     ("minidraw.checkpoint", {"minidraw.train", "minidraw.evaluate"}),
     ("minidraw.data.select", {"minidraw.train", "minidraw.evaluate"}),
     ("minidraw.fidelity", {"minidraw.train", "minidraw.evaluate", "minidraw.draw"}),
+    ("minidraw.configs", {"minidraw.train", "minidraw.evaluate"}),
+    ("minidraw.sample", {"minidraw.train", "minidraw.cli"}),
+    ("minidraw.train", {"minidraw.cli", "minidraw.evaluate"}),
 ])
 def test_a_module_does_not_import_the_modules_above_it(module, never):
     assert not _modules_after(f"import {module}") & never
@@ -39,5 +42,30 @@ def test_moved_names_are_still_importable_from_their_old_modules():
                  "shapes_oracle", "FidelityResult"):
         assert hasattr(fidelity, name), name
     for name in ("fit", "TrainConfig", "caption_batches", "fixed_batches", "dataset_bound", "load", "run",
-                 "load_config", "recipe", "RECIPES", "mnist_binarized", "read_metrics"):
+                 "load_config", "recipe", "recipes", "RECIPES", "Batches", "mnist_binarized", "read_metrics"):
         assert hasattr(train, name), name
+    from minidraw import configs
+    from minidraw.data import batches
+    assert (train.TrainConfig, train.load_config, train.Batches) == (configs.TrainConfig, configs.load_config,
+                                                                     batches.Batches)
+
+
+def test_only_the_cli_package_parses_command_lines():
+    """One CLI (``minidraw.cli``) registers every subcommand; the library modules expose functions."""
+    import ast
+    from pathlib import Path
+    import minidraw
+    root = Path(minidraw.__file__).parent
+    parsing = []
+    for path in root.rglob("*.py"):
+        if path.parent.name == "cli":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            if any(n.split(".")[0] == "argparse" for n in names):
+                parsing.append(str(path.relative_to(root)))
+    assert not parsing, f"argparse outside minidraw/cli: {parsing}"
+    from minidraw import cli
+    commands = cli.build_parser()._subparsers._group_actions[0].choices
+    assert set(commands) == {"train", "sample", "evaluate", "prepare"}

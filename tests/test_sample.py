@@ -12,9 +12,15 @@ from minidraw import train
 from minidraw.configs import preset
 from minidraw.data import mnist_captions, shapes
 from minidraw.draw import Draw, DrawConfig, build
-from minidraw.sample import (add_arguments, encode_captions, main, max_words_for, register, run, sample,
-                             vocabulary_for)
+from minidraw import cli
+from minidraw.cli.sample import add_arguments, run
+from minidraw.sample import encode_captions, max_words_for, sample, vocabulary_for
 from minidraw.text import EmptyCaptionError, UnknownWordError, Vocabulary
+
+def main(argv: list[str]) -> int:
+    """``minidraw sample ARGV``, through the one command line."""
+    return cli.main(["sample", *argv])
+
 
 CAPTION = "a large red circle is at the top left on a white background ."
 TINY = dict(T=3, enc_size=16, dec_size=16, z_size=4, align_size=8, lang_size=8, embed_size=8)
@@ -171,10 +177,8 @@ def test_bad_checkpoints_exit_2(tmp_path, ckpts, capsys):
 
 
 def test_subcommand_registration(ckpts, tmp_path):
-    top = argparse.ArgumentParser(prog="minidraw")
-    register(top.add_subparsers(dest="command", required=True))
-    args = top.parse_args(["sample", "--checkpoint", str(ckpts["draw"]), "--n", "1",
-                           "--out", str(tmp_path / "one.png")])
+    args = cli.build_parser().parse_args(["sample", "--checkpoint", str(ckpts["draw"]), "--n", "1",
+                                          "--out", str(tmp_path / "one.png")])
     assert args.func is run and args.func(args) == 0 and (tmp_path / "one.png").exists()
     p = argparse.ArgumentParser()
     add_arguments(p)
@@ -183,8 +187,6 @@ def test_subcommand_registration(ckpts, tmp_path):
 
 def test_sample_from_a_baseline_checkpoint(tmp_path, capsys):
     """The baselines draw from a caption too, in one step (so no animation)."""
-    from minidraw import train
-    from minidraw.sample import main
     cfg = train.load_config("fcvae_shapes_small", sets=["max_steps=1", "batch_size=4", "eval_every=0",
                                                         "eval_examples=4"])
     train.run(cfg, tmp_path / "vae", progress=False)

@@ -1,17 +1,10 @@
-"""The ``minidraw`` command (also ``python -m minidraw``).
-
-    minidraw train   --preset NAME [--config FILE] [--set key=value ...] --out DIR [--max-minutes M]
-    minidraw sample  [--checkpoint CKPT | --model NAME] --caption "..." [--n 16] --out grid.png [--animation drawing.gif]
-    minidraw evaluate --checkpoint CKPT [--metrics bound,iwae,retrieval,ssi,fidelity] [--json out.json]
-    minidraw prepare mnist|coco|shapes ...
-
-``minidraw COMMAND --help`` shows each command's options and examples.
-"""
+"""``minidraw prepare mnist|coco|shapes``: fetch, check or snapshot a data set."""
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
+
+from ..errors import UserError
 
 COCO_EXAMPLES = """examples:
   # data already on disk (DIR/annotations/captions_train2014.json, DIR/train2014/, DIR/val2014/)
@@ -25,7 +18,7 @@ COCO_EXAMPLES = """examples:
 """
 
 
-def _coco_arguments(p: argparse.ArgumentParser) -> None:
+def coco_arguments(p: argparse.ArgumentParser) -> None:
     p.description = ("Prepare MS-COCO 2014 captions: (download,) crop, resize, tokenise, split. Writes "
                      "coco{size}_{train,dev,test}.npz, vocab.json and meta.json into --out.")
     p.epilog, p.formatter_class = COCO_EXAMPLES, argparse.RawDescriptionHelpFormatter
@@ -49,26 +42,23 @@ def _coco_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def _prepare_coco(args: argparse.Namespace) -> int:
-    from .data.coco import CocoDataError, download_coco, make_tiny_coco, prepare_coco
-    from .data.download import DownloadError, resolve_dir
+def prepare_coco(args: argparse.Namespace) -> int:
+    from ..data.coco import download_coco, make_tiny_coco, prepare_coco
+    from ..data.download import resolve_dir
     if args.download and args.tiny:
-        return _fail("prepare coco", "--download and --tiny exclude each other")
+        raise UserError("--download and --tiny exclude each other")
     root = args.coco_root
     if root is None and (args.download or args.tiny):
         root = resolve_dir("coco", None)[0] / ("raw" if args.download else "tiny_raw")
     if root is None:
-        return _fail("prepare coco", "say where the COCO 2014 data is (--coco-root DIR), or add --download")
-    try:
-        if args.download:
-            download_coco(root, progress=not args.quiet)
-        if args.tiny:
-            make_tiny_coco(root)
-        meta = prepare_coco(root, args.out, size=args.size, min_count=args.min_count,
-                            dev_fraction=args.dev_fraction, seed=args.seed, max_words=args.max_words,
-                            skip_missing=args.skip_missing, workers=args.workers, progress=not args.quiet)
-    except (CocoDataError, DownloadError) as e:
-        return _fail("prepare coco", e)
+        raise UserError("say where the COCO 2014 data is (--coco-root DIR), or add --download")
+    if args.download:                  # errors (CocoDataError, DownloadError) are UserErrors: one line
+        download_coco(root, progress=not args.quiet)
+    if args.tiny:
+        make_tiny_coco(root)
+    meta = prepare_coco(root, args.out, size=args.size, min_count=args.min_count,
+                        dev_fraction=args.dev_fraction, seed=args.seed, max_words=args.max_words,
+                        skip_missing=args.skip_missing, workers=args.workers, progress=not args.quiet)
     print(f"wrote {', '.join(meta['files'].values())}, vocab.json, meta.json to {resolve_dir('coco', args.out)[0]}")
     for split, c in meta["counts"].items():
         print(f"  {split:5s}: {c['images']:6d} images, {c['captions']:7d} captions, up to {c['max_len']} words")
@@ -76,7 +66,7 @@ def _prepare_coco(args: argparse.Namespace) -> int:
     return 0
 
 
-def _mnist_arguments(p: argparse.ArgumentParser) -> None:
+def mnist_arguments(p: argparse.ArgumentParser) -> None:
     p.description = "Fetch MNIST (four IDX files, MD5-checked) into ~/.cache/minidraw/mnist, or check a copy."
     p.epilog = ("examples:\n  minidraw prepare mnist                      # download\n"
                 "  minidraw prepare mnist --root /data/mnist   # check the files already there")
@@ -84,26 +74,23 @@ def _mnist_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--root", help="folder holding the IDX files (default: $MINIDRAW_DATA/mnist or the cache)")
 
 
-def _prepare_mnist(args: argparse.Namespace) -> int:
+def prepare_mnist(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from .data.mnist import MnistError, digit_pools, load_mnist
-    try:
-        for split in ("test", "train"):
-            try:
-                x, y = load_mnist(split, args.root)
-                print(f"{split}: {len(x)} digits, label counts {np.bincount(y, minlength=10).tolist()}")
-            except MnistError as e:
-                if split == "test":
-                    raise
-                print(f"train: not available ({str(e).splitlines()[0]})")
-        print(digit_pools(args.root).source)
-    except MnistError as e:
-        return _fail("prepare mnist", e)
+    from ..data.mnist import MnistError, digit_pools, load_mnist
+    for split in ("test", "train"):
+        try:
+            x, y = load_mnist(split, args.root)
+            print(f"{split}: {len(x)} digits, label counts {np.bincount(y, minlength=10).tolist()}")
+        except MnistError as e:        # a UserError: without the test split there is nothing to check
+            if split == "test":
+                raise
+            print(f"train: not available ({str(e).splitlines()[0]})")
+    print(digit_pools(args.root).source)
     return 0
 
 
-def _shapes_arguments(p: argparse.ArgumentParser) -> None:
+def shapes_arguments(p: argparse.ArgumentParser) -> None:
     p.description = ("Captioned shapes are generated on the fly and need no preparation; this writes a "
                      "fixed snapshot (uint8 images, padded captions, lengths) to an .npz for use elsewhere.")
     p.add_argument("--out", required=True, help="the .npz file to write")
@@ -112,12 +99,12 @@ def _shapes_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
 
 
-def _prepare_shapes(args: argparse.Namespace) -> int:
+def prepare_shapes(args: argparse.Namespace) -> int:
     import json
 
     import numpy as np
 
-    from .data.shapes import ShapesCaptions
+    from ..data.shapes import ShapesCaptions
     ds = ShapesCaptions(args.split, seed=args.seed)
     b = ds.batch(np.arange(args.n))
     out = Path(args.out)
@@ -129,38 +116,5 @@ def _prepare_shapes(args: argparse.Namespace) -> int:
     return 0
 
 
-def _fail(command: str, error) -> int:
-    from .errors import report
-    return report(command, error)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    from . import evaluate, sample, train
-    p = argparse.ArgumentParser(prog="minidraw", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    t = sub.add_parser("train", help="train a model; resumes from OUT/checkpoint.pt")
-    train.add_arguments(t)
-    t.set_defaults(func=train.run_command, command_name="train")
-    sample.register(sub)
-    evaluate.register(sub)
-    prep = sub.add_parser("prepare", help="download and prepare data (mnist, coco, shapes)")
-    kinds = prep.add_subparsers(dest="dataset", required=True, metavar="DATASET")
-    for name, add, run in (("mnist", _mnist_arguments, _prepare_mnist), ("coco", _coco_arguments, _prepare_coco),
-                           ("shapes", _shapes_arguments, _prepare_shapes)):
-        q = kinds.add_parser(name, help=f"prepare {name}")
-        add(q)
-        q.set_defaults(func=run, command_name=f"prepare {name}")
-    return p
-
-
-def main(argv=None) -> int:
-    """Run one command. Every command shares one error path (:mod:`minidraw.errors`): a problem
-    the user can fix is one line on stderr, naming it and the fix, and exit status 2."""
-    from .errors import guarded
-    args = build_parser().parse_args(argv)
-    return guarded(getattr(args, "command_name", args.command), args.func, args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+COMMANDS = {"mnist": (mnist_arguments, prepare_mnist), "coco": (coco_arguments, prepare_coco),
+            "shapes": (shapes_arguments, prepare_shapes)}
