@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -11,8 +13,8 @@ import pytest
 import torch
 from PIL import Image
 
-from minidraw.data.coco import (KEYS, CocoCaptions, CocoDataError, make_tiny_coco, prepare_coco,
-                                split_file)
+from minidraw.data.coco import KEYS, CocoCaptions, CocoDataError, split_file
+from minidraw.data.coco_prepare import make_tiny_coco, prepare_coco
 from minidraw.data.common import CaptionBatch
 from minidraw.text import UNK, tokenize
 
@@ -40,6 +42,31 @@ def annotations(raw: Path, source: str) -> dict:
 def copy_raw(raw: Path, dest: Path) -> Path:
     shutil.copytree(raw, dest)
     return dest
+
+
+# ---- reading apart from preparing ------------------------------------------------
+def test_reading_does_not_import_the_preparation_but_old_names_still_work():
+    code = """if True:
+        import sys
+        import minidraw.data.coco as coco
+        loaded = sorted(m for m in ("pycocotools", "PIL", "minidraw.data.coco_prepare") if m in sys.modules)
+        assert not loaded, loaded
+        from minidraw.data.coco import prepare_coco, download_coco, make_tiny_coco, center_crop_resize
+        from minidraw.data import coco_prepare
+        assert "pycocotools" in sys.modules
+        assert prepare_coco is coco_prepare.prepare_coco and download_coco is coco_prepare.download_coco
+        assert make_tiny_coco is coco_prepare.make_tiny_coco
+        assert center_crop_resize is coco_prepare.center_crop_resize
+        assert coco.prepare_coco is coco_prepare.prepare_coco and "prepare_coco" in dir(coco)
+        try:
+            coco.no_such_name
+        except AttributeError as e:
+            assert "no_such_name" in str(e)
+        else:
+            raise AssertionError("no AttributeError")
+    """
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
 
 
 # ---- the fixture itself ----------------------------------------------------------
@@ -333,7 +360,7 @@ def test_npz_missing_key_or_inconsistent(prepared, tmp_path):
 def test_download_coco_unzips_in_place_and_reports_failures(raw, tmp_path, monkeypatch):
     import zipfile
 
-    from minidraw.data import coco, download as dl
+    from minidraw.data import coco_prepare as coco, download as dl
     served = tmp_path / "served"
     served.mkdir()
     with zipfile.ZipFile(served / "annotations_trainval2014.zip", "w") as z:
