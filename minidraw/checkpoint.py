@@ -1,7 +1,7 @@
 """Checkpoints: a model's configuration and weights in one file, loaded without running code.
 
 A checkpoint is ``{"kind", "config", "model", ...}`` — the model's kind
-(``draw``, ``caption``, ``baseline``), its configuration as a dict, its
+(``draw``, ``caption``, ``baseline``, ``sharpener``), its configuration as a dict, its
 ``state_dict`` — plus whatever the trainer adds (training settings, step,
 optimiser state, vocabulary). :func:`save` writes it atomically (a temporary
 file, fsync, rename: a kill never leaves half a file); :func:`load` reads it
@@ -18,21 +18,25 @@ import torch
 
 from .errors import CheckpointError
 
-KINDS = ("draw", "caption", "baseline")
+KINDS = ("draw", "caption", "baseline", "sharpener")
 
 
 def _config_class(kind: str):
     from .baselines import BaselineConfig
     from .draw import CaptionDrawConfig, DrawConfig
-    return {"caption": CaptionDrawConfig, "baseline": BaselineConfig, "draw": DrawConfig}[kind]
+    from .sharpen import SharpenConfig
+    return {"caption": CaptionDrawConfig, "baseline": BaselineConfig, "draw": DrawConfig,
+            "sharpener": SharpenConfig}[kind]
 
 
 def kind_of(model) -> str:
-    """``"draw"``, ``"caption"`` or ``"baseline"``: which configuration class ``model.cfg`` is."""
+    """``"draw"``, ``"caption"``, ``"baseline"`` or ``"sharpener"``: which configuration class ``model.cfg`` is."""
     from .baselines import BaselineConfig
     from .draw import CaptionDrawConfig
+    from .sharpen import SharpenConfig
     return ("baseline" if isinstance(model.cfg, BaselineConfig) else
-            "caption" if isinstance(model.cfg, CaptionDrawConfig) else "draw")
+            "caption" if isinstance(model.cfg, CaptionDrawConfig) else
+            "sharpener" if isinstance(model.cfg, SharpenConfig) else "draw")
 
 
 def save(path: str | os.PathLike, model, extra: dict | None = None) -> None:

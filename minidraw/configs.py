@@ -14,6 +14,7 @@ from torch import nn
 
 from .baselines import BaselineConfig, ConditionalVAE
 from .draw import CaptionDraw, CaptionDrawConfig, Draw, DrawConfig
+from .sharpen import SharpenConfig, Sharpener
 
 
 def build(cfg) -> nn.Module:
@@ -21,14 +22,17 @@ def build(cfg) -> nn.Module:
     :class:`~minidraw.draw.Draw`, or a baseline :class:`~minidraw.baselines.ConditionalVAE`."""
     if isinstance(cfg, BaselineConfig):
         return ConditionalVAE(cfg)
+    if isinstance(cfg, SharpenConfig):
+        return Sharpener(cfg)
     if isinstance(cfg, CaptionDrawConfig):
         return CaptionDraw(cfg)
     if isinstance(cfg, DrawConfig):
         return Draw(cfg)
-    raise TypeError(f"no model for a {type(cfg).__name__}; give a DrawConfig, CaptionDrawConfig or BaselineConfig")
+    raise TypeError(f"no model for a {type(cfg).__name__}; give a DrawConfig, CaptionDrawConfig, BaselineConfig "
+                    "or SharpenConfig")
 
 
-PRESETS: dict[str, DrawConfig | BaselineConfig] = {
+PRESETS: dict[str, DrawConfig | BaselineConfig | SharpenConfig] = {
     # Gregor et al. (2015), binarised MNIST with attention: 28×28, 64 steps, read 2×2, write 5×5,
     # 256-unit LSTMs, 100-d z, N(0, I) prior. Their bound: −log p(x) ≤ 80.97 nats.
     "draw_mnist_paper": DrawConfig(A=28, B=28, C=1, T=64, read_N=2, write_N=5, enc_size=256, dec_size=256,
@@ -66,6 +70,14 @@ PRESETS: dict[str, DrawConfig | BaselineConfig] = {
                                        hidden=1024, z_size=150),
     "convvae_coco_paper": BaselineConfig(A=32, B=32, C=3, kind="conv", vocab_size=0, embed_size=128,
                                          lang_size=128, channels=64, z_size=150),
+    # The sharpener (minidraw.sharpen): one caption-conditioned LAPGAN level. The paper preset has the
+    # released generator's sizes (kernels 7, 7, 5; 128, 128, C filters); the small ones fit a CPU.
+    "sharpen_mnist_small": SharpenConfig(A=60, B=60, C=1, vocab_size=23, embed_size=32, lang_size=64, g_hidden=32,
+                                         g_kernel=5, g_last_kernel=5, d_hidden=16),
+    "sharpen_shapes_small": SharpenConfig(A=32, B=32, C=3, vocab_size=31, embed_size=32, lang_size=64, g_hidden=32,
+                                          g_kernel=5, g_last_kernel=5, d_hidden=32),
+    "sharpen_coco_paper": SharpenConfig(A=32, B=32, C=3, vocab_size=0, embed_size=128, lang_size=128, g_hidden=128,
+                                        g_kernel=7, g_last_kernel=5, d_hidden=64),
 }
 
 
@@ -75,7 +87,13 @@ PRESETS: dict[str, DrawConfig | BaselineConfig] = {
 # the paper's run, so it carries these; `minidraw train --preset NAME` starts from them, and a TOML
 # file or --set still overrides each. The small presets keep the trainer's defaults.
 PAPER_TRAINING = {"optimizer": "rmsprop", "batch_size": 100, "lr": 1e-3, "clip": 10.0}
-TRAINING: dict[str, dict] = {name: dict(PAPER_TRAINING) for name in PRESETS if name.endswith("_paper")}
+TRAINING: dict[str, dict] = {name: dict(PAPER_TRAINING) for name in PRESETS
+                             if name.endswith("_paper") and not name.startswith("sharpen")}
+# The sharpener is a GAN: Adam at 2e-4 (Radford et al., 2016's choice for convolutional GANs), not the
+# paper's RMSProp for alignDRAW, whose description of its sharpener gives no optimiser.
+SHARPEN_TRAINING = {"optimizer": "adam", "lr": 2e-4, "eval_every": 500, "eval_examples": 500}
+TRAINING.update({name: {**SHARPEN_TRAINING, **({"batch_size": 100} if name.endswith("_paper") else {})}
+                 for name in PRESETS if name.startswith("sharpen")})
 
 
 def training_defaults(name: str) -> dict:

@@ -144,6 +144,42 @@ def sample(model: nn.Module, vocab: Optional[Vocabulary], caption: Optional[str]
         return model.generate(ids, lengths, sentence, temperature=temperature)
 
 
+@torch.no_grad()
+def sharpen(sharpener: nn.Module, vocab: Vocabulary, images: torch.Tensor, captions: str | Sequence[str],
+            seed: int = 0) -> torch.Tensor:
+    """``images (M, C, B, A)`` sharpened by a :class:`~minidraw.sharpen.Sharpener`, each given its caption
+    (one caption for all, or one per image), reproducibly from ``seed``. ``vocab``: the vocabulary
+    the sharpener was trained with."""
+    from .sharpen import Sharpener
+    if not isinstance(sharpener, Sharpener):
+        raise ValueError(f"a sharpener is needed (a checkpoint of `minidraw train --preset sharpen_*`), got a "
+                         f"{type(sharpener).__name__}")
+    texts = [captions] * len(images) if isinstance(captions, str) else list(captions)
+    if len(texts) != len(images):
+        raise ValueError(f"{len(images)} images but {len(texts)} captions: give one caption, or one per image")
+    ids, lengths = encode_captions(vocab, texts, max_words_for(vocab))
+    with evaluating(sharpener, seed) as dev:
+        return sharpener.sharpen(images.to(dev), ids.to(dev), lengths.to(dev))
+
+
+def check_sharpener_fits(sharpener: nn.Module, sharpener_vocab: Optional[Vocabulary], model: nn.Module,
+                         vocab: Optional[Vocabulary]) -> None:
+    """``ValueError`` unless ``sharpener`` can sharpen ``model``'s drawings: same image size and channels,
+    and the same vocabulary for the captions."""
+    from .sharpen import Sharpener
+    if not isinstance(sharpener, Sharpener):
+        raise ValueError(f"--sharpen needs a sharpener checkpoint (`minidraw train --preset sharpen_*`), but this "
+                         f"one holds a {type(sharpener).__name__} drawing model")
+    want = tuple(getattr(model.cfg, k) for k in ("C", "B", "A"))
+    got = tuple(getattr(sharpener.cfg, k) for k in ("C", "B", "A"))
+    if want != got:
+        raise ValueError(f"the sharpener works on {got[0]}×{got[1]}×{got[2]} (C×B×A) images, the model draws "
+                         f"{want[0]}×{want[1]}×{want[2]}: use a sharpener trained on the model's data")
+    if vocab is None or sharpener_vocab is None or vocab.words != sharpener_vocab.words:
+        raise ValueError("the sharpener reads captions in another vocabulary than the model's: use a sharpener "
+                         "trained on the model's data (and a caption model)")
+
+
 def window_of(window: Window, i: int) -> Window:
     """Example ``i``'s window: fields ``(M, T)`` -> ``(T,)``."""
     return Window(**{k: v[i].detach().cpu() for k, v in vars(window).items()})

@@ -49,13 +49,11 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
-from .baselines import BaselineConfig
 from .checkpoint import load, read, save  # noqa: F401 - re-exported: minidraw.train.load/save
 from .configs import RECIPES, TrainConfig, build, load_config, preset, recipe, recipes  # noqa: F401
 from .data import select
 from .data.batches import Batch, Batches, caption_batches, fixed_batches  # noqa: F401 - re-exported
 from .data.select import TEST_SEED, mnist_binarized  # noqa: F401 - re-exported: minidraw.train.*
-from .draw import CaptionDrawConfig, DrawConfig
 from .errors import UserError
 from .runtime import device as pick_device
 from .runtime import forked_rng, seeded
@@ -100,7 +98,7 @@ def clip_each(params, max_norm: float) -> None:
             torch.nn.utils.clip_grad_norm_(p, max_norm)
 
 
-def data_for(cfg: TrainConfig, model_cfg: DrawConfig | BaselineConfig):
+def data_for(cfg: TrainConfig, model_cfg):
     """Training source, test source, a description, and the vocabulary (or None), for a run
     (:func:`minidraw.data.select.data_for`: the training data follows ``cfg.seed``, the test data
     does not)."""
@@ -135,17 +133,23 @@ def _use_bf16(model, cfg: TrainConfig) -> bool:
         return torch.cuda.is_bf16_supported()
 
 
-def train_step(model, opt: torch.optim.Optimizer, batch: Batch, cfg: TrainConfig, step: int, **kw) -> float:
-    """One optimiser step on ``batch``; returns −L (nats per image). Raises on a non-finite bound."""
+def train_step(model, opt: torch.optim.Optimizer, batch: Batch, cfg: TrainConfig, step: int,
+               metrics: Optional[dict] = None, **kw) -> float:
+    """One optimiser step on ``batch``; returns the loss (−L in nats per image for the drawing models,
+    L_D + L_G for the sharpener). Raises on a non-finite loss. A model whose output has ``metrics()``
+    (the sharpener: each player's loss, D's accuracy) fills ``metrics`` with them."""
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if _use_bf16(model, cfg) else nullcontext()
     with amp:
-        loss = model(*batch, **kw).bound.float().mean()                   # −L, nats per image
+        out = model(*batch, **kw)
+        loss = (out.loss if hasattr(out, "loss") else out.bound).float().mean()   # −L, nats per image
     if not torch.isfinite(loss):
-        raise TrainingDiverged(f"the bound became {loss.item()} at step {step}")
+        raise TrainingDiverged(f"the {'loss' if hasattr(out, 'loss') else 'bound'} became {loss.item()} at step {step}")
     opt.zero_grad(set_to_none=True)
     loss.backward()
     clip_each(model.parameters(), cfg.clip)
     opt.step()
+    if metrics is not None and hasattr(out, "metrics"):
+        metrics.update(out.metrics())
     return loss.item()
 
 
@@ -201,6 +205,7 @@ def fit(model, batches, cfg: TrainConfig, progress: bool = True, *, out: Optiona
         it = iter(batches)
         batches = lambda step: next(it)  # noqa: E731
     opt = opt or make_optimizer(cfg.optimizer, model.parameters(), cfg.lr)
+    key = "bound" if getattr(getattr(model, "module", model), "has_bound", True) else "loss"  # the sharpener: a loss
     out = Path(out) if out is not None and rank == 0 else None
     metrics = open(out / METRICS, "a", buffering=1) if out else None   # line-buffered: a kill loses no line
     log, start, last_ckpt, running, step = [], time.perf_counter(), time.perf_counter(), None, start_step
@@ -222,8 +227,9 @@ def fit(model, batches, cfg: TrainConfig, progress: bool = True, *, out: Optiona
                 torch.manual_seed(step_seed(cfg.seed, rank, step))
                 for group in opt.param_groups:
                     group["lr"] = learning_rate(cfg, step)
+                extras: dict = {}
                 try:
-                    loss = train_step(model, opt, batches(step), cfg, step)
+                    loss = train_step(model, opt, batches(step), cfg, step, metrics=extras)
                 except TrainingDiverged as e:
                     where = (f"the last good checkpoint is {out / CHECKPOINT}" if out and (out / CHECKPOINT).exists()
                              else "no checkpoint was written")
@@ -231,9 +237,9 @@ def fit(model, batches, cfg: TrainConfig, progress: bool = True, *, out: Optiona
                                            "(--set lr=...) and resume.") from None
                 elapsed = time.perf_counter() - start
                 running = loss if running is None else 0.98 * running + 0.02 * loss
-                record({"step": step, "bound": loss, "seconds": round(elapsed, 3)})
+                record({"step": step, key: loss, "seconds": round(elapsed, 3), **extras})
                 bar.update()
-                bar.set_postfix(bound=f"{running:.1f}")
+                bar.set_postfix({key: f"{running:.3g}"})
                 # every process stops at the same step: a time limit or a signal on any one stops all
                 timed_out, stopping = agree([bool(cfg.max_minutes and elapsed > 60 * cfg.max_minutes),
                                              stop.requested])
@@ -296,18 +302,27 @@ def read_metrics(out: str | os.PathLike) -> list[dict]:
 
 
 def plot_metrics(out: str | os.PathLike):
-    """The bound per step (and the test bound) from ``metrics.jsonl``; saved as ``metrics.png``."""
+    """The training curve from ``metrics.jsonl``, saved as ``metrics.png``: the bound per step (and
+    the test bound); for the sharpener, each player's loss and D's accuracy on real and fake."""
     from matplotlib.figure import Figure   # not pyplot: no backend switch, safe inside notebooks
     rows = read_metrics(out)
-    steps = [r["step"] for r in rows if "bound" in r]
-    fig = Figure(figsize=(6, 3.5), layout="constrained")
-    ax = fig.subplots()
-    ax.plot(steps, [r["bound"] for r in rows if "bound" in r], alpha=0.4, label="training batch")
+    gan = any("d_loss" in r for r in rows)
+    fig = Figure(figsize=(10 if gan else 6, 3.5), layout="constrained")
+    axes = fig.subplots(1, 2 if gan else 1, squeeze=False)[0]
+    ax = axes[0]
+    for name, label in ((("d_loss", "L_D"), ("g_loss", "L_G")) if gan else (("bound", "training batch"),)):
+        ax.plot([r["step"] for r in rows if name in r], [r[name] for r in rows if name in r], alpha=0.5, label=label)
     tests = [r for r in rows if "test_bound" in r]
     if tests:
         ax.errorbar([r["step"] for r in tests], [r["test_bound"] for r in tests],
                     [r["test_se"] for r in tests], marker="o", label="test")
-    ax.set_xlabel("step"), ax.set_ylabel("−L (nats per image)"), ax.legend()
+    ax.set_xlabel("step"), ax.set_ylabel("loss (nats per image)" if gan else "−L (nats per image)"), ax.legend()
+    if gan:
+        for name, label in (("d_acc_real", "D right on real"), ("d_acc_fake", "D right on sharpened")):
+            axes[1].plot([r["step"] for r in rows if name in r], [r[name] for r in rows if name in r], alpha=0.5,
+                         label=label)
+        axes[1].axhline(0.5, color="grey", lw=0.8, ls="--")
+        axes[1].set_xlabel("step"), axes[1].set_ylabel("accuracy"), axes[1].legend()
     fig.savefig(Path(out) / "metrics.png", dpi=100)
     return fig
 
@@ -335,7 +350,7 @@ def run(cfg: TrainConfig, out: Optional[str | os.PathLike] = None, progress: boo
     device = pick_device(local_rank=local)
     model_cfg = preset(cfg.preset, **cfg.model)
     train_src, test_src, source, vocab = data_for(cfg, model_cfg)
-    captioned = isinstance(model_cfg, (CaptionDrawConfig, BaselineConfig))
+    captioned = select._captioned(model_cfg)
     if captioned and vocab is not None and model_cfg.vocab_size != len(vocab):
         model_cfg.vocab_size = len(vocab)    # e.g. COCO: the prepared vocabulary decides
     with seeded(cfg.seed):                 # the initial weights: a function of the seed
@@ -383,6 +398,8 @@ def run(cfg: TrainConfig, out: Optional[str | os.PathLike] = None, progress: boo
     test = fixed_batches(test_src, cfg.eval_examples, device=device) if rank == 0 else None
     extra = {"data": source, **({"vocab": vocab.to_dict()} if vocab is not None else {})}
     evaluation = fidelity_evaluation(cfg, test_src) if cfg.eval_fidelity > 0 and rank == 0 else None
+    if not getattr(model, "has_bound", True):   # the sharpener: D's and G's losses on test images, no bound
+        test, evaluation = None, ((lambda m, batches=test: m.test_metrics(batches)) if rank == 0 else None)
     log = fit(net, batches, cfg, progress, out=out, test=test, opt=opt, start_step=start, extra=extra, rank=rank,
               evaluation=evaluation)
     if out and rank == 0:

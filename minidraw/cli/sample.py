@@ -62,6 +62,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="sample.png", metavar="PNG",
                    help="write the grid of images here (a .png; default: sample.png)")
     p.add_argument("--animation", metavar="GIF", help="also write a GIF of the first image being drawn here")
+    p.add_argument("--sharpen", metavar="CKPT", help="sharpen the drawings with this sharpener checkpoint "
+                                                     "(`minidraw train --preset sharpen_*`)")
+    p.add_argument("--keep-blurry", action="store_true", help="with --sharpen, also write the unsharpened grid "
+                                                             "beside --out (NAME_blurry.png)")
     p.add_argument("--device", default="cpu",
                    help="cpu, cuda, cuda:1, mps or auto (CUDA, then MPS, then the CPU); default: cpu, where a "
                         "seed draws the same images on every machine")
@@ -105,23 +109,44 @@ def run(args: argparse.Namespace) -> int:
 
     from ..checkpoint import load
     from ..runtime import device
-    from ..sample import (check_request, encode_captions, max_words_for, sample, save_animation, save_grid,
-                          vocabulary_for)
+    from ..sample import (check_request, check_sharpener_fits, encode_captions, max_words_for, sample,
+                          save_animation, save_grid, sharpen, vocabulary_for)
+    from ..text import Vocabulary
 
     _check_outputs(args.out, args.animation)
+    if args.keep_blurry and not args.sharpen:
+        raise UserError("--keep-blurry goes with --sharpen CKPT")
     dev = device(getattr(args, "device", "cpu"))
-    model, ckpt = load(_checkpoint_path(args))      # its errors name the file and what to do
+    path = _checkpoint_path(args)
+    model, ckpt = load(path)                        # its errors name the file and what to do
+    if ckpt["kind"] == "sharpener":
+        raise UserError(f"{path} is a sharpener, not a drawing model: draw with --checkpoint/--model and give the "
+                        f"sharpener as --sharpen {path}")
     model.to(dev)
+    sharpener = None
+    if args.sharpen:
+        sharpener, sharp_ckpt = load(args.sharpen)
+        sharpener.to(dev)
     try:
         vocab = vocabulary_for(model, ckpt)
+        if sharpener is not None:
+            words = sharp_ckpt.get("vocab")
+            check_sharpener_fits(sharpener, Vocabulary.from_dict(words) if words else None, model, vocab)
         check_request(model, args.caption)
         if args.caption is not None:
             encode_captions(vocab, [args.caption], max_words_for(vocab))  # UnknownWordError, EmptyCaptionError, ...
         gen = sample(model, vocab, args.caption, args.n, args.seed, args.temperature)
     except ImportError as e:                                           # skipthought without its encoder
         raise UserError(str(e)) from None
+    images = gen.images
+    if sharpener is not None:
+        images = sharpen(sharpener, vocab, gen.images, args.caption, args.seed)
     try:
-        print(f"{args.n} image(s): {save_grid(gen.images, args.out, args.caption)}")
+        if sharpener is not None and args.keep_blurry:
+            blurry = Path(args.out).with_name(Path(args.out).stem + "_blurry" + Path(args.out).suffix)
+            print(f"unsharpened: {save_grid(gen.images, blurry, args.caption)}")
+        print(f"{args.n} {'sharpened ' if sharpener is not None else ''}image(s): "
+              f"{save_grid(images, args.out, args.caption)}")
         if args.animation and gen.write is None:
             print("no animation: this model draws in one step, without attention windows")
         elif args.animation:

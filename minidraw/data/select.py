@@ -27,9 +27,11 @@ def mnist_binarized(root=None) -> tuple[torch.Tensor, torch.Tensor, str]:
 
 
 def _captioned(model_cfg) -> bool:
+    """Does the model read captions (alignDRAW and its variants, the baselines, the sharpener)?"""
     from ..baselines import BaselineConfig
     from ..draw import CaptionDrawConfig
-    return isinstance(model_cfg, (CaptionDrawConfig, BaselineConfig))
+    from ..sharpen import SharpenConfig
+    return isinstance(model_cfg, (CaptionDrawConfig, BaselineConfig, SharpenConfig))
 
 
 def data_for(preset: str, model_cfg, seed: int = 0, root: Optional[str | os.PathLike] = None):

@@ -1,0 +1,242 @@
+"""Adversarial sharpening: a caption-conditioned LAPGAN step that adds back the edges.
+
+alignDRAW's pictures are blurry by construction: the final canvas is a Bernoulli *mean*,
+and a mean over many plausible digits is soft. The paper sharpens its samples with
+one level of a Laplacian-pyramid GAN (Denton et al., 2015). One pyramid level splits an
+image ``x`` into a low-pass part and the detail it lacks::
+
+    l = u(d(x))          d: 2×2 average pooling, u: bilinear upsampling back to B×A
+    h = x − l            the residual ("high-pass"), so that  x = l + h  exactly
+
+A generator G learns to produce a plausible residual for a blurry image, given the
+caption and noise; a discriminator D learns to tell real pairs ``(l + h, l)`` from
+generated ones ``(l + G(l, y, n), l)``. No reconstruction cost ties G's residual to
+any one true image — that is why the edges come out sharp rather than averaged.
+
+**Networks** (sizes default to the released generator's: 3 convolutions, kernels
+7, 7, 5 and 128, 128, C filters, ReLU between)::
+
+    G([n ; P s(y) ; l]) → ĥ       n: a noise channel, s(y): the caption's sentence vector
+                                   (its own BiLSTM), P: a linear map to one B×A channel
+    D([x ; l ; P' s'(y)]) → logit  strided convolutions, then a linear layer
+
+**Objective**: the non-saturating GAN loss (Goodfellow et al., 2014), the one LAPGAN
+and most later work use because G's gradient does not vanish when D wins early::
+
+    L_D = −log σ(D(x, l, y)) − log(1 − σ(D(x̃, l, y)))      x̃ = clip(l + ĥ, 0, 1)
+    L_G = −log σ(D(x̃, l, y))
+
+**One optimiser step for both players.** The trainer takes one loss and one step for
+every model. :class:`Sharpener` returns ``L_D + L_G`` per example, arranged so that
+L_D's gradient reaches only D (x̃ is detached) and L_G's reaches only G (D's weights
+enter L_G detached, through :func:`torch.func.functional_call`): one backward pass
+then gives each player the gradient of its own loss, and the optimiser updates both
+at once — simultaneous gradient descent, a standard way to train GANs.
+
+Shapes: M images, C channels, B rows (height) and A columns (width), as everywhere.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from .outputs import ConfigDict
+from .text import LanguageModel, sentence_vector
+
+
+# ---- one level of a Laplacian pyramid ----------------------------------------------------------
+def downsample(x: Tensor) -> Tensor:
+    """d(x): 2×2 average pooling, ``(M, C, B, A)`` -> ``(M, C, ⌈B/2⌉, ⌈A/2⌉)`` (odd sizes pad by
+    replicating the last row / column)."""
+    B, A = x.shape[-2:]
+    if B % 2 or A % 2:
+        x = F.pad(x, (0, A % 2, 0, B % 2), mode="replicate")
+    return F.avg_pool2d(x, 2)
+
+
+def upsample(x: Tensor, size: tuple[int, int]) -> Tensor:
+    """u(x): bilinear upsampling to ``size = (B, A)``."""
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
+
+def low_pass(x: Tensor) -> Tensor:
+    """l = u(d(x)): the blurry image a pyramid level keeps, ``(M, C, B, A)``."""
+    return upsample(downsample(x), tuple(x.shape[-2:]))
+
+
+def pyramid(x: Tensor, levels: int) -> list[Tensor]:
+    """The Laplacian pyramid of ``x``: ``levels`` residuals h_k = x_k − u(x_{k+1}), finest first,
+    then the coarsest image x_levels (each level half the size of the one before)."""
+    out = []
+    for _ in range(levels):
+        small = downsample(x)
+        out.append(x - upsample(small, tuple(x.shape[-2:])))             # h_k  (M, C, B_k, A_k)
+        x = small
+    return out + [x]
+
+
+def reconstruct(levels: list[Tensor]) -> Tensor:
+    """Invert :func:`pyramid`: x_k = u(x_{k+1}) + h_k from the coarsest level up."""
+    x = levels[-1]
+    for h in reversed(levels[:-1]):
+        x = upsample(x, tuple(h.shape[-2:])) + h
+    return x
+
+
+# ---- configuration and networks -----------------------------------------------------------------
+@dataclass(repr=False)
+class SharpenConfig(ConfigDict):
+    """A caption-conditioned one-level LAPGAN. The defaults are the released generator's sizes."""
+
+    A: int = 32             # width
+    B: int = 32             # height
+    C: int = 3              # channels
+    vocab_size: int = 0     # word ids, <pad> included (0: set by the data, e.g. COCO's vocabulary)
+    embed_size: int = 32
+    lang_size: int = 64     # m per direction: the sentence vector has 2m numbers
+    g_hidden: int = 128     # filters of G's two hidden convolutions
+    g_kernel: int = 7       # their kernel size
+    g_last_kernel: int = 5  # the kernel of G's output convolution (C filters)
+    d_hidden: int = 64      # filters of D's first convolution (its second has twice as many)
+
+    def __post_init__(self) -> None:
+        self._require(1, "A", "B", "C", "embed_size", "lang_size", "g_hidden", "g_kernel", "g_last_kernel",
+                      "d_hidden")
+        self._require(0, "vocab_size")
+        for name in ("g_kernel", "g_last_kernel"):
+            if getattr(self, name) % 2 == 0:
+                raise ValueError(f"{name} must be odd (a 'same' convolution), got {getattr(self, name)}")
+
+    def __repr__(self) -> str:
+        return f"SharpenConfig({', '.join(f'{k}={v!r}' for k, v in self.to_dict().items())})"
+
+
+class CaptionMap(nn.Module):
+    """The caption as one image-sized channel: ``P s(y)``, reshaped to ``(M, 1, B, A)``."""
+
+    def __init__(self, cfg: SharpenConfig) -> None:
+        super().__init__()
+        self.B, self.A = cfg.B, cfg.A
+        self.language = LanguageModel(cfg.vocab_size, cfg.embed_size, cfg.lang_size)
+        self.project = nn.Linear(2 * cfg.lang_size, cfg.B * cfg.A)
+
+    def forward(self, captions: Tensor, lengths: Tensor) -> Tensor:
+        s = sentence_vector(*self.language(captions, lengths))            # (M, 2m)  s(y)
+        return self.project(s).view(-1, 1, self.B, self.A)                 # (M, 1, B, A)  P s(y)
+
+
+class Generator(nn.Module):
+    """G([n ; P s(y) ; l]) -> the residual ĥ ``(M, C, B, A)``: three 'same' convolutions."""
+
+    def __init__(self, cfg: SharpenConfig) -> None:
+        super().__init__()
+        k, k3, h = cfg.g_kernel, cfg.g_last_kernel, cfg.g_hidden
+        self.caption = CaptionMap(cfg)
+        self.net = nn.Sequential(
+            nn.Conv2d(cfg.C + 2, h, k, padding=k // 2), nn.ReLU(),
+            nn.Conv2d(h, h, k, padding=k // 2), nn.ReLU(),
+            nn.Conv2d(h, cfg.C, k3, padding=k3 // 2))
+
+    def forward(self, blurry: Tensor, captions: Tensor, lengths: Tensor, noise: Tensor) -> Tensor:
+        inputs = torch.cat([noise, self.caption(captions, lengths), blurry], 1)  # (M, C+2, B, A)
+        return self.net(inputs)                                                   # (M, C, B, A)  ĥ
+
+
+class Discriminator(nn.Module):
+    """D([x ; l ; P' s'(y)]) -> one logit per example ``(M,)``: is x the real image behind l?"""
+
+    def __init__(self, cfg: SharpenConfig) -> None:
+        super().__init__()
+        d = cfg.d_hidden
+        self.caption = CaptionMap(cfg)
+        self.net = nn.Sequential(
+            nn.Conv2d(2 * cfg.C + 1, d, 5, stride=2, padding=2), nn.LeakyReLU(0.2),
+            nn.Conv2d(d, 2 * d, 5, stride=2, padding=2), nn.LeakyReLU(0.2),
+            nn.Flatten())
+        side = lambda n: (((n + 1) // 2) + 1) // 2                         # noqa: E731 - two stride-2 convs
+        self.out = nn.Linear(2 * d * side(cfg.B) * side(cfg.A), 1)
+
+    def forward(self, image: Tensor, blurry: Tensor, captions: Tensor, lengths: Tensor) -> Tensor:
+        inputs = torch.cat([image, blurry, self.caption(captions, lengths)], 1)  # (M, 2C+1, B, A)
+        return self.out(self.net(inputs)).squeeze(-1)                            # (M,)  logit
+
+
+@dataclass
+class SharpenOutput:
+    """One training step's losses per example ``(M,)``; ``loss = d_loss + g_loss`` is what the
+    trainer minimises (each player's gradient reaches only that player)."""
+
+    loss: Tensor         # (M,)  L_D + L_G
+    d_loss: Tensor       # (M,)  L_D
+    g_loss: Tensor       # (M,)  L_G
+    d_real: Tensor       # (M,)  D's logit on the real image
+    d_fake: Tensor       # (M,)  D's logit on the sharpened one
+
+    def metrics(self) -> dict[str, float]:
+        """Batch means for the training log: the two losses and D's accuracy on real and fake."""
+        return {"d_loss": self.d_loss.mean().item(), "g_loss": self.g_loss.mean().item(),
+                "d_acc_real": (self.d_real > 0).float().mean().item(),
+                "d_acc_fake": (self.d_fake < 0).float().mean().item()}
+
+
+class Sharpener(nn.Module):
+    """The caption-conditioned sharpener: :meth:`forward` is one GAN training step's losses on real
+    images; :meth:`sharpen` adds a generated residual to blurry images (e.g. alignDRAW's samples)."""
+
+    has_bound = False   # the trainer reports GAN losses and D's accuracy, not a bound
+
+    def __init__(self, cfg: SharpenConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.G = Generator(cfg)
+        self.D = Discriminator(cfg)
+
+    def noise(self, like: Tensor) -> Tensor:
+        """n: one channel of uniform noise in [−1, 1], ``(M, 1, B, A)``."""
+        return torch.rand(like.shape[0], 1, *like.shape[-2:], device=like.device, dtype=like.dtype) * 2 - 1
+
+    def _check(self, images: Tensor) -> None:
+        want = (self.cfg.C, self.cfg.B, self.cfg.A)
+        if images.dim() != 4 or tuple(images.shape[1:]) != want:
+            raise ValueError(f"images must have shape (M, C, B, A) = (M, {want[0]}, {want[1]}, {want[2]}) for this "
+                             f"sharpener, got {tuple(images.shape)}")
+
+    def forward(self, images: Tensor, captions: Tensor, lengths: Tensor) -> SharpenOutput:
+        """The losses of one step on real ``images (M, C, B, A)`` in [0, 1] and their captions."""
+        self._check(images)
+        blurry = low_pass(images)                                          # (M, C, B, A)  l = u(d(x))
+        fake = (blurry + self.G(blurry, captions, lengths, self.noise(images))).clamp(0, 1)  # x̃ = clip(l + ĥ)
+        d_real = self.D(images, blurry, captions, lengths)                 # (M,)  x = l + h
+        d_fake = self.D(fake.detach(), blurry, captions, lengths)          # (M,)  for L_D: no gradient to G
+        frozen = {k: v.detach() for k, v in self.D.named_parameters()}
+        d_fake_g = functional_call(self.D, frozen, (fake, blurry, captions, lengths))  # for L_G: none to D
+        d_loss = F.softplus(-d_real) + F.softplus(d_fake)                  # −log σ(D(x)) − log(1 − σ(D(x̃)))
+        g_loss = F.softplus(-d_fake_g)                                    # −log σ(D(x̃))
+        return SharpenOutput(d_loss + g_loss, d_loss, g_loss, d_real.detach(), d_fake.detach())
+
+    @torch.no_grad()
+    def test_metrics(self, batches) -> dict[str, float]:
+        """The training log's numbers on held-back ``batches`` of ``(images, captions, lengths)``, in eval
+        mode with fixed noise: ``test_d_loss``, ``test_g_loss``, ``test_d_acc_real``, ``test_d_acc_fake``."""
+        from .runtime import evaluating
+        with evaluating(self, 0) as dev:
+            outs = [self(*(a.to(dev) for a in b)) for b in batches]
+        cat = lambda name: torch.cat([getattr(o, name) for o in outs]).float()  # noqa: E731
+        return {"test_d_loss": cat("d_loss").mean().item(), "test_g_loss": cat("g_loss").mean().item(),
+                "test_d_acc_real": (cat("d_real") > 0).float().mean().item(),
+                "test_d_acc_fake": (cat("d_fake") < 0).float().mean().item()}
+
+    @torch.no_grad()
+    def sharpen(self, images: Tensor, captions: Tensor, lengths: Tensor, noise: Optional[Tensor] = None) -> Tensor:
+        """Sharpened ``images (M, C, B, A)`` in [0, 1]: ``clip(l + G(l, y, n), 0, 1)`` with the blurry
+        images themselves as l — as LAPGAN applies a level to the upsampled coarser image, we apply it
+        to alignDRAW's sample. A G that outputs zero leaves the images as they are."""
+        self._check(images)
+        blurry = images.float()
+        noise = self.noise(blurry) if noise is None else noise
+        return (blurry + self.G(blurry, captions, lengths, noise)).clamp(0, 1)
