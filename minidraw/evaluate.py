@@ -28,6 +28,7 @@ at its named place; reported for seen and held-out compositions.
 """
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from dataclasses import dataclass
@@ -200,18 +201,55 @@ def iwae(model, data, n: int = 200, K: int = 50, seed: int = 0, images_per_pass:
     return Estimate.of(values)
 
 
+SHARP_LOGIT = 10.0  # sharpened pixels are clipped to [σ(−10), σ(10)] before their log-likelihood
+
+
+@torch.no_grad()
+def sharpened_bound_values(model, sharpener, batches: Iterable[tuple], seed: int = 0) -> torch.Tensor:
+    """The paper's "after sharpening" bound of every image, ``(n,)`` nats: the KL terms as they are,
+    the reconstruction term recomputed with the sharpened final canvas as the pixels' means::
+
+        −L_sharp = −log p(x | x̃) + Σ_t KL_t,     x̃ = sharpen(σ(c_T), y)
+
+    (x̃ clipped to [σ(−10), σ(10)], so a confident wrong pixel costs at most 10 nats). It is not a
+    bound on −log p(x) — the sharpener is not part of the model — but it says whether the edges
+    the sharpener adds are where the images' edges are."""
+    from .bound import bernoulli_nll
+    out = []
+    was = sharpener.training
+    sharpener.eval()
+    try:
+        with evaluating(model, seed) as dev:
+            for images, captions, lengths in batches:
+                images, captions, lengths = images.to(dev), captions.to(dev), lengths.to(dev)
+                o = model(images, captions, lengths)
+                sharp = sharpener.sharpen(torch.sigmoid(o.canvas.float()), captions, lengths)      # x̃
+                logits = torch.logit(sharp).clamp(-SHARP_LOGIT, SHARP_LOGIT)
+                out.append((bernoulli_nll(logits, images.float()) + o.kl.float().sum(1)).cpu())
+    finally:
+        sharpener.train(was)
+    return torch.cat(out)
+
+
 # ---- generation, SSI, fidelity -----------------------------------------------------------------
 @torch.no_grad()
-def generate(model, dataset, n: int = 500, seed: int = 0, batch_size: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
+def generate(model, dataset, n: int = 500, seed: int = 0, batch_size: int = 500,
+             sharpener=None) -> tuple[torch.Tensor, torch.Tensor]:
     """One image generated from each of the first ``n`` captions, and the captions' true images.
 
     Returns ``(generated, truth)``, both ``(n, C, B, A)`` in [0, 1]; the generated image is the
-    mean σ(c_T) of the Bernoulli pixels, as the paper shows them.
+    mean σ(c_T) of the Bernoulli pixels, as the paper shows them — sharpened by ``sharpener``
+    (a :class:`~minidraw.sharpen.Sharpener`, given each image's caption) when one is given.
     """
     out, truth = [], []
     with evaluating(model, seed) as dev:
         for images, captions, lengths in _batches(dataset, n, batch_size):
-            out.append(model.generate(captions.to(dev), lengths.to(dev)).images.float().cpu())
+            captions, lengths = captions.to(dev), lengths.to(dev)
+            drawn = model.generate(captions, lengths).images.float()
+            if sharpener is not None:
+                sharpener.eval()
+                drawn = sharpener.sharpen(drawn, captions, lengths)
+            out.append(drawn.cpu())
             truth.append(images)
     return torch.cat(out), torch.cat(truth)
 
@@ -258,7 +296,7 @@ def splits_for(train: dict, model_cfg, data: Optional[str] = None) -> dict:
 
 
 def evaluate(model, splits: dict, metrics: Iterable[str] = METRICS, sizes: Sizes = Sizes(), seed: int = 0,
-             progress: bool = False, classifiers=None) -> dict:
+             progress: bool = False, classifiers=None, sharpener=None) -> dict:
     """One row of the evaluation table, as a flat dict of numbers.
 
     ``splits``: ``{"train": ..., "test": ..., "heldout": ...}`` (see :func:`splits_for`); measures
@@ -266,7 +304,9 @@ def evaluate(model, splits: dict, metrics: Iterable[str] = METRICS, sizes: Sizes
     ``test_bound`` (and ``_se``), ``test_iwae`` (over the first ``sizes.iwae`` test images) and
     ``iwae_tightening`` (−L − (−L_K) on those same images), ``R@1`` … ``R@50``, ``med_r``, ``ssi``,
     ``fidelity_seen``, ``fidelity_heldout`` (percent; ``classifiers``: where the fidelity
-    classifiers are cached), and ``seconds``.
+    classifiers are cached), and ``seconds``. With a ``sharpener`` (:mod:`minidraw.sharpen`) the
+    same measures are taken after sharpening too: ``test_bound_sharp`` (the paper's column,
+    :func:`sharpened_bound_values`), ``ssi_sharp``, ``fidelity_seen_sharp``, ``fidelity_heldout_sharp``.
     """
     metrics = list(metrics)
     unknown = sorted(set(metrics) - set(METRICS))
@@ -281,6 +321,10 @@ def evaluate(model, splits: dict, metrics: Iterable[str] = METRICS, sizes: Sizes
             e = bound(model, splits[name], sizes.bound, seed=seed)
             row[f"{name}_bound"], row[f"{name}_bound_se"] = e.mean, e.se
             say(f"{name} −L = {e} nats ({e.n} images)")
+        if sharpener is not None:
+            e = Estimate.of(sharpened_bound_values(model, sharpener, _batches(splits["test"], sizes.bound, 500), seed))
+            row["test_bound_sharp"], row["test_bound_sharp_se"] = e.mean, e.se
+            say(f"test −L after sharpening = {e} nats")
     if "iwae" in metrics:
         e = iwae(model, splits["test"], sizes.iwae, sizes.K, seed=seed)
         same = bound(model, splits["test"], sizes.iwae, seed=seed)                # −L on the same images
@@ -292,29 +336,36 @@ def evaluate(model, splits: dict, metrics: Iterable[str] = METRICS, sizes: Sizes
                                                seed=seed))
         row.update({f"R@{k}": v for k, v in r.recall.items()}, med_r=r.median_rank)
         say(f"retrieval over {sizes.queries} captions: {r.row()}")
+    sharpeners = {"": None} if sharpener is None else {"": None, "_sharp": sharpener}
     if captioned and "ssi" in metrics:
-        generated, truth = generate(model, splits["test"], sizes.ssi, seed=seed)
-        row["ssi"] = ssi(generated, truth)
-        say(f"SSI over {len(truth)} captions: {row['ssi']:.3f}")
+        for suffix, sh in sharpeners.items():
+            generated, truth = generate(model, splits["test"], sizes.ssi, seed=seed, sharpener=sh)
+            row["ssi" + suffix] = ssi(generated, truth)
+            say(f"SSI{' after sharpening' if sh is not None else ''} over {len(truth)} captions: "
+                f"{row['ssi' + suffix]:.3f}")
     if captioned and "fidelity" in metrics:
-        for name, key in (("test", "fidelity_seen"), ("heldout", "fidelity_heldout")):
+        for (name, key), (suffix, sh) in itertools.product((("test", "fidelity_seen"), ("heldout", "fidelity_heldout")),
+                                                           sharpeners.items()):
             if name not in splits:
                 continue
             data = splits[name]
-            generated, _ = generate(model, data, sizes.fidelity, seed=seed)
+            generated, _ = generate(model, data, sizes.fidelity, seed=seed, sharpener=sh)
             result = caption_fidelity(generated, data.texts(np.arange(len(generated))), data, classifiers)
-            row[key] = result.rate                                             # percent
-            row[f"{key}_by_template"] = result.by_template()
-            say(f"fidelity, {name} captions: {row[key]:.1f} %")
+            row[key + suffix] = result.rate                                    # percent
+            row[f"{key}{suffix}_by_template"] = result.by_template()
+            say(f"fidelity, {name} captions{' after sharpening' if sh is not None else ''}: {row[key + suffix]:.1f} %")
     row["seconds"] = round(time.perf_counter() - start, 1)
     return row
 
 
 COLUMNS = (("train_bound", "train −L", "{:.1f}"), ("test_bound", "test −L", "{:.1f}"),
+           ("test_bound_sharp", "test −L after sharpening", "{:.1f}"),
            ("test_iwae", "test −L_K", "{:.1f}"), ("iwae_tightening", "−L − (−L_K)", "{:.1f}"), ("R@1", "R@1", "{:.1f}"), ("R@5", "R@5", "{:.1f}"),
            ("R@10", "R@10", "{:.1f}"), ("R@50", "R@50", "{:.1f}"), ("med_r", "med r", "{:g}"),
-           ("ssi", "SSI", "{:.3f}"), ("fidelity_seen", "fidelity seen %", "{:.1f}"),
-           ("fidelity_heldout", "fidelity held-out %", "{:.1f}"))
+           ("ssi", "SSI", "{:.3f}"), ("ssi_sharp", "SSI sharpened", "{:.3f}"),
+           ("fidelity_seen", "fidelity seen %", "{:.1f}"), ("fidelity_heldout", "fidelity held-out %", "{:.1f}"),
+           ("fidelity_seen_sharp", "fidelity seen, sharpened %", "{:.1f}"),
+           ("fidelity_heldout_sharp", "fidelity held-out, sharpened %", "{:.1f}"))
 
 
 def markdown_table(rows: dict[str, dict], columns=COLUMNS) -> str:

@@ -190,3 +190,23 @@ def test_the_python_api_sharpens_with_one_caption_or_one_per_image(checkpoints):
     assert one.shape == images.shape and torch.equal(one, sharpen(sharpener, SHAPES_VOCAB, images, [CAPTION] * 3, seed=1))
     with pytest.raises(ValueError, match="3 images but 2 captions"):
         sharpen(sharpener, SHAPES_VOCAB, images, [CAPTION] * 2)
+
+
+# ---- the bound, SSI and fidelity after sharpening ---------------------------------------------------
+def test_after_sharpening_with_a_zero_generator_the_bound_is_the_bound(checkpoints):
+    """x̃ = σ(c_T) when G outputs 0: the "after sharpening" column must then equal −L (canvas logits
+    within ±10); a real generator changes it."""
+    from minidraw.evaluate import Sizes, bound_values, evaluate, sharpened_bound_values
+    model, _ = train.load(checkpoints["draw"])
+    sharpener = tiny(3, 32, 32)
+    torch.nn.init.zeros_(sharpener.G.net[-1].weight), torch.nn.init.zeros_(sharpener.G.net[-1].bias)
+    data = ShapesCaptions("test")
+    b = data.batch(np.arange(6))
+    batches = [(b.images, b.captions, b.lengths)]
+    plain = bound_values(model, batches, seed=3)
+    assert model(*batches[0]).canvas.abs().max() < 10
+    torch.testing.assert_close(sharpened_bound_values(model, sharpener, batches, seed=3), plain, rtol=1e-4, atol=1e-3)
+    moved = tiny(3, 32, 32, seed=1)
+    assert not torch.allclose(sharpened_bound_values(model, moved, batches, seed=3), plain, atol=1.0)
+    row = evaluate(model, {"train": data, "test": data}, ["bound", "ssi"], Sizes(bound=6, ssi=4), sharpener=sharpener)
+    assert abs(row["test_bound_sharp"] - row["test_bound"]) < 1e-2 and abs(row["ssi_sharp"] - row["ssi"]) < 1e-6

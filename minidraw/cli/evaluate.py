@@ -30,6 +30,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         p.add_argument(f"--{f.lower()}", type=int, default=getattr(Sizes, f), help=f"{help_} (default %(default)s)")
     p.add_argument("--classifiers", default=None,
                    help="folder of cached fidelity classifiers (default ~/.cache/minidraw/classifiers)")
+    p.add_argument("--sharpen", metavar="CKPT", default=None,
+                   help="a sharpener checkpoint: also measure the bound, SSI and fidelity after sharpening")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: CUDA, then MPS, then the CPU)")
 
@@ -48,10 +50,19 @@ def run(args: argparse.Namespace) -> int:
     if "train" not in ckpt:
         raise UserError(f"{args.checkpoint} has no training settings, so its data is unknown; evaluate a checkpoint "
                         "written by `minidraw train`")
+    sharpener = None
+    if args.sharpen:
+        from ..sample import check_sharpener_fits, vocabulary_for
+        from ..text import Vocabulary
+        sharpener, sharp_ckpt = load(args.sharpen, map_location=dev)
+        words = sharp_ckpt.get("vocab")
+        check_sharpener_fits(sharpener, Vocabulary.from_dict(words) if words else None, model,
+                             vocabulary_for(model, ckpt))
     splits = splits_for(ckpt["train"], model.cfg, args.data)
     sizes = Sizes(bound=args.bound, iwae=args.iwae, K=args.k, queries=args.queries, ssi=args.ssi,
                   fidelity=args.fidelity)
-    row = evaluate(model, splits, metrics, sizes, seed=args.seed, progress=True, classifiers=args.classifiers)
+    row = evaluate(model, splits, metrics, sizes, seed=args.seed, progress=True, classifiers=args.classifiers,
+                   sharpener=sharpener)
     row = {"checkpoint": str(args.checkpoint), "step": ckpt.get("step"), "data": ckpt.get("data"), **row}
     path = Path(args.checkpoint)
     print(markdown_table({(path.parent.name if path.stem == "checkpoint" else path.stem) or "model": row}))
