@@ -44,6 +44,10 @@ MODELS: dict[str, dict[str, Optional[str]]] = {
                          "description": "alignDRAW on captioned shapes (32×32 colour)"},
     "draw-mnist": {"file": "draw-mnist.pt", "data": "mnist", "variant": None,
                    "description": "unconditional DRAW on 28×28 binarised MNIST"},
+    "sharpen-mnist": {"file": "sharpen-mnist.pt", "data": "mnist_captions", "variant": "sharpener",
+                      "description": "the sharpener (one caption-conditioned LAPGAN level) for MNIST with captions"},
+    "sharpen-shapes": {"file": "sharpen-shapes.pt", "data": "shapes", "variant": "sharpener",
+                       "description": "the sharpener (one caption-conditioned LAPGAN level) for captioned shapes"},
 }
 
 
@@ -154,8 +158,10 @@ def load(name: str, device: str | torch.device = "cpu", weights_dir: str | os.Pa
 def _check_fits(name: str, model: nn.Module, vocab: Optional[Vocabulary]) -> None:
     """``ValueError`` unless the checkpoint is the kind of model ``name`` promises."""
     from .sample import takes_caption
+    from .sharpen import Sharpener
     expected, data = MODELS[name]["variant"], MODELS[name]["data"]
-    variant = getattr(model.cfg, "variant", type(model).__name__) if takes_caption(model) else None
+    variant = ("sharpener" if isinstance(model, Sharpener) else
+               getattr(model.cfg, "variant", type(model).__name__) if takes_caption(model) else None)
     if variant != expected:
         raise ValueError(f"{name} is {MODELS[name]['description']}, but the checkpoint holds "
                          + ("an unconditional model" if variant is None else f"the {variant} variant"))

@@ -31,9 +31,11 @@ GENEROUS_MAX_WORDS = 64  # longest caption for a vocabulary with no known captio
 
 # ---- the caption's words ---------------------------------------------------------------
 def takes_caption(model: nn.Module) -> bool:
-    """Whether ``model`` draws from a caption (every CaptionDraw variant but ``draw``; the baselines)."""
+    """Whether ``model`` reads captions (every CaptionDraw variant but ``draw``; the baselines; the sharpener)."""
     from .baselines import ConditionalVAE
-    return isinstance(model, ConditionalVAE) or (isinstance(model, CaptionDraw) and model.cfg.variant != "draw")
+    from .sharpen import Sharpener
+    return (isinstance(model, (ConditionalVAE, Sharpener))
+            or (isinstance(model, CaptionDraw) and model.cfg.variant != "draw"))
 
 
 def _known_vocabularies() -> dict[str, Vocabulary]:
