@@ -30,15 +30,31 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 CURVES = ROOT / "minidraw" / "recipes" / "curves"
-SIZES = dict(bound=1000, fidelity=1000)
+SIZES = dict(bound=1000, fidelity=1000, ssi=500, sharp_fidelity=500)
+
+
+# the drawing model each shipped sharpener is measured on: its samples before and after sharpening
+SHARPENS = {"mnist": "aligndraw-mnist", "shapes": "aligndraw-shapes"}
 
 
 def evaluate_file(path: Path, classifiers: str | None = None) -> dict:
-    """Test bound and caption fidelity (seen, held out, per template) of a checkpoint file."""
+    """Test bound and caption fidelity (seen, held out, per template) of a checkpoint file; for a
+    sharpener, D's and G's test losses and the shipped alignDRAW's bound, SSI and fidelity before
+    and after sharpening."""
+    from minidraw.data.batches import fixed_batches
     from minidraw.evaluate import Sizes, evaluate, splits_for
     from minidraw.train import load
     model, ckpt = load(path)
     splits = splits_for(ckpt["train"], model.cfg)
+    if ckpt["kind"] == "sharpener":
+        from minidraw import pretrained
+        drawer_name = SHARPENS["shapes" if "shapes" in ckpt["train"]["preset"] else "mnist"]
+        drawer, _ = pretrained.load(drawer_name)
+        row = {"drawer": drawer_name, **model.test_metrics(fixed_batches(splits["test"], 500))}
+        row.update(evaluate(drawer, splits, ["bound", "ssi", "fidelity"], Sizes(bound=SIZES["bound"], ssi=SIZES["ssi"],
+                                                                                 fidelity=SIZES["sharp_fidelity"]),
+                            classifiers=classifiers, sharpener=model))
+        return {"step": ckpt.get("step"), "data": ckpt.get("data"), **row}
     captioned = not isinstance(splits["test"], torch.Tensor)
     metrics = ["bound", "fidelity"] if captioned else ["bound"]
     row = evaluate(model, splits, metrics, Sizes(**SIZES), classifiers=classifiers)
@@ -48,6 +64,9 @@ def evaluate_file(path: Path, classifiers: str | None = None) -> dict:
 def better(new: dict, old: dict | None) -> bool:
     if old is None:
         return True
+    if "fidelity_seen_sharp" in new:   # a sharpener: the drawings it sharpens must show their captions
+        score = lambda r: r["fidelity_seen_sharp"] + r.get("fidelity_heldout_sharp", 0)  # noqa: E731
+        return score(new) > score(old)
     if "fidelity_seen" in new:
         score = lambda r: r["fidelity_seen"] + r.get("fidelity_heldout", 0)  # noqa: E731
         return score(new) > score(old)
@@ -79,6 +98,10 @@ def curve_rows(run: Path) -> list[dict]:
     minutes = wall_minutes(rows)
     bounds = {r["step"]: r["test_bound"] for r in rows if "test_bound" in r}
     key = "fidelity_seen" if any("fidelity_seen" in r for r in rows) else "test_bound"   # DRAW: the bound only
+    if any("test_d_loss" in r for r in rows):                                            # a sharpener
+        names = ("test_d_loss", "test_g_loss", "test_d_acc_real", "test_d_acc_fake")
+        return [{"step": r["step"], "minutes": round(m, 2), **{k: round(r[k], 4) for k in names}}
+                for r, m in zip(rows, minutes) if "test_d_loss" in r]
     out = []
     for r, m in zip(rows, minutes):
         if key not in r:
@@ -132,8 +155,10 @@ def card(name: str, result: dict, minutes: float | None, where: str) -> str:
              f"| recipe | `minidraw train --config {name} --out RUN` (`minidraw/recipes/{name}.toml`) |"
              if name in recipes() else
              "| recipe | see the training settings below |",
-             "", "## Measured", "",
-             f"With `minidraw.evaluate.evaluate` on {SIZES['bound']:,} test images (bound)"
+             "", "## Measured", ""]
+    if "drawer" in result:
+        return "\n".join(lines + sharpener_card(result, ckpt, train))
+    lines += [f"With `minidraw.evaluate.evaluate` on {SIZES['bound']:,} test images (bound)"
              + (f" and {SIZES['fidelity']:,} captions per split (fidelity)" if "fidelity_seen" in result else "")
              + "; seed 0.", "",
              f"* test −L = {result['test_bound']:.2f} ± {result['test_bound_se']:.2f} nats per image; "
@@ -150,6 +175,26 @@ def card(name: str, result: dict, minutes: float | None, where: str) -> str:
     return "\n".join(lines)
 
 
+def sharpener_card(result: dict, ckpt: dict, train: dict) -> list[str]:
+    """The measured part of a sharpener's card: D and G on test images, and what it does to the
+    shipped alignDRAW's drawings (bound, SSI, fidelity before and after)."""
+    sharp = lambda k, f: f"{result[k]:{f}}" if k in result else "–"  # noqa: E731
+    lines = [f"On 500 test images: D's loss {result['test_d_loss']:.3f}, G's loss {result['test_g_loss']:.3f}; "
+             f"D right on {100 * result['test_d_acc_real']:.1f} % of real and {100 * result['test_d_acc_fake']:.1f} % "
+             "of sharpened images (50 %: it cannot tell them apart).", "",
+             f"Applied to the shipped `{result['drawer']}` (`minidraw.evaluate.evaluate(..., sharpener=...)`, "
+             f"bound on {SIZES['bound']:,} test images, SSI on {SIZES['ssi']:,} captions, fidelity on {SIZES['sharp_fidelity']:,} captions per split, seed 0):",
+             "", "| | before | after sharpening |", "|---|---:|---:|",
+             f"| test −L (nats; after: the paper's 'after sharpening' column) | {result['test_bound']:.2f} | "
+             f"{sharp('test_bound_sharp', '.2f')} |",
+             f"| SSI | {result['ssi']:.3f} | {sharp('ssi_sharp', '.3f')} |",
+             f"| fidelity, seen % | {result['fidelity_seen']:.1f} | {sharp('fidelity_seen_sharp', '.1f')} |",
+             f"| fidelity, held-out % | {result.get('fidelity_heldout', float('nan')):.1f} | "
+             f"{sharp('fidelity_heldout_sharp', '.1f')} |"]
+    return lines + ["", "## Configuration", "", "```json", json.dumps(ckpt["config"], indent=1), "```", "",
+                    "## Training settings", "", "```json", json.dumps(train, indent=1), "```", ""]
+
+
 def write_card(name: str, run: Path | None, classifiers: str | None) -> Path:
     from minidraw import pretrained
     result = evaluate_file(pretrained.path(name), classifiers)
@@ -160,7 +205,8 @@ def write_card(name: str, run: Path | None, classifiers: str | None) -> Path:
         minutes = wall_minutes(rows)[-1] if rows else None
     path = Path(pretrained.path(name)).with_suffix(".md")
     path.write_text(card(name, result, minutes, machine()))
-    print(f"{path}: test −L {result['test_bound']:.2f}" + (
+    print(f"{path}: " + (f"(the shipped {result['drawer']}) " if "drawer" in result else "")
+          + f"test −L {result['test_bound']:.2f}" + (
         f", fidelity {result['fidelity_seen']:.1f} % seen / {result.get('fidelity_heldout', 0):.1f} % held out"
         if "fidelity_seen" in result else ""))
     return path
@@ -172,7 +218,9 @@ def export(name: str, run: Path, force: bool, classifiers: str | None) -> None:
     new = evaluate_file(ckpt, classifiers)
     old = evaluate_file(pretrained.path(name), classifiers) if name in pretrained.list() else None
     summary = lambda r: (f"step {r['step']}: test −L {r['test_bound']:.2f}" + (  # noqa: E731
-        f", fidelity {r['fidelity_seen']:.1f} / {r.get('fidelity_heldout', 0):.1f} %" if "fidelity_seen" in r else ""))
+        f", fidelity {r['fidelity_seen']:.1f} / {r.get('fidelity_heldout', 0):.1f} %" if "fidelity_seen" in r else "")
+        + (f"; after sharpening: −L {r['test_bound_sharp']:.2f}, fidelity {r['fidelity_seen_sharp']:.1f} / "
+           f"{r.get('fidelity_heldout_sharp', 0):.1f} %" if "test_bound_sharp" in r else ""))
     print("run:    ", summary(new))
     print("shipped:", summary(old) if old else "none")
     if not (force or better(new, old)):
