@@ -20,9 +20,9 @@ TINY_SETS = [f"model.{k}={v}" for k, v in TINY.items() if k != "vocab_size"]
 RUN = ["batch_size=8", "eval_every=0", "eval_examples=16"]
 
 
-def tiny(C=3, B=10, A=12, seed=0) -> Sharpener:
+def tiny(C=3, B=10, A=12, seed=0, **kw) -> Sharpener:
     torch.manual_seed(seed)
-    return Sharpener(SharpenConfig(A=A, B=B, C=C, **TINY))
+    return Sharpener(SharpenConfig(A=A, B=B, C=C, **{**TINY, **kw}))
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +62,8 @@ def test_shapes_and_range(shapes_batch):
 def test_a_generator_that_outputs_zero_leaves_the_images_unchanged(shapes_batch):
     images, captions, lengths = shapes_batch
     m = tiny(3, 32, 32)
+    torch.nn.init.normal_(m.G.net[-1].weight)
+    assert not torch.equal(m.sharpen(low_pass(images), captions, lengths), low_pass(images).clamp(0, 1))
     last = m.G.net[-1]
     torch.nn.init.zeros_(last.weight), torch.nn.init.zeros_(last.bias)
     blurry = low_pass(images)
@@ -81,15 +83,16 @@ def test_each_players_loss_reaches_only_that_player(shapes_batch):
 
 
 def test_d_learns_to_tell_then_g_learns_to_fool(shapes_batch):
-    """A few steps on D alone move its accuracy well away from 50 %; then a few on G alone bring
-    G's loss (−log σ(D(x̃))) down: the two gradients do what the objective says."""
+    """Steps on D alone move its accuracy well away from 50 % (G starts at ĥ = 0, so D must tell
+    blurry from sharp); then steps on G alone bring G's loss (−log σ(D(x̃))) down: the two
+    gradients do what the objective says."""
     torch.manual_seed(0)
-    m = tiny(3, 32, 32)
+    m = tiny(3, 32, 32, r1=0.0, d_hidden=8)
     m.D.caption.project.weight.data.zero_()                            # at initialisation D's loss is ≈ 2 log 2:
     m.D.out.weight.data.zero_(), m.D.out.bias.data.zero_()             # with a zero last layer, exactly
     torch.testing.assert_close(m(*shapes_batch).d_loss, torch.full((16,), 2 * math.log(2)))
-    opt_d = torch.optim.Adam(m.D.parameters(), 1e-2)
-    for _ in range(40):
+    opt_d = torch.optim.Adam(m.D.parameters(), 3e-3)
+    for _ in range(100):
         opt_d.zero_grad(), m(*shapes_batch).d_loss.mean().backward(), opt_d.step()
     torch.manual_seed(1)
     out = m(*shapes_batch)
@@ -100,6 +103,24 @@ def test_d_learns_to_tell_then_g_learns_to_fool(shapes_batch):
     for _ in range(40):
         opt_g.zero_grad(), m(*shapes_batch).g_loss.mean().backward(), opt_g.step()
     assert m(*shapes_batch).g_loss.mean().item() < 0.5 * g_before
+
+
+def test_the_r1_penalty_is_half_gamma_times_the_squared_input_gradient_on_real_images(shapes_batch):
+    images, captions, lengths = shapes_batch
+    with_r1, without = tiny(3, 32, 32, r1=3.0), tiny(3, 32, 32, r1=0.0)
+    without.load_state_dict(with_r1.state_dict())
+    torch.manual_seed(5)
+    penalised = with_r1(images, captions, lengths).d_loss
+    torch.manual_seed(5)
+    plain = without(images, captions, lengths).d_loss
+    x = images.clone().requires_grad_(True)
+    grad, = torch.autograd.grad(with_r1.D(x, low_pass(images), captions, lengths).sum(), x)
+    torch.testing.assert_close(penalised - plain, 1.5 * grad.pow(2).flatten(1).sum(1), rtol=1e-4, atol=1e-6)
+    with torch.no_grad():                                  # evaluation: no penalty, no double backward
+        torch.manual_seed(5)
+        torch.testing.assert_close(with_r1(images, captions, lengths).d_loss, plain)
+    with pytest.raises(ValueError, match="r1"):
+        SharpenConfig(r1=-1.0)
 
 
 def test_it_trains_through_the_trainer_and_resumes_bit_exactly(tmp_path):
@@ -199,7 +220,7 @@ def test_after_sharpening_with_a_zero_generator_the_bound_is_the_bound(checkpoin
     from minidraw.evaluate import Sizes, bound_values, evaluate, sharpened_bound_values
     model, _ = train.load(checkpoints["draw"])
     sharpener = tiny(3, 32, 32)
-    torch.nn.init.zeros_(sharpener.G.net[-1].weight), torch.nn.init.zeros_(sharpener.G.net[-1].bias)
+    assert not sharpener.G.net[-1].weight.any() and not sharpener.G.net[-1].bias.any()   # G starts at ĥ = 0
     data = ShapesCaptions("test")
     b = data.batch(np.arange(6))
     batches = [(b.images, b.captions, b.lengths)]
@@ -207,6 +228,7 @@ def test_after_sharpening_with_a_zero_generator_the_bound_is_the_bound(checkpoin
     assert model(*batches[0]).canvas.abs().max() < 10
     torch.testing.assert_close(sharpened_bound_values(model, sharpener, batches, seed=3), plain, rtol=1e-4, atol=1e-3)
     moved = tiny(3, 32, 32, seed=1)
+    torch.nn.init.normal_(moved.G.net[-1].weight, std=0.3)
     assert not torch.allclose(sharpened_bound_values(model, moved, batches, seed=3), plain, atol=1.0)
     row = evaluate(model, {"train": data, "test": data}, ["bound", "ssi"], Sizes(bound=6, ssi=4), sharpener=sharpener)
     assert abs(row["test_bound_sharp"] - row["test_bound"]) < 1e-2 and abs(row["ssi_sharp"] - row["ssi"]) < 1e-6
