@@ -127,7 +127,8 @@ def retrieval_scores(model, dataset, n_queries: int = 100, n_candidates: int = 1
     Queries and candidates come from :func:`retrieval_candidates` (column 0: the query's own
     image; then ``n − 1`` other images, drawn at random from the whole split, or its first
     ``pool`` examples). All candidates of one caption share the same noise ε (common random
-    numbers), so their bounds differ only because the images do.
+    numbers), so for a given seed the ranking is a function of the images alone and reproducible
+    (the evaluation chapter measures that it is not less noisy than independent ε).
     """
     queries, cand = retrieval_candidates(dataset, n_queries, n_candidates, pool, seed)
     captions = dataset.batch(queries)                                          # captions (Q, L)
