@@ -23,8 +23,11 @@ any one true image — that is why the edges come out sharp rather than averaged
 **Objective**: the non-saturating GAN loss (Goodfellow et al., 2014), the one LAPGAN
 and most later work use because G's gradient does not vanish when D wins early::
 
-    L_D = −log σ(D(x, l, y)) − log(1 − σ(D(x̃, l, y)))      x̃ = clip(l + ĥ, 0, 1)
+    L_D = −log σ(D(x, l, y)) − log(1 − σ(D(x̃, l, y)))      x̃ = l + ĥ
     L_G = −log σ(D(x̃, l, y))
+
+(x̃ is clipped to [0, 1] only when sharpening: clipped in training, a residual that strays
+out of range gets no gradient back.)
 
 **R1** (Mescheder et al., 2018): D's gradient with respect to real images is penalised,
 ``L_D += (γ/2) |∇_x D(x, l, y)|²``, so that D cannot make its decision arbitrarily steep
@@ -220,7 +223,9 @@ class Sharpener(nn.Module):
         """The losses of one step on real ``images (M, C, B, A)`` in [0, 1] and their captions."""
         self._check(images)
         blurry = low_pass(images)                                          # (M, C, B, A)  l = u(d(x))
-        fake = (blurry + self.G(blurry, captions, lengths, self.noise(images))).clamp(0, 1)  # x̃ = clip(l + ĥ)
+        fake = blurry + self.G(blurry, captions, lengths, self.noise(images))   # x̃ = l + ĥ, unclipped: D sees
+        # values outside [0, 1] and pushes G back — a clip here would give G no gradient there (a G that
+        # strays below 0 everywhere would draw black and never recover)
         penalise = self.cfg.r1 > 0 and torch.is_grad_enabled()
         real = images.detach().requires_grad_(True) if penalise else images
         d_real = self.D(real, blurry, captions, lengths)                   # (M,)  x = l + h
