@@ -15,7 +15,7 @@ TORCH_SPEC ?= torch==2.13.0
 MINIDRAW_DATA ?= $(if $(wildcard ../shared/data/mnist),$(abspath ../shared/data),)
 export MINIDRAW_DATA
 
-.PHONY: install book book-check test strip repository clean
+.PHONY: install book book-check test strip git-filter setup-cells repository clean
 
 install: $(VENV)/.installed
 
@@ -36,9 +36,20 @@ book-check: book
 test: install
 	$(BIN)/python -m pytest tests book --nbval-lax --nbval-current-env --nbval-cell-timeout=1800 -q
 
-# Strip notebook outputs before committing (keeps cells marked NBVAL_CHECK_OUTPUT).
+# Strip notebook outputs before committing, with nbstripout (keeps cells marked NBVAL_CHECK_OUTPUT),
+# and ask Colab for a GPU in every notebook's metadata.
 strip: install
 	$(BIN)/python tools/notebooks.py strip book/*.ipynb
+
+# Let git strip notebooks on every `git add`, as `make strip` does (.gitattributes names the filter).
+git-filter: install
+	git config filter.minidraw-strip.clean "$(BIN)/python tools/notebooks.py strip"
+	git config filter.minidraw-strip.smudge cat
+	git config filter.minidraw-strip.required true
+
+# After changing pyproject's version: every set-up cell installs that release (tag v<version>).
+setup-cells: install
+	$(BIN)/python tools/notebooks.py setup-cells book/*.ipynb
 
 # Point the Colab buttons and every chapter's set-up cell at another repository.
 repository: install

@@ -31,30 +31,103 @@ def test_chapter_committed_stripped(path):
             assert cell["outputs"] == [], f"{path.name}: run `make strip` before committing"
 
 
-@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
-def test_chapter_setup_cell_installs_from_the_configured_repository(path):
-    first_code = next(c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code")
-    source = "".join(first_code["source"])
-    assert "find_spec(\"minidraw\")" in source, f"{path.name}: the first code cell must be the set-up cell"
-    assert f"git+{notebooks.configured_repository()}" in source
+# --- The set-up cell: this release, from the configured repository; Colab's GPU ------------------
 
+def setup_cell_problems(source: str) -> list[str]:
+    """What is wrong with a set-up cell: it must install the release the book is written for (the
+    configured repository at tag v<pyproject version>, never main or another tag), keep the torch and
+    ipywidgets already installed (no -U), and say in one line when Colab has no GPU."""
+    if 'find_spec("minidraw")' not in source:
+        return ['the first code cell must be the set-up cell (find_spec("minidraw"))']
+    problems = []
+    want = notebooks.install_spec()
+    specs = re.findall(r"git\+[^\s\"']+", source)
+    if specs != [want]:
+        problems.append(f"installs {specs or 'nothing'}, not the release {want} "
+                        f"(python tools/notebooks.py setup-cells book/*.ipynb)")
+    for flag in ("-U", "--upgrade", "--force-reinstall", "--ignore-installed"):
+        if re.search(rf"[\"']{flag}[\"']", source):
+            problems.append(f"pip {flag} would replace Colab's torch and ipywidgets")
+    if '"google.colab" in sys.modules' not in source or "torch.cuda.is_available()" not in source:
+        problems.append("no warning when Colab has no GPU")
+    elif len(re.findall(r"\bprint\(", source)) != 1:
+        problems.append("the no-GPU warning is one print")
+    return problems
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+def test_chapter_setup_cell_installs_this_release_from_the_configured_repository(path):
+    first_code = next(c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code")
+    problems = setup_cell_problems("".join(first_code["source"]))
+    assert not problems, f"{path.name}:\n  " + "\n  ".join(problems)
+
+
+def test_the_release_is_the_configured_repository_at_pyprojects_version():
+    version = re.search(r'^version = "([^"]+)"', (REPO / "pyproject.toml").read_text(), re.M).group(1)
+    assert notebooks.release_tag() == f"v{version}"
+    assert notebooks.install_spec() == f"git+{notebooks.configured_repository()}@v{version}"
+    assert setup_cell_problems(notebooks.setup_cell_source()) == []
+
+
+def test_the_setup_cell_check_catches_main_a_stale_tag_and_upgrades():
+    good = notebooks.setup_cell_source()
+    repo, spec, tag = notebooks.configured_repository(), notebooks.install_spec(), notebooks.release_tag()
+    for wrong in (f"git+{repo}", f"git+{repo}@main", f"git+{repo}@v0.0.1", f"git+{repo}@{tag}.1",
+                  f"git+https://github.com/someone/fork@{tag}"):
+        assert any("not the release" in p for p in setup_cell_problems(good.replace(spec, wrong))), wrong
+    assert any("-U" in p for p in setup_cell_problems(good.replace('"-q",', '"-q", "-U",')))
+    assert any("no GPU" in p for p in setup_cell_problems(good.replace("google.colab", "google.colabx")))
+    assert setup_cell_problems("import minidraw")
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+def test_chapter_asks_colab_for_a_gpu(path):
+    meta = json.loads(path.read_text())["metadata"]
+    assert meta.get("accelerator") == "GPU", f"{path.name}: run `make strip` (it writes Colab's GPU metadata)"
+    assert {k: meta.get("colab", {}).get(k) for k in ("gpuType", "provenance")} == {"gpuType": "T4", "provenance": []}
+
+
+# --- Strip: nbstripout, keeping the outputs nbval checks --------------------------------------------
 
 def test_strip_keeps_only_checked_outputs(tmp_path):
-    nb = {"cells": [
-        {"cell_type": "code", "source": ["# NBVAL_CHECK_OUTPUT\nprint(1)"], "outputs": [{"x": 1}],
-         "execution_count": 3, "metadata": {}},
-        {"cell_type": "code", "source": ["print(2)"], "outputs": [{"y": 2}], "execution_count": 4,
-         "metadata": {"execution": {}}},
+    printed = {"name": "stdout", "output_type": "stream", "text": ["1\n"]}
+    result = {"data": {"text/plain": ["2"]}, "execution_count": 4, "metadata": {}, "output_type": "execute_result"}
+    widgets = {"application/vnd.jupyter.widget-state+json": {"state": {}, "version_major": 2, "version_minor": 0}}
+    cells = [
+        {"cell_type": "code", "source": ["# NBVAL_CHECK_OUTPUT\nprint(1)"], "outputs": [printed],
+         "execution_count": 3, "metadata": {"tags": ["hide-input"]}},
+        {"cell_type": "code", "source": ["1 + 1"], "outputs": [result], "execution_count": 4,   # once checked
+         "metadata": {"execution": {"iopub.status.idle": "2026-01-01"}, "tags": ["hide-output"], "keep_output": True,
+                      "colab": {"base_uri": "https://localhost:8080/"}}},
         {"cell_type": "markdown", "source": ["hi"], "metadata": {}},
-    ], "metadata": {"widgets": {}}, "nbformat": 4, "nbformat_minor": 5}
+    ]
+    nb = {"cells": [{"id": f"c{i}", **c} for i, c in enumerate(cells)], "nbformat": 4, "nbformat_minor": 5,
+          "metadata": {"widgets": widgets, "kernelspec": {"display_name": "Python 3", "language": "python",
+                                                          "name": "python3"}}}
     p = tmp_path / "n.ipynb"
     p.write_text(json.dumps(nb))
     assert notebooks.strip(p)
-    out = json.loads(p.read_text())
-    assert out["cells"][0]["outputs"] == [{"x": 1}] and out["cells"][0]["execution_count"] == 3
-    assert out["cells"][1]["outputs"] == [] and out["cells"][1]["execution_count"] is None
-    assert out["cells"][1]["metadata"] == {} and "widgets" not in out["metadata"]
+    checked, other, text = json.loads(p.read_text())["cells"]
+    assert checked["outputs"] == [printed] and checked["execution_count"] == 3      # nbval compares these
+    assert checked["metadata"] == {"tags": ["hide-input"], "keep_output": True}    # nbstripout's mark
+    assert other["outputs"] == [] and other["execution_count"] is None             # a stale mark is removed
+    assert other["metadata"] == {"tags": ["hide-output"]}                          # tags kept, the rest gone
+    assert [c["id"] for c in (checked, other, text)] == ["c0", "c1", "c2"] and "".join(text["source"]) == "hi"
+    meta = json.loads(p.read_text())["metadata"]
+    assert "widgets" not in meta and meta["kernelspec"]["name"] == "python3"
+    assert meta["accelerator"] == "GPU" and meta["colab"] == {"gpuType": "T4", "provenance": []}
     assert not notebooks.strip(p)  # idempotent
+
+
+def test_strip_is_a_git_clean_filter():
+    """`tools/notebooks.py strip` with no file reads stdin and writes stdout what `make strip` writes."""
+    import subprocess
+    path = next(p for p in CHAPTERS if "NBVAL_CHECK_OUTPUT" in p.read_text())
+    text = path.read_text(encoding="utf-8")
+    done = subprocess.run([sys.executable, str(REPO / "tools" / "notebooks.py"), "strip"], input=text.encode("utf-8"),
+                          capture_output=True, check=True, cwd=REPO)
+    assert done.stdout.decode("utf-8") == notebooks.strip_text(text)
+    assert notebooks.strip_text(done.stdout.decode("utf-8")) == done.stdout.decode("utf-8")
 
 
 # --- Cross-references: links between chapters, and "next / previous chapter" -------------------
