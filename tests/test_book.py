@@ -313,3 +313,12 @@ def test_the_structure_check_catches_a_bad_chapter():
     assert opener_problems([good[0], md("no opener")], "x")
     later = [good[0], md(good[1]["source"][0].replace("nothing", f"[later]({CHAPTER_ORDER[-1]}.ipynb)"))]
     assert any("not an earlier chapter" in p for p in opener_problems(later, CHAPTER_ORDER[0]))
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+def test_chapters_pick_their_device_with_the_one_helper(path):
+    """No per-notebook device rule: a chapter that needs a device asks minidraw.runtime.device()."""
+    code = "\n".join(_src(c) for c in _cells(path) if c["cell_type"] == "code")
+    assert "torch.cuda.is_available() else" not in code, f"{path.name}: use minidraw.runtime.device()"
+    if "DEVICE =" in code:
+        assert "DEVICE = device()" in code and "from minidraw.runtime import" in code
