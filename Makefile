@@ -1,7 +1,8 @@
 # The two set-up commands of the README:
 #   make book   install into .venv, then build the book, executing every chapter
-#   make test   install into .venv, then run the tests and execute every chapter under nbval
-#               (the browser test of the built book runs too when _build/html exists, else it skips)
+#   make test   install into .venv, run the tests and execute every chapter under nbval, then build
+#               the book and open every page in headless Chromium (make book-check; the browser
+#               test skips where Chromium is missing)
 #   make book-check   build the book, then open every page in headless Chromium (tests/test_rendered_book.py;
 #               screenshots in _build/screens)
 PYTHON ?= python3
@@ -35,6 +36,7 @@ book-check: book
 
 test: install
 	$(BIN)/python -m pytest tests book --nbval-lax --nbval-current-env --nbval-cell-timeout=1800 -q
+	$(MAKE) book-check
 
 # Strip notebook outputs before committing, with nbstripout (keeps cells marked NBVAL_CHECK_OUTPUT),
 # and ask Colab for a GPU in every notebook's metadata.
