@@ -322,3 +322,15 @@ def test_chapters_pick_their_device_with_the_one_helper(path):
     assert "torch.cuda.is_available() else" not in code, f"{path.name}: use minidraw.runtime.device()"
     if "DEVICE =" in code:
         assert "DEVICE = device()" in code and "from minidraw.runtime import" in code
+
+
+def test_one_figure_style_for_the_whole_book():
+    """book/matplotlibrc is the book's style (matplotlib reads it from the chapters' working
+    directory); it parses, and no chapter sets a global style of its own."""
+    import matplotlib
+    style = REPO / "book" / "matplotlibrc"
+    params = matplotlib.rc_params_from_file(str(style), use_default_template=False)
+    assert params["axes.spines.top"] is False and params["image.interpolation"] == "nearest"
+    for path in CHAPTERS:
+        code = "\n".join(_src(c) for c in _cells(path) if c["cell_type"] == "code")
+        assert "plt.style.use" not in code and "rcParams[" not in code and "mpl.rc(" not in code, path.name
