@@ -5,6 +5,8 @@
 #               test skips where Chromium is missing)
 #   make book-check   build the book, then open every page in headless Chromium (tests/test_rendered_book.py;
 #               screenshots in _build/screens)
+#   make bench  a few minutes: minidraw's training step against a plain PyTorch DRAW, side by side
+#               (benchmarks/step_vs_plain.py; results in _build/bench.json; BENCH_ARGS="--threads 1" etc.)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -16,7 +18,7 @@ TORCH_SPEC ?= torch==2.13.0
 MINIDRAW_DATA ?= $(if $(wildcard ../shared/data/mnist),$(abspath ../shared/data),)
 export MINIDRAW_DATA
 
-.PHONY: install book book-check test strip git-filter setup-cells repository clean
+.PHONY: install book book-check test bench strip git-filter setup-cells repository clean
 
 install: $(VENV)/.installed
 
@@ -56,6 +58,10 @@ setup-cells: install
 # Point the Colab buttons and every chapter's set-up cell at another repository.
 repository: install
 	$(BIN)/python tools/notebooks.py repository "$(URL)"
+
+bench: install
+	mkdir -p _build
+	$(BIN)/python benchmarks/step_vs_plain.py --json _build/bench.json $(BENCH_ARGS)
 
 clean:
 	rm -rf _build

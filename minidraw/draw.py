@@ -32,8 +32,8 @@ from torch import Tensor, nn
 
 from .align import Alignment
 from .attention import ReadAttention, Window, WriteAttention
-from .bound import bernoulli_nll, gaussian_kl, gaussian_log_prob, iwae_nats
-from .outputs import ConfigDict, DrawOutput, Generated, check_images  # noqa: F401 - also minidraw.draw's
+from .bound import bernoulli_nll, iwae_nats
+from .outputs import ConfigDict, DrawOutput, Generated, Latents, check_images  # noqa: F401 - also minidraw.draw's
 from .text import LanguageModel, sentence_vector
 
 # context(h_dec_prev (M, dec_size)) -> (s_t (M, cond_size), alpha_t (M, L) or None)
@@ -129,7 +129,7 @@ class Draw(nn.Module):
             raise ValueError(f"noise must have shape {(cfg.T, M, cfg.z_size)}, got {tuple(noise.shape)}")
         dec, canvas = self._start(M, x.device, x.dtype)
         enc = (x.new_zeros(M, cfg.enc_size), x.new_zeros(M, cfg.enc_size))
-        kls, log_q, log_p, reads, writes, canvases, alphas = [], 0.0, 0.0, [], [], [], []
+        gaussians, reads, writes, canvases, alphas = [], [], [], [], []
         for t in range(cfg.T):
             x_hat = x - torch.sigmoid(canvas)                                  # x̂_t = x − σ(c_{t−1})
             r, w_read = self.read(x, x_hat, dec[0])                            # r_t (M, 2·C·N·N)
@@ -138,9 +138,7 @@ class Draw(nn.Module):
             eps = torch.randn_like(mu) if noise is None else noise[t]
             z = mu + torch.exp(logsigma) * eps                                 # z_t = μ_t + σ_t ε
             mu_p, logsigma_p = self.prior_params(dec[0], t)                    # p(z_t | z_<t)
-            kls.append(gaussian_kl(mu, logsigma, mu_p, logsigma_p).sum(-1))    # KL_t (M,)
-            log_q = log_q + gaussian_log_prob(z, mu, logsigma)
-            log_p = log_p + gaussian_log_prob(z, mu_p, logsigma_p)
+            gaussians.append((eps, mu, logsigma, mu_p, logsigma_p))
             dec, alpha = self._decode(z, dec, context)                          # h^dec_t
             delta, w_write = self.write(dec[0])
             canvas = canvas + delta                                            # c_t = c_{t−1} + write(h^dec_t)
@@ -150,10 +148,13 @@ class Draw(nn.Module):
                 canvases.append(canvas)
             if alpha is not None:
                 alphas.append(alpha)
-        return DrawOutput(canvas=canvas, nll=bernoulli_nll(canvas, x), kl=torch.stack(kls, 1),
-                          log_qz=log_q, log_pz=log_p, read=stack_windows(reads), write=stack_windows(writes),
+        # The recurrence never needs the KL: score every step at once, on (M, T, z_size) tensors.
+        # log q(z) and log p(z) (importance weighting only) are computed from `latents` when asked for.
+        latents = Latents(*(torch.stack(v, 1) for v in zip(*gaussians)))   # ε, μ, log σ, μ^p, log σ^p
+        return DrawOutput(canvas=canvas, nll=bernoulli_nll(canvas, x), kl=latents.kl(),  # KL_t (M, T)
+                          log_qz=None, log_pz=None, read=stack_windows(reads), write=stack_windows(writes),
                           canvases=torch.stack(canvases) if keep_canvases else None,
-                          alpha=torch.stack(alphas, 1) if alphas else None)
+                          alpha=torch.stack(alphas, 1) if alphas else None, latents=latents)
 
     @torch.no_grad()
     def iwae(self, x: Tensor, K: int = 50, context_for: Optional[Callable[[int], Context]] = None) -> Tensor:

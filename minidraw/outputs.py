@@ -1,8 +1,8 @@
 """What every model hands back, and the configuration plumbing every model shares.
 
-:class:`DrawOutput` (one pass: the bound and everything computed on the way) and
-:class:`Generated` (drawings) are returned by DRAW, alignDRAW and the baseline VAEs
-alike; :class:`ConfigDict` gives each model's configuration dataclass its
+:class:`DrawOutput` (one pass: the bound and everything computed on the way, with DRAW's
+per-step Gaussians in :class:`Latents`) and :class:`Generated` (drawings) are returned by DRAW,
+alignDRAW and the baseline VAEs alike; :class:`ConfigDict` gives each model's configuration dataclass its
 ``to_dict`` / ``from_dict`` (what a checkpoint stores) and its checks;
 :func:`check_images` guards every model's input. This module imports no model, so
 :mod:`minidraw.draw` and :mod:`minidraw.baselines` both build on it.
@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, ClassVar, Optional
 
 import torch
 from torch import Tensor
+
+from .bound import gaussian_kl, gaussian_log_prob
 
 if TYPE_CHECKING:
     from .attention import Window
@@ -77,23 +79,74 @@ def check_images(x: Tensor, shape: tuple[int, int, int], dtype: torch.dtype) -> 
 
 
 @dataclass
+class Latents:
+    """The Gaussians of every step of one DRAW pass, each ``(M, T, z_size)``: the noise ε, the posterior
+    q(z_t | ·) = N(μ_t, σ_t²) and the prior p(z_t | z_<t) = N(μ^p_t, σ^p_t²), with z_t = μ_t + σ_t ε_t."""
+
+    eps: Tensor
+    mu: Tensor
+    logsigma: Tensor
+    mu_p: Tensor
+    logsigma_p: Tensor
+
+    @property
+    def z(self) -> Tensor:
+        """The sampled z_t = μ_t + σ_t ε_t, ``(M, T, z_size)``."""
+        return self.mu + torch.exp(self.logsigma) * self.eps
+
+    def kl(self) -> Tensor:
+        """KL(q(z_t | ·) || p(z_t | z_<t)) per step, ``(M, T)``."""
+        return gaussian_kl(self.mu, self.logsigma, self.mu_p, self.logsigma_p).sum(-1)
+
+    def log_q(self) -> Tensor:
+        """log q(z | x) of the sampled z, summed over steps: ``(M,)``."""
+        return gaussian_log_prob(self.z, self.mu, self.logsigma).sum(-1)
+
+    def log_p(self) -> Tensor:
+        """log p(z) of the sampled z, summed over steps: ``(M,)``."""
+        return gaussian_log_prob(self.z, self.mu_p, self.logsigma_p).sum(-1)
+
+
+@dataclass
 class DrawOutput:
-    """Everything one pass computed. Bounds are −L in nats per image (lower is better)."""
+    """Everything one pass computed. Bounds are −L in nats per image (lower is better).
+
+    ``log_qz`` and ``log_pz`` are only needed by importance weighting, not by the bound: a model
+    may leave them ``None`` and give ``latents`` instead, and they are computed from it when first read.
+    """
 
     canvas: Tensor             # (M, C, B, A) final canvas c_T (logits; the image is σ(c_T))
     nll: Tensor                # (M,) −log p(x | z)
     kl: Tensor                 # (M, T) KL(q(z_t|·) || p(z_t|z_<t)) per step
-    log_qz: Tensor             # (M,) log q(z | x) of the sampled z, summed over steps
-    log_pz: Tensor             # (M,) log p(z) of the sampled z, summed over steps
-    read: Window               # fields (M, T)
-    write: Window              # fields (M, T)
+    log_qz: Optional[Tensor]   # (M,) log q(z | x) of the sampled z, summed over steps
+    log_pz: Optional[Tensor]   # (M,) log p(z) of the sampled z, summed over steps
+    read: Optional[Window]     # fields (M, T)
+    write: Optional[Window]    # fields (M, T)
     canvases: Optional[Tensor] = None  # (T, M, C, B, A) c_t after each step, when asked for
     alpha: Optional[Tensor] = None     # (M, T, L) alignment per step, when the context gives one
+    latents: Optional[Latents] = None  # DRAW: every step's Gaussians, from which log_qz and log_pz follow
 
     @property
     def bound(self) -> Tensor:
         """−L = NLL + Σ_t KL_t, ``(M,)`` nats: the loss to minimise."""
         return self.nll + self.kl.sum(1)
+
+
+def _from_latents(name: str, method: str) -> property:
+    """A :class:`DrawOutput` field that, left ``None`` by the model, is computed from ``latents`` on first read."""
+    def get(self: DrawOutput) -> Optional[Tensor]:
+        if self.__dict__.get(name) is None and self.latents is not None:
+            self.__dict__[name] = getattr(self.latents, method)()
+        return self.__dict__.get(name)
+
+    def set(self: DrawOutput, value: Optional[Tensor]) -> None:
+        self.__dict__[name] = value
+
+    return property(get, set, doc=f"``{name}``, computed from ``latents`` when the model left it out")
+
+
+DrawOutput.log_qz = _from_latents("log_qz", "log_q")
+DrawOutput.log_pz = _from_latents("log_pz", "log_p")
 
 
 @dataclass

@@ -276,3 +276,67 @@ def test_on_cuda_matches_cpu():
     cpu, _ = write(h)
     gpu, _ = write.cuda()(h.cuda())
     torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-4, atol=1e-5)
+
+
+# ---- the fast forms against the plain ones (the equations as first written), values and gradients ----
+def plain_filterbank(g, delta, sigma2, N, size, eps=1e-8):
+    """The filterbank as the equations read: exp(−(a − μ)²/2σ²), then divided by the clamped row sum."""
+    mu = at.filter_centres(g, delta, N)
+    a = torch.arange(1, size + 1, dtype=g.dtype)
+    F = torch.exp(-(a - mu[..., None]) ** 2 / (2 * sigma2[..., None, None]))
+    return F / F.sum(-1, keepdim=True).clamp_min(eps)
+
+
+def plain_write(patch, F_X, F_Y, gamma):
+    """The write as the equation reads: the canvas F_Yᵀ w F_X, then divided by γ."""
+    return (F_Y.transpose(-1, -2)[:, None] @ patch @ F_X[:, None]) / gamma[:, None, None, None]
+
+
+def window_params(M, seed):
+    gen = torch.Generator().manual_seed(seed)
+    p = 0.5 * torch.randn(M, 5, generator=gen, dtype=f64)
+    p[:, 2] -= 1.0                                   # σ² around e⁻¹: narrow filters, long tails that underflow
+    return p.requires_grad_()
+
+
+@pytest.mark.parametrize("A,B,N", [(60, 60, 8), (28, 28, 2), (23, 17, 5), (12, 12, 1)])
+def test_fast_filterbanks_equal_the_plain_form(A, B, N):
+    """exp2 with the scale folded in, one pass for both axes when A == B, a product with 1/Z:
+    the same F_X, F_Y and the same gradients as exp, two passes and a division."""
+    p = window_params(16, seed=A + N)
+    w = at.window_from_params(p, A, B, N)
+    fast = at.filterbanks(w, N, A, B)
+    plain = (plain_filterbank(w.g_x, w.delta, w.sigma2, N, A), plain_filterbank(w.g_y, w.delta, w.sigma2, N, B))
+    probe = [torch.randn(F.shape, generator=torch.Generator().manual_seed(k), dtype=f64) for k, F in enumerate(plain)]
+    grads = []
+    for F_X, F_Y in (fast, plain):
+        assert F_X.shape == (16, N, A) and F_Y.shape == (16, N, B)
+        grads.append(torch.autograd.grad((F_X * probe[0]).sum() + (F_Y * probe[1]).sum(), p, retain_graph=True)[0])
+    for a, b in zip(fast, plain):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-300)
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-10, atol=1e-12)
+
+
+def test_fast_filterbank_underflows_to_zero_like_the_plain_one():
+    g = t(-80.0, 200.0, 30.0)                                  # off the image left, right, and inside
+    F = at.filterbank(g, t(1.0, 1.0, 1.0), t(0.5, 0.5, 0.5), 4, 60)
+    torch.testing.assert_close(F, plain_filterbank(g, t(1.0, 1.0, 1.0), t(0.5, 0.5, 0.5), 4, 60), rtol=1e-12, atol=0)
+    assert torch.equal(F[:2], torch.zeros_like(F[:2]))
+    F32 = at.filterbank(g.float(), t(1.0, 1.0, 1.0).float(), t(0.5, 0.5, 0.5).float(), 4, 60)
+    torch.testing.assert_close(F32, F.float(), rtol=1e-5, atol=1e-7)   # float32 agrees to float tolerance
+
+
+@pytest.mark.parametrize("A,B,C,N", [(60, 60, 1, 8), (17, 11, 3, 4)])
+def test_write_dividing_the_patch_equals_dividing_the_canvas(A, B, C, N):
+    """(1/γ) F_Yᵀ w F_X computed as F_Yᵀ (w/γ) F_X: values and gradients (w, F_X, F_Y, γ)."""
+    M = 5
+    gen = torch.Generator().manual_seed(3)
+    w = at.window_from_params(0.4 * torch.randn(M, 5, generator=gen, dtype=f64), A, B, N)
+    inputs = [torch.randn(M, C, N, N, generator=gen, dtype=f64), *at.filterbanks(w, N, A, B), w.gamma]
+    inputs = [v.detach().requires_grad_() for v in inputs]
+    probe = torch.randn(M, C, B, A, generator=gen, dtype=f64)
+    fast, plain = at.write(*inputs), plain_write(*inputs)
+    torch.testing.assert_close(fast, plain, rtol=1e-12, atol=1e-14)
+    grads = [torch.autograd.grad((out * probe).sum(), inputs) for out in (fast, plain)]
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-11, atol=1e-13)

@@ -212,3 +212,95 @@ def test_sizes_must_be_positive_whole_numbers():
     for field, value in (("z_size", -3), ("T", 0), ("read_N", 0), ("enc_size", 2.5), ("cond_size", -1)):
         with pytest.raises(ValueError, match=f"{field} must be a whole number of at least"):
             DrawConfig.from_dict({**TINY.to_dict(), field: value})
+
+
+# ---- the fast forward against the plain one: every step scored as it happens, the equations as written ----
+def _plain_forward(model, x, eps):
+    """DRAW one step at a time with nothing batched or fused: the filterbanks from exp and a division,
+    the read as two glimpses, the write divided by γ on the canvas, the KL, log q(z) and log p(z)
+    accumulated step by step. Returns (bound, kl (M, T), log q, log p)."""
+    import math
+    cfg, M = model.cfg, len(x)
+    D = torch.distributions
+
+    def window(linear, h, N):
+        gx, gy, log_s2, log_d, log_g = linear(h).unbind(-1)
+        delta = (max(cfg.A, cfg.B) - 1) / max(N - 1, 1) * torch.exp(log_d)
+        return (cfg.A + 1) / 2 * (gx + 1), (cfg.B + 1) / 2 * (gy + 1), torch.exp(log_s2), delta, torch.exp(log_g)
+
+    def bank(g, delta, s2, N, size):
+        mu = g[:, None] + (torch.arange(1, N + 1, dtype=x.dtype) - N / 2 - 0.5) * delta[:, None]
+        F = torch.exp(-(torch.arange(1, size + 1, dtype=x.dtype) - mu[..., None]) ** 2 / (2 * s2[:, None, None]))
+        return F / F.sum(-1, keepdim=True).clamp_min(1e-8)
+
+    h_dec = c_dec = x.new_zeros(M, cfg.dec_size)
+    h_enc = c_enc = x.new_zeros(M, cfg.enc_size)
+    canvas, kls, log_q, log_p = model.c0.expand_as(x), [], 0, 0
+    for t in range(cfg.T):
+        x_hat = x - torch.sigmoid(canvas)
+        gx, gy, s2, d, gamma = window(model.read.window, h_dec, cfg.read_N)
+        F_X, F_Y = bank(gx, d, s2, cfg.read_N, cfg.A), bank(gy, d, s2, cfg.read_N, cfg.B)
+        glimpses = [(F_Y[:, None] @ v @ F_X.transpose(1, 2)[:, None]).flatten(1) for v in (x, x_hat)]
+        r = gamma[:, None] * torch.cat(glimpses, 1)
+        h_enc, c_enc = model.encoder(torch.cat([r, h_dec], 1), (h_enc, c_enc))
+        mu, log_sigma = model.q(h_enc).chunk(2, 1)
+        z = mu + log_sigma.exp() * eps[t]
+        if t == 0 or model.prior is None:
+            mu_p, log_sigma_p = torch.zeros_like(mu), torch.zeros_like(mu)
+        else:
+            mu_p, log_sigma_p = torch.tanh(model.prior(h_dec)).chunk(2, 1)
+        q, p = D.Normal(mu, log_sigma.exp()), D.Normal(mu_p, log_sigma_p.exp())
+        kls.append(D.kl_divergence(q, p).sum(1))
+        log_q, log_p = log_q + q.log_prob(z).sum(1), log_p + p.log_prob(z).sum(1)
+        h_dec, c_dec = model.decoder(z, (h_dec, c_dec))
+        gx, gy, s2, d, gamma = window(model.write.window, h_dec, cfg.write_N)
+        F_X, F_Y = bank(gx, d, s2, cfg.write_N, cfg.A), bank(gy, d, s2, cfg.write_N, cfg.B)
+        patch = model.write.patch(h_dec).view(M, cfg.C, cfg.write_N, cfg.write_N)
+        canvas = canvas + (F_Y.transpose(1, 2)[:, None] @ patch @ F_X[:, None]) / gamma[:, None, None, None]
+    nll = torch.nn.functional.binary_cross_entropy_with_logits(canvas, x, reduction="none").sum((1, 2, 3))
+    assert math.isfinite(nll.sum().item())
+    return nll + sum(kls), torch.stack(kls, 1), log_q, log_p
+
+
+@pytest.mark.parametrize("shape,learned", [((1, 16, 16), True), ((1, 16, 16), False), ((3, 9, 12), True)])
+def test_forward_equals_the_plain_step_by_step_form(shape, learned):
+    """The batched KL, the lazily computed log q(z) and log p(z), the fast filterbanks and write: the same
+    bound, KL per step, log-densities and gradients as the plain form, in float64 with fixed noise."""
+    C, B, A = shape
+    torch.manual_seed(5)
+    cfg = DrawConfig.from_dict({**TINY.to_dict(), "C": C, "B": B, "A": A, "learned_prior": learned})
+    model = Draw(cfg).double()
+    if learned:
+        for p in model.prior.parameters():
+            torch.nn.init.normal_(p, std=0.3)
+    x = (torch.rand(5, C, B, A, dtype=torch.float64) < 0.4).double()
+    eps = torch.randn(cfg.T, 5, cfg.z_size, dtype=torch.float64)
+    out = model(x, noise=eps)
+    bound, kl, log_q, log_p = _plain_forward(model, x, eps)
+    torch.testing.assert_close(out.bound, bound, rtol=1e-12, atol=1e-10)
+    torch.testing.assert_close(out.kl, kl, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(out.log_qz, log_q, rtol=1e-12, atol=1e-10)
+    torch.testing.assert_close(out.log_pz, log_p, rtol=1e-12, atol=1e-10)
+    params = [p for p in model.parameters()]
+    fast = torch.autograd.grad(out.bound.sum(), params, allow_unused=True)
+    plain = torch.autograd.grad(bound.sum(), params, allow_unused=True)
+    for (name, _), a, b in zip(model.named_parameters(), fast, plain):
+        assert (a is None) == (b is None), name
+        if a is not None:
+            torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11, msg=name)
+
+
+def test_log_densities_are_computed_when_first_read_and_kept():
+    torch.manual_seed(6)
+    model = Draw(TINY)
+    out = model(torch.rand(3, 3, 9, 12))
+    assert out.latents is not None and out.latents.mu.shape == (3, TINY.T, TINY.z_size)
+    assert "log_qz" not in vars(out) or vars(out)["log_qz"] is None          # nothing computed yet
+    log_q = out.log_qz
+    assert log_q.shape == (3,) and out.log_qz is log_q                      # computed once, then kept
+    torch.testing.assert_close(out.kl, out.latents.kl())
+    given = torch.zeros(3)
+    out.log_pz = given                                                      # a value given wins
+    assert out.log_pz is given
+    assert "log_qz=tensor" in repr(out)
+
