@@ -26,6 +26,8 @@ SHIPPED = pretrained.list()
 FIDELITY_FLOORS = {
     "aligndraw-mnist": (88.0, 55.0, 70.0, None),    # card: 95.3 / 64.8 %, worst seen template 85.1 %
     "aligndraw-shapes": (90.0, 82.0, 70.0, 55.0),   # card: 97.2 / 88.3 %, worst templates 91.2 / 76.7 %
+    # noalignDRAW (16,000 steps) draws no held-out horizontal pair (0.8–0.9 % on its card): no template floor
+    "noaligndraw-mnist": (76.0, 48.0, 50.0, None),  # card: 83.7 / 55.9 %, worst seen template 62.7 %
 }
 BOUND_CEILINGS = {"draw-mnist": 95.0}    # test −L, nats per image, on 500 test digits (card: 90.5 on 1,000)
 # sharpener: (the drawing model it sharpens, the least relative gain in edge strength on 100 of its test

@@ -57,7 +57,7 @@ def evaluate_file(path: Path, classifiers: str | None = None) -> dict:
         return {"step": ckpt.get("step"), "data": ckpt.get("data"), **row}
     captioned = not isinstance(splits["test"], torch.Tensor)
     metrics = ["bound", "fidelity"] if captioned else ["bound"]
-    row = evaluate(model, splits, metrics, Sizes(**SIZES), classifiers=classifiers)
+    row = evaluate(model, splits, metrics, Sizes(bound=SIZES["bound"], fidelity=SIZES["fidelity"]), classifiers=classifiers)
     return {"step": ckpt.get("step"), "data": ckpt.get("data"), **row}
 
 
