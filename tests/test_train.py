@@ -440,7 +440,11 @@ def test_every_shipped_recipe_loads_by_name_and_names_a_pretrained_model(tmp_pat
     for name in train.recipes():
         cfg = train.load_config(None, name, ["batch_size=8"])
         assert cfg == train.load_config(None, str(train.recipe(name)), ["batch_size=8"])
-        assert cfg.lr_schedule == "cosine" and cfg.max_steps > 1000 and cfg.batch_size == 8
+        assert cfg.max_steps > 1000 and cfg.batch_size == 8
+        if cfg.preset.startswith("sharpen"):         # a GAN: a constant rate, Adam at 2e-4
+            assert (cfg.lr_schedule, cfg.optimizer, cfg.lr) == ("constant", "adam", 2e-4), name
+        else:                                        # the drawing models: a cosine-decayed rate
+            assert cfg.lr_schedule == "cosine", name
         preset(cfg.preset, **cfg.model)                                             # a valid model
     with pytest.raises(ValueError, match="no recipe named 'nope'.*aligndraw-mnist"):
         train.load_config(None, "nope")
