@@ -29,7 +29,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 book: install
-	$(BIN)/jupyter-book build --warningiserror --keep-going .
+	env -u MPLBACKEND $(BIN)/jupyter-book build --warningiserror --keep-going .   # figures inline, whatever MPLBACKEND the caller set
 	@echo "book: $(CURDIR)/_build/html/index.html"
 
 # The built book as a reader sees it: maths, tables, images, outputs, Colab buttons, animations.
