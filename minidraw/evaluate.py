@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from contextlib import nullcontext
 import time
 from dataclasses import dataclass
 from typing import Iterable, Optional
@@ -37,7 +38,7 @@ from typing import Iterable, Optional
 import numpy as np
 import torch
 
-from .runtime import evaluating  # noqa: F401 - the context every measure runs in (also minidraw.runtime)
+from .runtime import eval_mode, evaluating  # noqa: F401 - the context every measure runs in (also minidraw.runtime)
 
 
 def _numpy(a) -> np.ndarray:
@@ -217,18 +218,13 @@ def sharpened_bound_values(model, sharpener, batches: Iterable[tuple], seed: int
     the sharpener adds are where the images' edges are."""
     from .bound import bernoulli_nll
     out = []
-    was = sharpener.training
-    sharpener.eval()
-    try:
-        with evaluating(model, seed) as dev:
-            for images, captions, lengths in batches:
-                images, captions, lengths = images.to(dev), captions.to(dev), lengths.to(dev)
-                o = model(images, captions, lengths)
-                sharp = sharpener.sharpen(torch.sigmoid(o.canvas.float()), captions, lengths)      # x̃
-                logits = torch.logit(sharp).clamp(-SHARP_LOGIT, SHARP_LOGIT)
-                out.append((bernoulli_nll(logits, images.float()) + o.kl.float().sum(1)).cpu())
-    finally:
-        sharpener.train(was)
+    with evaluating(model, seed) as dev, eval_mode(sharpener):
+        for images, captions, lengths in batches:
+            images, captions, lengths = images.to(dev), captions.to(dev), lengths.to(dev)
+            o = model(images, captions, lengths)
+            sharp = sharpener.sharpen(torch.sigmoid(o.canvas.float()), captions, lengths)      # x̃
+            logits = torch.logit(sharp).clamp(-SHARP_LOGIT, SHARP_LOGIT)
+            out.append((bernoulli_nll(logits, images.float()) + o.kl.float().sum(1)).cpu())
     return torch.cat(out)
 
 
@@ -243,12 +239,11 @@ def generate(model, dataset, n: int = 500, seed: int = 0, batch_size: int = 500,
     (a :class:`~minidraw.sharpen.Sharpener`, given each image's caption) when one is given.
     """
     out, truth = [], []
-    with evaluating(model, seed) as dev:
+    with evaluating(model, seed) as dev, (eval_mode(sharpener) if sharpener is not None else nullcontext()):
         for images, captions, lengths in _batches(dataset, n, batch_size):
             captions, lengths = captions.to(dev), lengths.to(dev)
             drawn = model.generate(captions, lengths).images.float()
             if sharpener is not None:
-                sharpener.eval()
                 drawn = sharpener.sharpen(drawn, captions, lengths)
             out.append(drawn.cpu())
             truth.append(images)

@@ -70,13 +70,19 @@ def seeded(seed: int) -> Iterator[None]:
 
 
 @contextmanager
-def evaluating(model: torch.nn.Module, seed: int) -> Iterator[torch.device]:
-    """Inside: eval mode and the noise stream of ``seed``; yields the model's device. After: the
-    model's mode and the caller's random state (CPU and accelerators) are as they were."""
+def eval_mode(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """Inside: ``model`` in eval mode. After: its mode as it was."""
     was = model.training
     model.eval()
     try:
-        with seeded(seed):
-            yield next(model.parameters()).device
+        yield model
     finally:
         model.train(was)
+
+
+@contextmanager
+def evaluating(model: torch.nn.Module, seed: int) -> Iterator[torch.device]:
+    """Inside: eval mode and the noise stream of ``seed``; yields the model's device. After: the
+    model's mode and the caller's random state (CPU and accelerators) are as they were."""
+    with eval_mode(model), seeded(seed):
+        yield next(model.parameters()).device

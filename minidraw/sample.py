@@ -182,6 +182,16 @@ def check_sharpener_fits(sharpener: nn.Module, sharpener_vocab: Optional[Vocabul
                          "trained on the model's data (and a caption model)")
 
 
+def load_sharpener(path, model: nn.Module, vocab: Optional[Vocabulary], map_location="cpu") -> nn.Module:
+    """The sharpener checkpoint at ``path``, checked to fit ``model``'s drawings and ``vocab``
+    (:func:`check_sharpener_fits`: a ``ValueError`` that says why not), in float32 on ``map_location``."""
+    from .checkpoint import load
+    sharpener, ckpt = load(path, map_location=map_location)
+    words = ckpt.get("vocab")
+    check_sharpener_fits(sharpener, Vocabulary.from_dict(words) if words else None, model, vocab)
+    return sharpener.float().to(map_location)
+
+
 def window_of(window: Window, i: int) -> Window:
     """Example ``i``'s window: fields ``(M, T)`` -> ``(T,)``."""
     return Window(**{k: v[i].detach().cpu() for k, v in vars(window).items()})

@@ -52,12 +52,8 @@ def run(args: argparse.Namespace) -> int:
                         "written by `minidraw train`")
     sharpener = None
     if args.sharpen:
-        from ..sample import check_sharpener_fits, vocabulary_for
-        from ..text import Vocabulary
-        sharpener, sharp_ckpt = load(args.sharpen, map_location=dev)
-        words = sharp_ckpt.get("vocab")
-        check_sharpener_fits(sharpener, Vocabulary.from_dict(words) if words else None, model,
-                             vocabulary_for(model, ckpt))
+        from ..sample import load_sharpener, vocabulary_for
+        sharpener = load_sharpener(args.sharpen, model, vocabulary_for(model, ckpt), map_location=dev)
     splits = splits_for(ckpt["train"], model.cfg, args.data)
     sizes = Sizes(bound=args.bound, iwae=args.iwae, K=args.k, queries=args.queries, ssi=args.ssi,
                   fidelity=args.fidelity)

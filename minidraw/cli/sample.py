@@ -109,9 +109,8 @@ def run(args: argparse.Namespace) -> int:
 
     from ..checkpoint import load
     from ..runtime import device
-    from ..sample import (check_request, check_sharpener_fits, encode_captions, max_words_for, sample,
-                          save_animation, save_grid, sharpen, vocabulary_for)
-    from ..text import Vocabulary
+    from ..sample import (check_request, encode_captions, load_sharpener, max_words_for, sample, save_animation,
+                          save_grid, sharpen, vocabulary_for)
 
     _check_outputs(args.out, args.animation)
     if args.keep_blurry and not args.sharpen:
@@ -124,14 +123,10 @@ def run(args: argparse.Namespace) -> int:
                         f"sharpener as --sharpen {path}")
     model.to(dev)
     sharpener = None
-    if args.sharpen:
-        sharpener, sharp_ckpt = load(args.sharpen)
-        sharpener.to(dev)
     try:
         vocab = vocabulary_for(model, ckpt)
-        if sharpener is not None:
-            words = sharp_ckpt.get("vocab")
-            check_sharpener_fits(sharpener, Vocabulary.from_dict(words) if words else None, model, vocab)
+        if args.sharpen:
+            sharpener = load_sharpener(args.sharpen, model, vocab, map_location=dev)
         check_request(model, args.caption)
         if args.caption is not None:
             encode_captions(vocab, [args.caption], max_words_for(vocab))  # UnknownWordError, EmptyCaptionError, ...
