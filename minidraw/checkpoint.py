@@ -1,7 +1,7 @@
 """Checkpoints: a model's configuration and weights in one file, loaded without running code.
 
 A checkpoint is ``{"kind", "config", "model", ...}`` — the model's kind
-(``draw``, ``caption``, ``baseline``, ``sharpener``), its configuration as a dict, its
+(``draw``, ``caption``, ``baseline``, ``sharpener``, ``captioner``), its configuration as a dict, its
 ``state_dict`` — plus whatever the trainer adds (training settings, step,
 optimiser state, vocabulary). :func:`save` writes it atomically (a temporary
 file, fsync, rename: a kill never leaves half a file); :func:`load` reads it
@@ -18,23 +18,27 @@ import torch
 
 from .errors import CheckpointError
 
-KINDS = ("draw", "caption", "baseline", "sharpener")
+KINDS = ("draw", "caption", "baseline", "sharpener", "captioner")
 
 
 def _config_class(kind: str):
     from .baselines import BaselineConfig
     from .draw import CaptionDrawConfig, DrawConfig
+    from .captioner import CaptionerConfig
     from .sharpen import SharpenConfig
     return {"caption": CaptionDrawConfig, "baseline": BaselineConfig, "draw": DrawConfig,
-            "sharpener": SharpenConfig}[kind]
+            "sharpener": SharpenConfig, "captioner": CaptionerConfig}[kind]
 
 
 def kind_of(model) -> str:
-    """``"draw"``, ``"caption"``, ``"baseline"`` or ``"sharpener"``: which configuration class ``model.cfg`` is."""
+    """``"draw"``, ``"caption"``, ``"baseline"``, ``"sharpener"`` or ``"captioner"``: which configuration class
+    ``model.cfg`` is."""
     from .baselines import BaselineConfig
+    from .captioner import CaptionerConfig
     from .draw import CaptionDrawConfig
     from .sharpen import SharpenConfig
     return ("baseline" if isinstance(model.cfg, BaselineConfig) else
+            "captioner" if isinstance(model.cfg, CaptionerConfig) else
             "caption" if isinstance(model.cfg, CaptionDrawConfig) else
             "sharpener" if isinstance(model.cfg, SharpenConfig) else "draw")
 

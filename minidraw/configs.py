@@ -13,26 +13,30 @@ from typing import Iterable, Optional
 from torch import nn
 
 from .baselines import BaselineConfig, ConditionalVAE
+from .captioner import Captioner, CaptionerConfig
 from .draw import CaptionDraw, CaptionDrawConfig, Draw, DrawConfig
 from .sharpen import SharpenConfig, Sharpener
 
 
 def build(cfg) -> nn.Module:
     """The model a configuration describes: :class:`~minidraw.draw.CaptionDraw`, plain
-    :class:`~minidraw.draw.Draw`, or a baseline :class:`~minidraw.baselines.ConditionalVAE`."""
+    :class:`~minidraw.draw.Draw`, a baseline :class:`~minidraw.baselines.ConditionalVAE`, the
+    :class:`~minidraw.sharpen.Sharpener` or the :class:`~minidraw.captioner.Captioner`."""
     if isinstance(cfg, BaselineConfig):
         return ConditionalVAE(cfg)
     if isinstance(cfg, SharpenConfig):
         return Sharpener(cfg)
+    if isinstance(cfg, CaptionerConfig):
+        return Captioner(cfg)
     if isinstance(cfg, CaptionDrawConfig):
         return CaptionDraw(cfg)
     if isinstance(cfg, DrawConfig):
         return Draw(cfg)
     raise TypeError(f"no model for a {type(cfg).__name__}; give a DrawConfig, CaptionDrawConfig, BaselineConfig "
-                    "or SharpenConfig")
+                    "SharpenConfig or CaptionerConfig")
 
 
-PRESETS: dict[str, DrawConfig | BaselineConfig | SharpenConfig] = {
+PRESETS: dict[str, DrawConfig | BaselineConfig | SharpenConfig | CaptionerConfig] = {
     # Gregor et al. (2015), binarised MNIST with attention: 28×28, 64 steps, read 2×2, write 5×5,
     # 256-unit LSTMs, 100-d z, N(0, I) prior. Their bound: −log p(x) ≤ 80.97 nats.
     "draw_mnist_paper": DrawConfig(A=28, B=28, C=1, T=64, read_N=2, write_N=5, enc_size=256, dec_size=256,
@@ -78,6 +82,19 @@ PRESETS: dict[str, DrawConfig | BaselineConfig | SharpenConfig] = {
                                           g_kernel=5, g_last_kernel=5, d_hidden=32),
     "sharpen_coco_paper": SharpenConfig(A=32, B=32, C=3, vocab_size=0, embed_size=128, lang_size=128, g_hidden=128,
                                         g_kernel=7, g_last_kernel=5, d_hidden=64),
+    # The image-to-text captioner (minidraw.captioner, "Show, Attend and Tell" in small): a CNN grid
+    # (7×7 for MNIST's 60×60, 8×8 for 32×32 images) read by an LSTM with soft attention. Xu et al.
+    # read a pretrained VGG's 14×14×512 grid of 224×224 photographs; the COCO preset instead learns
+    # its CNN on the 32×32 images alignDRAW draws.
+    "captioner_mnist_small": CaptionerConfig(A=60, B=60, C=1, vocab_size=23, channels=16, stem_stride=2, pools=2,
+                                             feature_size=64, embed_size=32, hidden_size=128, align_size=64,
+                                             max_len=12, content_first=13, content_last=22),  # the digits
+    "captioner_shapes_small": CaptionerConfig(A=32, B=32, C=3, vocab_size=31, channels=16, stem_stride=1, pools=2,
+                                              feature_size=64, embed_size=32, hidden_size=128, align_size=64,
+                                              max_len=18, content_first=15, content_last=28),  # size .. background
+    "captioner_coco_paper": CaptionerConfig(A=32, B=32, C=3, vocab_size=0, channels=64, stem_stride=1, pools=2,
+                                            feature_size=256, embed_size=128, hidden_size=512, align_size=256,
+                                            max_len=20),
 }
 
 

@@ -56,6 +56,9 @@ class DrawSizes(ConfigDict):
     z_size: int = 100       # latent z_t per step
     learned_prior: bool = True
     canvas_init: float = 0.0  # c_0 starts here (learned); -10 makes σ(c_0) a black canvas
+    # Ours, not the paper's: the write patch also reads s_t through its own linear map,
+    # w_t = W h^dec_t + U s_t, so what a word adds to the patch does not depend on where it lands
+    write_context: bool = False
 
     def __post_init__(self) -> None:
         self._require(1, "A", "B", "C", "T", "read_N", "write_N", "enc_size", "dec_size", "z_size")
@@ -71,6 +74,8 @@ class DrawConfig(DrawSizes):
     def __post_init__(self) -> None:
         super().__post_init__()
         self._require(0, "cond_size")
+        if self.write_context and not self.cond_size:
+            raise ValueError("write_context needs a conditioning vector s_t (cond_size > 0)")
 
 
 def stack_windows(windows: list[Window]) -> Window:
@@ -89,7 +94,8 @@ class Draw(nn.Module):
         self.q = nn.Linear(cfg.enc_size, 2 * cfg.z_size)                       # (μ_t, log σ_t)
         self.prior = nn.Linear(cfg.dec_size, 2 * cfg.z_size) if cfg.learned_prior else None
         self.decoder = nn.LSTMCell(cfg.z_size + cfg.cond_size, cfg.dec_size)
-        self.write = WriteAttention(cfg.dec_size, cfg.A, cfg.B, cfg.C, cfg.write_N)
+        self.write = WriteAttention(cfg.dec_size, cfg.A, cfg.B, cfg.C, cfg.write_N,
+                                    context_size=cfg.cond_size if cfg.write_context else 0)
         self.c0 = nn.Parameter(torch.full((cfg.C, cfg.B, cfg.A), float(cfg.canvas_init)))
 
     # ---- pieces shared by inference and generation -------------------------------
@@ -106,14 +112,19 @@ class Draw(nn.Module):
         return mu, logsigma
 
     def _decode(self, z: Tensor, dec: tuple[Tensor, Tensor], context: Optional[Context]):
-        """One generator step: s_t from h^dec_{t−1}, then h^dec_t = LSTM_dec(h^dec_{t−1}, [z_t, s_t])."""
-        alpha = None
+        """One generator step: s_t from h^dec_{t−1}, then h^dec_t = LSTM_dec(h^dec_{t−1}, [z_t, s_t]);
+        returns h^dec_t's state, α_t and s_t (None without a context)."""
+        alpha = s = None
         if context is not None:
             s, alpha = context(dec[0])                                         # s_t (M, cond_size)
             z = torch.cat([z, s], -1)
         elif self.cfg.cond_size:
             raise ValueError(f"this model is conditioned (cond_size={self.cfg.cond_size}); give a context")
-        return self.decoder(z, dec), alpha
+        return self.decoder(z, dec), alpha, s
+
+    def _write(self, h_dec: Tensor, s: Optional[Tensor]):
+        """write(h^dec_t) — and s_t too when the configuration has ``write_context``."""
+        return self.write(h_dec, s if self.cfg.write_context else None)
 
     # ---- inference: the bound ----------------------------------------------------
     def forward(self, x: Tensor, context: Optional[Context] = None, keep_canvases: bool = False,
@@ -139,8 +150,8 @@ class Draw(nn.Module):
             z = mu + torch.exp(logsigma) * eps                                 # z_t = μ_t + σ_t ε
             mu_p, logsigma_p = self.prior_params(dec[0], t)                    # p(z_t | z_<t)
             gaussians.append((eps, mu, logsigma, mu_p, logsigma_p))
-            dec, alpha = self._decode(z, dec, context)                          # h^dec_t
-            delta, w_write = self.write(dec[0])
+            dec, alpha, s = self._decode(z, dec, context)                       # h^dec_t
+            delta, w_write = self._write(dec[0], s)
             canvas = canvas + delta                                            # c_t = c_{t−1} + write(h^dec_t)
             reads.append(w_read)
             writes.append(w_write)
@@ -178,8 +189,8 @@ class Draw(nn.Module):
         for t in range(self.cfg.T):
             mu_p, logsigma_p = self.prior_params(dec[0], t)
             z = mu_p + temperature * torch.exp(logsigma_p) * torch.randn_like(mu_p)  # z_t ~ p(z_t | z_<t)
-            dec, alpha = self._decode(z, dec, context)
-            delta, w_write = self.write(dec[0])
+            dec, alpha, s = self._decode(z, dec, context)
+            delta, w_write = self._write(dec[0], s)
             canvas = canvas + delta
             canvases.append(torch.sigmoid(canvas))
             writes.append(w_write)
@@ -238,6 +249,8 @@ class CaptionDrawConfig(DrawSizes):
             raise ValueError(f"variant must be one of {VARIANTS}, got {self.variant!r}")
         if self.align_values not in ALIGN_VALUES:
             raise ValueError(f"align_values must be one of {ALIGN_VALUES}, got {self.align_values!r}")
+        if self.write_context and self.variant == "draw":
+            raise ValueError("write_context needs a caption: the 'draw' variant has no s_t")
         if self.sentence_encoder not in ("external", "autoencoder"):
             raise ValueError(f"sentence_encoder must be 'external' or 'autoencoder', got {self.sentence_encoder!r}")
 

@@ -21,8 +21,19 @@ with scikit-image's maintained implementation.
 the caption says? Classifiers in :mod:`minidraw.fidelity` read each named object
 at its named place; reported for seen and held-out compositions.
 
+**The cycle** (ours): draw a picture from a caption, caption the picture with the
+image-to-text captioner (:mod:`minidraw.captioner`), and compare the two captions.
+For the closed grammars (MNIST with captions, captioned shapes) the comparison is
+:func:`minidraw.captioner.agreement`: *exact*, the share of pictures whose caption
+describes the same scene (wording aside), and *slots*, the share of the scene's facts
+(an object and its place, the background) that agree. For MS-COCO it is corpus
+BLEU-4 (``sacrebleu``: ``pip install "minidraw[coco]"``) against the captions the
+pictures were drawn from. A perfect drawing scores what the captioner scores on real
+pictures, so read the cycle beside the captioner's own accuracy: the cycle measures
+the drawing only as far as the captioner reads well.
+
 :func:`evaluate` computes a table row — any of ``bound``, ``iwae``,
-``retrieval``, ``ssi``, ``fidelity`` — for one model on its data splits
+``retrieval``, ``ssi``, ``fidelity``, ``cycle`` — for one model on its data splits
 (:func:`splits_for` rebuilds them from a checkpoint); ``minidraw evaluate``
 (:mod:`minidraw.cli`) runs it from the command line.
 """
@@ -30,6 +41,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 from contextlib import nullcontext
 import time
 from dataclasses import dataclass
@@ -38,6 +50,7 @@ from typing import Iterable, Optional
 import numpy as np
 import torch
 
+from .errors import UserError
 from .runtime import eval_mode, evaluating  # noqa: F401 - the context every measure runs in (also minidraw.runtime)
 
 
@@ -265,8 +278,120 @@ def caption_fidelity(images: torch.Tensor, texts: list[str], dataset, classifier
                      f"not {type(dataset).__name__}")
 
 
+# ---- the cycle: caption -> picture -> caption --------------------------------------------------
+SHIPPED_CAPTIONERS = {"MnistCaptions": "captioner-mnist", "ShapesCaptions": "captioner-shapes"}  # data set -> name
+
+
+class MissingDependencyError(UserError, ImportError):
+    """An optional package a measure needs is not installed; the message says what to install."""
+
+
+def _sacrebleu():
+    try:
+        import sacrebleu
+    except ImportError:
+        raise MissingDependencyError('BLEU-4 (the cycle measure on MS-COCO) needs sacrebleu, which is not installed: '
+                                     'pip install sacrebleu (or pip install "minidraw[coco]")') from None
+    return sacrebleu
+
+
+def bleu4(hypotheses: list[str], references: list[str]) -> float:
+    """Corpus BLEU-4 (sacrebleu's, 0–100) of ``hypotheses``, one reference caption each."""
+    if len(hypotheses) != len(references):
+        raise ValueError(f"{len(hypotheses)} captions but {len(references)} references")
+    return float(_sacrebleu().corpus_bleu(list(hypotheses), [list(references)]).score)
+
+
+def _captioner_names() -> str:
+    from .pretrained import MODELS
+    return ", ".join(n for n, m in MODELS.items() if m["variant"] == "captioner")
+
+
+def load_captioner(spec: str | os.PathLike, map_location="cpu"):
+    """``(captioner, vocabulary)`` from ``spec``: a shipped captioner's name (``captioner-mnist``,
+    ``captioner-shapes``: :mod:`minidraw.pretrained`) or a captioner checkpoint's path. A
+    ``ValueError`` (or the checkpoint's own error) that says what to give otherwise."""
+    from . import pretrained
+    from .captioner import Captioner
+    from .checkpoint import kind_of, load
+    from .sample import KIND_WORDS, vocabulary_for
+    names = _captioner_names()
+    if str(spec) in pretrained.MODELS:
+        try:
+            model, vocab = pretrained.load(str(spec), device=map_location, progress=False)
+        except (ValueError, RuntimeError) as e:                              # not shipped, corrupt, offline
+            raise ValueError(f"cannot load the pretrained captioner {spec}: {e}") from None
+    else:
+        if not os.path.exists(spec):
+            raise ValueError(f"no captioner checkpoint at {spec}, and no pretrained captioner of that name: give a "
+                             f"checkpoint of `minidraw train --config captioner-mnist` (or captioner-shapes) or a "
+                             f"pretrained name ({names})")
+        model, ckpt = load(spec, map_location=map_location)
+        vocab = vocabulary_for(model, ckpt) if isinstance(model, Captioner) else None
+    if not isinstance(model, Captioner):
+        raise ValueError(f"{spec} holds {KIND_WORDS.get(kind_of(model), 'a model')}, not a captioner: give a captioner checkpoint "
+                         f"(`minidraw train --config captioner-mnist --out DIR`) or a pretrained captioner ({names})")
+    return model.float().to(map_location), vocab
+
+
+def check_captioner_fits(captioner, vocab, dataset):
+    """The vocabulary to caption ``dataset``'s pictures in; ``ValueError`` unless ``captioner`` reads
+    pictures of the data's size and channels and writes captions in the data's vocabulary (``vocab``,
+    the captioner's own, when known; else its size must be the data's)."""
+    want = tuple(dataset.batch(np.arange(1)).images.shape[1:])              # (C, B, A)
+    got = (captioner.cfg.C, captioner.cfg.B, captioner.cfg.A)
+    hint = (f"use a captioner trained on the model's data (shipped: {_captioner_names()}; or train one with "
+            "`minidraw train --config captioner-mnist`, captioner-shapes)")
+    if tuple(want) != got:
+        raise ValueError(f"the captioner reads {got[0]}×{got[1]}×{got[2]} (C×B×A) images, the model's data are "
+                         f"{want[0]}×{want[1]}×{want[2]}: {hint}")
+    words = dataset.vocab
+    if vocab is None and captioner.cfg.vocab_size != len(words):
+        raise ValueError(f"the captioner writes {captioner.cfg.vocab_size} word ids, the model's data has "
+                         f"{len(words)} words: {hint}")
+    if vocab is not None and tuple(vocab.words) != tuple(words.words):
+        raise ValueError(f"the captioner writes captions in another vocabulary than the model's data: {hint}")
+    return words
+
+
+@torch.no_grad()
+def caption_images(captioner, vocab, images: torch.Tensor, width: int = 1, batch_size: int = 250) -> list[str]:
+    """``captioner``'s caption of each of ``images (M, C, B, A)`` in [0, 1] (greedy with ``width=1``)."""
+    p = next(captioner.parameters())
+    out: list[str] = []
+    for lo in range(0, len(images), batch_size):
+        out += captioner.caption(images[lo:lo + batch_size].to(p.device, p.dtype), vocab, width)
+    return out
+
+
+def _cycle_captioner(captioner, test, device):
+    """``(captioner, vocabulary)`` for the cycle measure on the model's data (``test``: its test split):
+    ``captioner`` as given (a Captioner, ``(Captioner, Vocabulary)``, a shipped name or a checkpoint's
+    path) or, when ``None``, the one shipped for the data, checked to fit the data."""
+    from .captioner import Captioner
+    if captioner is None:
+        name = SHIPPED_CAPTIONERS.get(type(test).__name__)
+        if name is None:
+            raise ValueError(f"no captioner is shipped for {type(test).__name__}: train one (`minidraw train --preset "
+                             "captioner_coco_paper --out DIR`) and give it (--captioner CKPT; in Python, captioner=)")
+        try:
+            captioner = load_captioner(name, map_location=device)
+        except ValueError as e:
+            raise ValueError(f"the cycle measure needs a captioner, and the shipped one is not available ({e}); give "
+                             f"one with --captioner CKPT (in Python, captioner=), trained with `minidraw train "
+                             f"--config {name} --out DIR`") from None
+    elif isinstance(captioner, (str, os.PathLike)):
+        captioner = load_captioner(captioner, map_location=device)
+    model, vocab = captioner if isinstance(captioner, tuple) else (captioner, None)
+    if not isinstance(model, Captioner):
+        raise ValueError(f"the cycle measure needs a captioner (minidraw.captioner.Captioner), got a "
+                         f"{type(model).__name__}")
+    return model, check_captioner_fits(model, vocab, test)
+
+
 # ---- a row of the table ------------------------------------------------------------------------
-METRICS = ("bound", "iwae", "retrieval", "ssi", "fidelity")
+DEFAULT_METRICS = ("bound", "iwae", "retrieval", "ssi", "fidelity")
+METRICS = DEFAULT_METRICS + ("cycle",)   # the cycle needs a captioner: asked for by name, never by default
 
 
 @dataclass
@@ -282,6 +407,11 @@ class Sizes:
     fidelity: int = 500     # captions generated from, per split (seen and held out)
 
 
+def _device_of(model) -> torch.device:
+    p = next(iter(model.parameters()), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
 def splits_for(train: dict, model_cfg, data: Optional[str] = None) -> dict:
     """The evaluation splits of a checkpoint's data: ``train``, ``test`` and, where the data has
     them, ``heldout`` compositions (MNIST with captions, shapes). ``train`` is the checkpoint's
@@ -291,8 +421,8 @@ def splits_for(train: dict, model_cfg, data: Optional[str] = None) -> dict:
     return evaluation_splits(str(train.get("preset", "")), model_cfg, int(train.get("seed", 0)), root)
 
 
-def evaluate(model, splits: dict, metrics: Iterable[str] = METRICS, sizes: Sizes = Sizes(), seed: int = 0,
-             progress: bool = False, classifiers=None, sharpener=None) -> dict:
+def evaluate(model, splits: dict, metrics: Iterable[str] = DEFAULT_METRICS, sizes: Sizes = Sizes(), seed: int = 0,
+             progress: bool = False, classifiers=None, sharpener=None, captioner=None) -> dict:
     """One row of the evaluation table, as a flat dict of numbers.
 
     ``splits``: ``{"train": ..., "test": ..., "heldout": ...}`` (see :func:`splits_for`); measures
@@ -303,6 +433,15 @@ def evaluate(model, splits: dict, metrics: Iterable[str] = METRICS, sizes: Sizes
     classifiers are cached), and ``seconds``. With a ``sharpener`` (:mod:`minidraw.sharpen`) the
     same measures are taken after sharpening too: ``test_bound_sharp`` (the paper's column,
     :func:`sharpened_bound_values`), ``ssi_sharp``, ``fidelity_seen_sharp``, ``fidelity_heldout_sharp``.
+
+    ``cycle`` (asked for by name; not in :data:`DEFAULT_METRICS`): the pictures fidelity draws (the
+    first ``sizes.fidelity`` captions of each split, the same seed) captioned by ``captioner`` —
+    a :class:`~minidraw.captioner.Captioner`, ``(Captioner, Vocabulary)`` as
+    :func:`minidraw.pretrained.load` gives, a shipped captioner's name or a checkpoint's path; by
+    default the one shipped for the data — greedily, and scored against the captions they were
+    drawn from: ``cycle_exact_seen``, ``cycle_slots_seen``, ``cycle_exact_heldout``,
+    ``cycle_slots_heldout`` (percent, :func:`minidraw.captioner.agreement`), or ``cycle_bleu_seen``
+    (corpus BLEU-4, 0–100) for MS-COCO; with a sharpener also their ``_sharp`` variants.
     """
     metrics = list(metrics)
     unknown = sorted(set(metrics) - set(METRICS))
@@ -312,6 +451,13 @@ def evaluate(model, splits: dict, metrics: Iterable[str] = METRICS, sizes: Sizes
     row: dict = {}
     start = time.perf_counter()
     say = print if progress else (lambda *a, **k: None)
+    reader = None
+    if captioned and "cycle" in metrics:                                 # a missing captioner fails before any work
+        reader, words = _cycle_captioner(captioner, splits["test"], _device_of(model))
+        from .captioner import facts_for
+        facts = facts_for(words)
+        if facts is None:
+            _sacrebleu()
     if "bound" in metrics:
         for name in ("train", "test"):
             e = bound(model, splits[name], sizes.bound, seed=seed)
@@ -333,6 +479,15 @@ def evaluate(model, splits: dict, metrics: Iterable[str] = METRICS, sizes: Sizes
         row.update({f"R@{k}": v for k, v in r.recall.items()}, med_r=r.median_rank)
         say(f"retrieval over {sizes.queries} captions: {r.row()}")
     sharpeners = {"": None} if sharpener is None else {"": None, "_sharp": sharpener}
+    drawings: dict = {}
+
+    def drawn(name: str, suffix: str, sh) -> torch.Tensor:
+        """The pictures drawn from split ``name``'s first ``sizes.fidelity`` captions (fidelity and the cycle
+        score the same ones)."""
+        if (name, suffix) not in drawings:
+            drawings[name, suffix] = generate(model, splits[name], sizes.fidelity, seed=seed, sharpener=sh)[0]
+        return drawings[name, suffix]
+
     if captioned and "ssi" in metrics:
         for suffix, sh in sharpeners.items():
             generated, truth = generate(model, splits["test"], sizes.ssi, seed=seed, sharpener=sh)
@@ -345,11 +500,30 @@ def evaluate(model, splits: dict, metrics: Iterable[str] = METRICS, sizes: Sizes
             if name not in splits:
                 continue
             data = splits[name]
-            generated, _ = generate(model, data, sizes.fidelity, seed=seed, sharpener=sh)
+            generated = drawn(name, suffix, sh)
             result = caption_fidelity(generated, data.texts(np.arange(len(generated))), data, classifiers)
             row[key + suffix] = result.rate                                    # percent
             row[f"{key}{suffix}_by_template"] = result.by_template()
             say(f"fidelity, {name} captions{' after sharpening' if sh is not None else ''}: {row[key + suffix]:.1f} %")
+    if reader is not None:
+        from .captioner import agreement
+        for (name, key), (suffix, sh) in itertools.product((("test", "seen"), ("heldout", "heldout")),
+                                                           sharpeners.items()):
+            if name not in splits:
+                continue
+            generated = drawn(name, suffix, sh)
+            truth = splits[name].texts(np.arange(len(generated)))
+            said = caption_images(reader, words, generated)
+            after = " after sharpening" if sh is not None else ""
+            if facts is None:
+                row[f"cycle_bleu_{key}{suffix}"] = bleu4(said, truth)
+                say(f"cycle, {name} captions{after}: BLEU-4 {row[f'cycle_bleu_{key}{suffix}']:.1f}")
+                continue
+            exact, slots = agreement(said, truth, facts)
+            row[f"cycle_exact_{key}{suffix}"] = 100 * exact.float().mean().item()
+            row[f"cycle_slots_{key}{suffix}"] = 100 * slots.float().mean().item()
+            say(f"cycle, {name} captions{after}: {row[f'cycle_exact_{key}{suffix}']:.1f} % the same scene, "
+                f"{row[f'cycle_slots_{key}{suffix}']:.1f} % of its facts")
     row["seconds"] = round(time.perf_counter() - start, 1)
     return row
 
@@ -361,7 +535,15 @@ COLUMNS = (("train_bound", "train −L", "{:.1f}"), ("test_bound", "test −L", 
            ("ssi", "SSI", "{:.3f}"), ("ssi_sharp", "SSI sharpened", "{:.3f}"),
            ("fidelity_seen", "fidelity seen %", "{:.1f}"), ("fidelity_heldout", "fidelity held-out %", "{:.1f}"),
            ("fidelity_seen_sharp", "fidelity seen, sharpened %", "{:.1f}"),
-           ("fidelity_heldout_sharp", "fidelity held-out, sharpened %", "{:.1f}"))
+           ("fidelity_heldout_sharp", "fidelity held-out, sharpened %", "{:.1f}"),
+           ("cycle_exact_seen", "cycle exact seen %", "{:.1f}"), ("cycle_slots_seen", "cycle slots seen %", "{:.1f}"),
+           ("cycle_exact_heldout", "cycle exact held-out %", "{:.1f}"),
+           ("cycle_slots_heldout", "cycle slots held-out %", "{:.1f}"),
+           ("cycle_exact_seen_sharp", "cycle exact seen, sharpened %", "{:.1f}"),
+           ("cycle_slots_seen_sharp", "cycle slots seen, sharpened %", "{:.1f}"),
+           ("cycle_exact_heldout_sharp", "cycle exact held-out, sharpened %", "{:.1f}"),
+           ("cycle_slots_heldout_sharp", "cycle slots held-out, sharpened %", "{:.1f}"),
+           ("cycle_bleu_seen", "cycle BLEU-4", "{:.1f}"), ("cycle_bleu_seen_sharp", "cycle BLEU-4, sharpened", "{:.1f}"))
 
 
 def markdown_table(rows: dict[str, dict], columns=COLUMNS) -> str:

@@ -48,6 +48,10 @@ MODELS: dict[str, dict[str, Optional[str]]] = {
                       "description": "the sharpener (one caption-conditioned LAPGAN level) for MNIST with captions"},
     "sharpen-shapes": {"file": "sharpen-shapes.pt", "data": "shapes", "variant": "sharpener",
                        "description": "the sharpener (one caption-conditioned LAPGAN level) for captioned shapes"},
+    "captioner-mnist": {"file": "captioner-mnist.pt", "data": "mnist_captions", "variant": "captioner",
+                        "description": "the image-to-text captioner (soft attention) for MNIST with captions"},
+    "captioner-shapes": {"file": "captioner-shapes.pt", "data": "shapes", "variant": "captioner",
+                         "description": "the image-to-text captioner (soft attention) for captioned shapes"},
 }
 
 
@@ -158,9 +162,10 @@ def load(name: str, device: str | torch.device = "cpu", weights_dir: str | os.Pa
 def _check_fits(name: str, model: nn.Module, vocab: Optional[Vocabulary]) -> None:
     """``ValueError`` unless the checkpoint is the kind of model ``name`` promises."""
     from .sample import takes_caption
+    from .captioner import Captioner
     from .sharpen import Sharpener
     expected, data = MODELS[name]["variant"], MODELS[name]["data"]
-    variant = ("sharpener" if isinstance(model, Sharpener) else
+    variant = ("sharpener" if isinstance(model, Sharpener) else "captioner" if isinstance(model, Captioner) else
                getattr(model.cfg, "variant", type(model).__name__) if takes_caption(model) else None)
     if variant != expected:
         raise ValueError(f"{name} is {MODELS[name]['description']}, but the checkpoint holds "

@@ -29,12 +29,19 @@ from .text import Vocabulary, pad, tokenize
 GENEROUS_MAX_WORDS = 64  # longest caption for a vocabulary with no known caption length (e.g. MS-COCO's)
 
 
+KIND_WORDS = {"draw": "an unconditional DRAW (a drawing model)", "caption": "a caption-to-image drawing model",
+              "baseline": "a baseline drawing model", "sharpener": "a sharpener",
+              "captioner": "a captioner (image to caption)"}   # a checkpoint's "kind", in words
+
+
 # ---- the caption's words ---------------------------------------------------------------
 def takes_caption(model: nn.Module) -> bool:
-    """Whether ``model`` reads captions (every CaptionDraw variant but ``draw``; the baselines; the sharpener)."""
+    """Whether ``model`` reads or writes captions (every CaptionDraw variant but ``draw``; the baselines; the
+    sharpener; the captioner)."""
     from .baselines import ConditionalVAE
+    from .captioner import Captioner
     from .sharpen import Sharpener
-    return (isinstance(model, (ConditionalVAE, Sharpener))
+    return (isinstance(model, (ConditionalVAE, Sharpener, Captioner))
             or (isinstance(model, CaptionDraw) and model.cfg.variant != "draw"))
 
 
@@ -106,7 +113,13 @@ def encode_captions(vocab: Vocabulary, texts: Sequence[str], max_words: int) -> 
 
 # ---- drawing -----------------------------------------------------------------------------
 def check_request(model: nn.Module, caption: Optional[str]) -> None:
-    """``ValueError`` unless a caption is given exactly when ``model`` draws from one."""
+    """``ValueError`` unless ``model`` draws (not a sharpener or a captioner) and a caption is given exactly
+    when it draws from one."""
+    from .captioner import Captioner
+    from .sharpen import Sharpener
+    if isinstance(model, (Captioner, Sharpener)):
+        what = "a captioner (image to caption)" if isinstance(model, Captioner) else "a sharpener"
+        raise ValueError(f"this model is {what}, not a drawing model: draw with alignDRAW, DRAW or a baseline")
     if takes_caption(model) and caption is None:
         raise ValueError(f"this model ({getattr(model.cfg, 'variant', type(model).__name__)}) draws from a "
                          "caption; give one with --caption")
@@ -168,10 +181,13 @@ def check_sharpener_fits(sharpener: nn.Module, sharpener_vocab: Optional[Vocabul
                          vocab: Optional[Vocabulary]) -> None:
     """``ValueError`` unless ``sharpener`` can sharpen ``model``'s drawings: same image size and channels,
     and the same vocabulary for the captions."""
+    from .captioner import Captioner
     from .sharpen import Sharpener
     if not isinstance(sharpener, Sharpener):
+        held = ("a captioner (image to caption)" if isinstance(sharpener, Captioner) else
+                f"a {type(sharpener).__name__} drawing model")
         raise ValueError(f"--sharpen needs a sharpener checkpoint (`minidraw train --preset sharpen_*`), but this "
-                         f"one holds a {type(sharpener).__name__} drawing model")
+                         f"one holds {held}")
     want = tuple(getattr(model.cfg, k) for k in ("C", "B", "A"))
     got = tuple(getattr(sharpener.cfg, k) for k in ("C", "B", "A"))
     if want != got:

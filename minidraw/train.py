@@ -49,7 +49,7 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
-from .checkpoint import load, read, save  # noqa: F401 - re-exported: minidraw.train.load/save
+from .checkpoint import kind_of, load, read, save  # noqa: F401 - re-exported: minidraw.train.load/save
 from .configs import RECIPES, TrainConfig, build, load_config, preset, recipe, recipes  # noqa: F401
 from .data import select
 from .data.batches import Batch, Batches, caption_batches, fixed_batches  # noqa: F401 - re-exported
@@ -398,8 +398,13 @@ def run(cfg: TrainConfig, out: Optional[str | os.PathLike] = None, progress: boo
     test = fixed_batches(test_src, cfg.eval_examples, device=device) if rank == 0 else None
     extra = {"data": source, **({"vocab": vocab.to_dict()} if vocab is not None else {})}
     evaluation = fidelity_evaluation(cfg, test_src) if cfg.eval_fidelity > 0 and rank == 0 else None
-    if not getattr(model, "has_bound", True):   # the sharpener: D's and G's losses on test images, no bound
-        test, evaluation = None, ((lambda m, batches=test: m.test_metrics(batches)) if rank == 0 else None)
+    if not getattr(model, "has_bound", True):   # the sharpener, the captioner: their own test numbers, no bound
+        held_back, test = test, None
+        evaluation = (lambda m: m.test_metrics(held_back)) if rank == 0 else None  # noqa: E731
+        if rank == 0 and cfg.eval_fidelity > 0 and kind_of(model) == "captioner" and select.heldout_for(test_src) is not None:
+            from .captioner import accuracy_evaluation   # and how often its caption describes the right scene
+            scene = accuracy_evaluation(test_src, cfg.eval_fidelity)
+            evaluation = (lambda m: {**m.test_metrics(held_back), **scene(m)})  # noqa: E731
     log = fit(net, batches, cfg, progress, out=out, test=test, opt=opt, start_step=start, extra=extra, rank=rank,
               evaluation=evaluation)
     if out and rank == 0:

@@ -68,4 +68,4 @@ def test_only_the_cli_package_parses_command_lines():
     assert not parsing, f"argparse outside minidraw/cli: {parsing}"
     from minidraw import cli
     commands = cli.build_parser()._subparsers._group_actions[0].choices
-    assert set(commands) == {"train", "sample", "evaluate", "prepare"}
+    assert set(commands) == {"train", "sample", "evaluate", "prepare", "caption"}

@@ -55,15 +55,34 @@ def evaluate_file(path: Path, classifiers: str | None = None) -> dict:
                                                                                  fidelity=SIZES["sharp_fidelity"]),
                             classifiers=classifiers, sharpener=model))
         return {"step": ckpt.get("step"), "data": ckpt.get("data"), **row}
+    if ckpt["kind"] == "captioner":
+        return {"step": ckpt.get("step"), "data": ckpt.get("data"), **captioner_row(model, splits)}
     captioned = not isinstance(splits["test"], torch.Tensor)
     metrics = ["bound", "fidelity"] if captioned else ["bound"]
     row = evaluate(model, splits, metrics, Sizes(bound=SIZES["bound"], fidelity=SIZES["fidelity"]), classifiers=classifiers)
     return {"step": ckpt.get("step"), "data": ckpt.get("data"), **row}
 
 
+def captioner_row(model, splits: dict) -> dict:
+    """A captioner on real images: teacher-forced numbers on 500 test images, and how often its caption
+    describes the right scene (greedy and beam 3) on 1,000 images of seen and of held-out compositions."""
+    from minidraw.captioner import accuracy
+    from minidraw.data.batches import fixed_batches
+    row = model.test_metrics(fixed_batches(splits["test"], 500))
+    for split, name in (("test", "seen"), ("heldout", "heldout")):
+        for width in (1, 3):
+            r = accuracy(model, splits[split], SIZES["fidelity"], width=width)
+            tag = "" if width == 1 else f"_beam{width}"
+            row[f"exact_{name}{tag}"], row[f"slots_{name}{tag}"] = r["exact"], r["slots"]
+    return row
+
+
 def better(new: dict, old: dict | None) -> bool:
     if old is None:
         return True
+    if "exact_seen" in new:            # a captioner: its captions must describe the scene
+        score = lambda r: r["exact_seen"] + r["exact_heldout"]  # noqa: E731
+        return score(new) > score(old)
     if "fidelity_seen_sharp" in new:   # a sharpener: the drawings it sharpens must show their captions
         score = lambda r: r["fidelity_seen_sharp"] + r.get("fidelity_heldout_sharp", 0)  # noqa: E731
         return score(new) > score(old)
@@ -98,6 +117,10 @@ def curve_rows(run: Path) -> list[dict]:
     minutes = wall_minutes(rows)
     bounds = {r["step"]: r["test_bound"] for r in rows if "test_bound" in r}
     key = "fidelity_seen" if any("fidelity_seen" in r for r in rows) else "test_bound"   # DRAW: the bound only
+    if any("exact_seen" in r for r in rows):                                             # a captioner
+        names = ("test_nats_per_word", "test_word_acc", "exact_seen", "slots_seen", "exact_heldout", "slots_heldout")
+        return [{"step": r["step"], "minutes": round(m, 2), **{k: round(r[k], 4) for k in names}}
+                for r, m in zip(rows, minutes) if "exact_seen" in r]
     if any("test_d_loss" in r for r in rows):                                            # a sharpener
         names = ("test_d_loss", "test_g_loss", "test_d_acc_real", "test_d_acc_fake")
         return [{"step": r["step"], "minutes": round(m, 2), **{k: round(r[k], 4) for k in names}}
@@ -158,6 +181,8 @@ def card(name: str, result: dict, minutes: float | None, where: str) -> str:
              "", "## Measured", ""]
     if "drawer" in result:
         return "\n".join(lines + sharpener_card(result, ckpt, train))
+    if "exact_seen" in result:
+        return "\n".join(lines + captioner_card(result, ckpt, train))
     lines += [f"With `minidraw.evaluate.evaluate` on {SIZES['bound']:,} test images (bound)"
              + (f" and {SIZES['fidelity']:,} captions per split (fidelity)" if "fidelity_seen" in result else "")
              + "; seed 0.", "",
@@ -195,6 +220,35 @@ def sharpener_card(result: dict, ckpt: dict, train: dict) -> list[str]:
                     "## Training settings", "", "```json", json.dumps(train, indent=1), "```", ""]
 
 
+def captioner_card(result: dict, ckpt: dict, train: dict) -> list[str]:
+    """The measured part of a captioner's card: its captions of real test images."""
+    n = SIZES["fidelity"]
+    lines = [f"On real test images (`minidraw.captioner.accuracy`, the first {n:,} images of each split): a "
+             "caption is *exact* when it describes the same scene as the true one (\"3 is on the left of 7\" and "
+             "\"7 is on the right of 3\" are one scene); *slots* is the share of the scene's facts (each digit or "
+             "object in its place, the background) that the caption gets right.", "",
+             "| decoding | exact, seen % | exact, held-out % | slots, seen % | slots, held-out % |",
+             "|---|---:|---:|---:|---:|"]
+    for tag, name in (("", "greedy"), ("_beam3", "beam search, width 3")):
+        lines.append(f"| {name} | {result['exact_seen' + tag]:.1f} | {result['exact_heldout' + tag]:.1f} | "
+                     f"{result['slots_seen' + tag]:.1f} | {result['slots_heldout' + tag]:.1f} |")
+    lines += ["", f"Teacher-forced, on 500 test images: {result['test_nats_per_word']:.3f} nats per word, "
+              f"{100 * result['test_word_acc']:.1f} % of words (and ends) predicted right."]
+    return lines + ["", "## Configuration", "", "```json", json.dumps(ckpt["config"], indent=1), "```", "",
+                    "## Training settings", "", "```json", json.dumps(train, indent=1), "```", ""]
+
+
+def summary(r: dict) -> str:
+    """One line of what ``evaluate_file`` measured."""
+    if "exact_seen" in r:
+        return (f"step {r['step']}: exact {r['exact_seen']:.1f} % seen / {r['exact_heldout']:.1f} % held out "
+                f"(beam 3: {r['exact_seen_beam3']:.1f} / {r['exact_heldout_beam3']:.1f} %)")
+    return (f"step {r['step']}: test −L {r['test_bound']:.2f}" + (
+        f", fidelity {r['fidelity_seen']:.1f} / {r.get('fidelity_heldout', 0):.1f} %" if "fidelity_seen" in r else "")
+        + (f"; after sharpening: −L {r['test_bound_sharp']:.2f}, fidelity {r['fidelity_seen_sharp']:.1f} / "
+           f"{r.get('fidelity_heldout_sharp', 0):.1f} %" if "test_bound_sharp" in r else ""))
+
+
 def write_card(name: str, run: Path | None, classifiers: str | None) -> Path:
     from minidraw import pretrained
     result = evaluate_file(pretrained.path(name), classifiers)
@@ -205,10 +259,7 @@ def write_card(name: str, run: Path | None, classifiers: str | None) -> Path:
         minutes = wall_minutes(rows)[-1] if rows else None
     path = Path(pretrained.path(name)).with_suffix(".md")
     path.write_text(card(name, result, minutes, machine()))
-    print(f"{path}: " + (f"(the shipped {result['drawer']}) " if "drawer" in result else "")
-          + f"test −L {result['test_bound']:.2f}" + (
-        f", fidelity {result['fidelity_seen']:.1f} % seen / {result.get('fidelity_heldout', 0):.1f} % held out"
-        if "fidelity_seen" in result else ""))
+    print(f"{path}: " + (f"(the shipped {result['drawer']}) " if "drawer" in result else "") + summary(result))
     return path
 
 
@@ -217,10 +268,6 @@ def export(name: str, run: Path, force: bool, classifiers: str | None) -> None:
     ckpt = run / "checkpoint.pt"
     new = evaluate_file(ckpt, classifiers)
     old = evaluate_file(pretrained.path(name), classifiers) if name in pretrained.list() else None
-    summary = lambda r: (f"step {r['step']}: test −L {r['test_bound']:.2f}" + (  # noqa: E731
-        f", fidelity {r['fidelity_seen']:.1f} / {r.get('fidelity_heldout', 0):.1f} %" if "fidelity_seen" in r else "")
-        + (f"; after sharpening: −L {r['test_bound_sharp']:.2f}, fidelity {r['fidelity_seen_sharp']:.1f} / "
-           f"{r.get('fidelity_heldout_sharp', 0):.1f} %" if "test_bound_sharp" in r else ""))
     print("run:    ", summary(new))
     print("shipped:", summary(old) if old else "none")
     if not (force or better(new, old)):

@@ -1,11 +1,13 @@
 """The ``minidraw`` command (also ``python -m minidraw``): the one place that registers every
 subcommand. Each subcommand's options and its call into the library live beside it
-(``cli/train.py``, ``cli/sample.py``, ``cli/evaluate.py``, ``cli/prepare.py``); the library
+(``cli/train.py``, ``cli/sample.py``, ``cli/caption.py``, ``cli/evaluate.py``, ``cli/prepare.py``); the library
 modules themselves expose functions and know nothing of argparse.
 
     minidraw train   --preset NAME [--config FILE] [--set key=value ...] --out DIR [--max-minutes M]
     minidraw sample  [--checkpoint CKPT | --model NAME] --caption "..." [--n 16] --out grid.png [--animation drawing.gif]
-    minidraw evaluate --checkpoint CKPT [--metrics bound,iwae,retrieval,ssi,fidelity] [--json out.json]
+    minidraw caption [--checkpoint CKPT | --model NAME] [--beam K] image.png [more.png ...]
+    minidraw evaluate --checkpoint CKPT [--metrics bound,iwae,retrieval,ssi,fidelity,cycle] [--captioner CKPT]
+                      [--json out.json]
     minidraw prepare mnist|coco|shapes ...
 
 ``minidraw COMMAND --help`` shows each command's options and examples.
@@ -17,14 +19,15 @@ import sys
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import evaluate, prepare, sample, train
+    from . import caption, evaluate, prepare, sample, train
     p = argparse.ArgumentParser(prog="minidraw", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, module, help_ in (
             ("train", train, "train a model; resumes from OUT/checkpoint.pt"),
             ("sample", sample, "draw images from a checkpoint or a pretrained model"),
-            ("evaluate", evaluate, "evaluate a checkpoint: bound, IWAE, retrieval, SSI, fidelity")):
+            ("caption", caption, "write a caption for each picture with a captioner (image to text)"),
+            ("evaluate", evaluate, "evaluate a checkpoint: bound, IWAE, retrieval, SSI, fidelity, cycle")):
         q = sub.add_parser(name, help=help_)
         module.add_arguments(q)
         q.set_defaults(func=module.run, command_name=name)

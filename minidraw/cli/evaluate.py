@@ -5,23 +5,28 @@ import argparse
 import json
 from pathlib import Path
 
-from ..evaluate import METRICS, Sizes, evaluate, markdown_table, splits_for
+from ..evaluate import DEFAULT_METRICS, METRICS, Sizes, evaluate, load_captioner, markdown_table, splits_for
 from ..runtime import device as pick_device
 
 EXAMPLES = """examples:
   minidraw evaluate --checkpoint runs/align/checkpoint.pt
   minidraw evaluate --checkpoint runs/align/checkpoint.pt --metrics bound,retrieval --json align.json
   minidraw evaluate --checkpoint runs/coco/checkpoint.pt --data data/coco --queries 1000 --device cuda
+  minidraw evaluate --checkpoint runs/align/checkpoint.pt --metrics fidelity,cycle --captioner captioner-mnist
+  minidraw evaluate --checkpoint runs/align/checkpoint.pt --captioner runs/captioner/checkpoint.pt  # all + cycle
 """
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.description = ("Evaluate a checkpoint on its data: the bound (train/test), IWAE, retrieval R@K and "
-                     "median rank, SSI, and caption fidelity (seen / held-out compositions).")
+                     "median rank, SSI, caption fidelity (seen / held-out compositions), and the cycle: the "
+                     "drawings captioned by an image-to-text captioner, scored against the captions they were "
+                     "drawn from (scene agreement; BLEU-4 for MS-COCO, which needs `pip install sacrebleu`).")
     p.epilog, p.formatter_class = EXAMPLES, argparse.RawDescriptionHelpFormatter
     p.add_argument("--checkpoint", required=True, help="a checkpoint.pt written by `minidraw train`")
-    p.add_argument("--metrics", default=",".join(METRICS),
-                   help=f"comma-separated, from {','.join(METRICS)} (default: all)")
+    p.add_argument("--metrics", default=None,
+                   help=f"comma-separated, from {','.join(METRICS)} (default: {','.join(DEFAULT_METRICS)}, and "
+                        "cycle when --captioner is given)")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
     p.add_argument("--data", default=None, help="data folder, if not the one the checkpoint was trained with")
     for f, help_ in (("bound", "images per split for the bound"), ("iwae", "images for IWAE"),
@@ -32,6 +37,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="folder of cached fidelity classifiers (default ~/.cache/minidraw/classifiers)")
     p.add_argument("--sharpen", metavar="CKPT", default=None,
                    help="a sharpener checkpoint: also measure the bound, SSI and fidelity after sharpening")
+    p.add_argument("--captioner", metavar="CKPT_OR_NAME", default=None,
+                   help="the captioner the cycle metric reads the drawings with: a checkpoint of `minidraw train "
+                        "--config captioner-mnist` (or captioner-shapes), or a pretrained name (default for "
+                        "--metrics cycle: the one shipped for the data)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: CUDA, then MPS, then the CPU)")
 
@@ -40,12 +49,23 @@ def run(args: argparse.Namespace) -> int:
     """Carry out ``minidraw evaluate``; user errors propagate (the CLI reports them in one line)."""
     from ..checkpoint import load
     from ..errors import UserError
-    metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
+    if args.metrics is None:
+        metrics = [*DEFAULT_METRICS, *(["cycle"] if args.captioner else [])]
+    else:
+        metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
     unknown = sorted(set(metrics) - set(METRICS))
     if unknown:
         raise UserError(f"unknown metric(s) {unknown}; choose from {', '.join(METRICS)}")
+    if args.captioner and "cycle" not in metrics:
+        raise UserError("--captioner is for the cycle metric: add cycle to --metrics (or leave --metrics out)")
     dev = pick_device(args.device)
     model, ckpt = load(args.checkpoint, map_location=dev)
+    if ckpt["kind"] == "sharpener":
+        raise UserError(f"{args.checkpoint} is a sharpener, not a drawing model: evaluate the drawing model and give "
+                        f"the sharpener as --sharpen {args.checkpoint}")
+    if ckpt["kind"] == "captioner":
+        raise UserError(f"{args.checkpoint} is a captioner (image to caption), not a drawing model: evaluate a "
+                        f"drawing model and give the captioner as --captioner {args.checkpoint} (the cycle metric)")
     model.to(dev)
     if "train" not in ckpt:
         raise UserError(f"{args.checkpoint} has no training settings, so its data is unknown; evaluate a checkpoint "
@@ -54,11 +74,12 @@ def run(args: argparse.Namespace) -> int:
     if args.sharpen:
         from ..sample import load_sharpener, vocabulary_for
         sharpener = load_sharpener(args.sharpen, model, vocabulary_for(model, ckpt), map_location=dev)
+    captioner = load_captioner(args.captioner, map_location=dev) if args.captioner else None
     splits = splits_for(ckpt["train"], model.cfg, args.data)
     sizes = Sizes(bound=args.bound, iwae=args.iwae, K=args.k, queries=args.queries, ssi=args.ssi,
                   fidelity=args.fidelity)
     row = evaluate(model, splits, metrics, sizes, seed=args.seed, progress=True, classifiers=args.classifiers,
-                   sharpener=sharpener)
+                   sharpener=sharpener, captioner=captioner)
     row = {"checkpoint": str(args.checkpoint), "step": ckpt.get("step"), "data": ckpt.get("data"), **row}
     path = Path(args.checkpoint)
     print(markdown_table({(path.parent.name if path.stem == "checkpoint" else path.stem) or "model": row}))

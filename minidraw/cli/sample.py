@@ -121,6 +121,9 @@ def run(args: argparse.Namespace) -> int:
     if ckpt["kind"] == "sharpener":
         raise UserError(f"{path} is a sharpener, not a drawing model: draw with --checkpoint/--model and give the "
                         f"sharpener as --sharpen {path}")
+    if ckpt["kind"] == "captioner":
+        raise UserError(f"{path} is a captioner (image to caption), not a drawing model: caption pictures with "
+                        f"`minidraw caption --checkpoint {path} IMAGE.png`, or draw with a drawing model")
     model.to(dev)
     sharpener = None
     try:

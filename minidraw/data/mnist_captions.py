@@ -100,6 +100,14 @@ def parse_caption(text: str) -> tuple[int, int, int]:
                      + "\n  ".join(t.format(d="D", e="E") for t in TEMPLATES))
 
 
+def scene_facts(text: str) -> frozenset[tuple[str, int]]:
+    """What a caption says is in the picture, as ``{(slot, digit)}``: wording aside, "3 is on the left
+    of 7" and "7 is on the right of 3" are the same scene, so they give the same facts. Captions
+    outside the grammar raise like :func:`parse_caption`."""
+    t, d, e = parse_caption(text)
+    return frozenset([(SLOTS[t], d)] + ([(SLOTS[PARTNER[t]], e)] if e >= 0 else []))
+
+
 def choose_heldout(holdout_seed: int = 0) -> frozenset[tuple[int, int]]:
     """One (slot, digit) pair per slot, eight different digits, drawn from ``holdout_seed``."""
     digits = np.random.default_rng(holdout_seed).permutation(10)[: len(SLOTS)]

@@ -27,11 +27,13 @@ def mnist_binarized(root=None) -> tuple[torch.Tensor, torch.Tensor, str]:
 
 
 def _captioned(model_cfg) -> bool:
-    """Does the model read captions (alignDRAW and its variants, the baselines, the sharpener)?"""
+    """Does the model read or write captions (alignDRAW and its variants, the baselines, the sharpener,
+    the captioner)?"""
     from ..baselines import BaselineConfig
+    from ..captioner import CaptionerConfig
     from ..draw import CaptionDrawConfig
     from ..sharpen import SharpenConfig
-    return isinstance(model_cfg, (CaptionDrawConfig, BaselineConfig, SharpenConfig))
+    return isinstance(model_cfg, (CaptionDrawConfig, BaselineConfig, SharpenConfig, CaptionerConfig))
 
 
 def data_for(preset: str, model_cfg, seed: int = 0, root: Optional[str | os.PathLike] = None):

@@ -336,6 +336,23 @@ def parse_caption(text: str) -> dict:
             "relation": RELATIONS[p - len(POSITIONS)] if p >= len(POSITIONS) else None}
 
 
+_ROLES = {"on the left of": ("left", "right"), "on the right of": ("right", "left"),
+          "above": ("top", "bottom"), "below": ("bottom", "top")}
+
+
+def scene_facts(text: str) -> frozenset[tuple[str, object]]:
+    """What a caption says is in the picture: ``{(place, (size, colour, shape))}`` and
+    ``("background", colour)``. Wording aside, "A is on the left of B" and "B is on the right of A"
+    are the same scene, so they give the same facts. Captions outside the grammar raise like
+    :func:`parse_caption`."""
+    p = parse_caption(text)
+    if p["position"] is not None:
+        places = [p["position"]]
+    else:
+        places = list(_ROLES[p["relation"]])
+    return frozenset(list(zip(places, p["objects"])) + [("background", p["background"])])
+
+
 def scenes_from_captions(texts: list[str], jitter: np.ndarray | None = None) -> Scene:
     """The scenes ``texts`` describe; ``jitter (M, 2, 2)`` in [0, 1] (default 0.5: canonical layout)."""
     parsed = [parse_caption(t) for t in texts]
