@@ -3,7 +3,6 @@ teacher-forced loss against a derivation by hand, padding, greedy and beam decod
 search on a tiny vocabulary included), overfitting a handful of captions, scene agreement, training
 through the trainer with exact resumption, and the errors bad input gets."""
 import itertools
-import math
 
 import numpy as np
 import pytest
@@ -40,8 +39,9 @@ def images_for(model: Captioner, M: int, seed: int = 0) -> torch.Tensor:
     return torch.rand(M, c.C, c.B, c.A, generator=g, dtype=next(model.parameters()).dtype)
 
 
-def random_captions(lengths: list[int], V: int, N: int | None = None, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Word ids in 1..V-1 for the first ``lengths[i]`` positions of row i, 0 after: ``(M, N)``, ``(M,)``."""
+def random_captions(lengths: list[int], V: int, N: int | None = None, seed: int = 0):
+    """Word ids in 1..V-1 for the first ``lengths[i]`` positions of row i, 0 after: ``ids (M, N)``,
+    ``lengths (M,)``."""
     g = torch.Generator().manual_seed(seed)
     N = N or max(lengths)
     ids = torch.randint(1, V, (len(lengths), N), generator=g)
@@ -86,7 +86,8 @@ def test_shapes_of_the_loss_the_attention_and_the_decoded_captions(name, grid):
     check_alpha_rows(out.alpha, [n + 1 for n in lengths])
     assert set(out.metrics()) == {"word_acc", "nats_per_word"}
     assert out.metrics()["nats_per_word"] == pytest.approx(out.loss.sum().item() / sum(n + 1 for n in lengths))
-    for seed, more in itertools.product(range(3), (dict(sharp=5.0), dict(sharp=3.0, vocab_size=6))):
+    few_words = dict(sharp=3.0, vocab_size=6, content_first=3, content_last=5)     # the end comes sooner
+    for seed, more in itertools.product(range(3), (dict(sharp=5.0), few_words)):
         model = tiny(name, seed=seed, **more)
         images = images_for(model, 6, seed)
         for decoded in (model.greedy(images, max_len=4), model.beam(images, 3, max_len=4)):
@@ -166,12 +167,18 @@ def _step_by_hand(model: Captioner, word: int, h, c, a):
     c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
     h = torch.sigmoid(o) * torch.tanh(c)
     logits = model.out.weight @ torch.cat([h, z]) + model.out.bias          # W_o [h_t ; z_t] + b_o
+    lo, hi = model.cfg.content_first, model.cfg.content_last
+    if hi:                                                                  # content words: W_c z_t + b_c, from
+        features = z[: model.cfg.feature_size]                              # the attended features alone
+        logits = torch.cat([logits[:lo], model.content.weight @ features + model.content.bias, logits[hi + 1:]])
     return logits - torch.logsumexp(logits, 0), h, c, alpha
 
 
 @pytest.mark.parametrize("name", PRESETS)
-def test_the_teacher_forced_loss_is_minus_the_sum_of_the_step_log_probabilities(name):
-    model = tiny(name, seed=1, sharp=2.0)
+@pytest.mark.parametrize("content", ["preset", "none"])
+def test_the_teacher_forced_loss_is_minus_the_sum_of_the_step_log_probabilities(name, content):
+    model = tiny(name, seed=1, sharp=2.0, **({} if content == "preset" else dict(content_first=0, content_last=0)))
+    assert (model.content is None) == (content == "none")
     lengths = [5, 2, 7]
     captions, lengths_t = random_captions(lengths, model.cfg.vocab_size, seed=3)
     images = images_for(model, 3, seed=4)
@@ -190,7 +197,8 @@ def test_the_teacher_forced_loss_is_minus_the_sum_of_the_step_log_probabilities(
         # and entirely by hand, from the equations
         a = model.encoder(images[m:m + 1])[0]                                 # (L, D')
         mean = a.mean(0)
-        h, c = torch.tanh(model.init_h.weight @ mean + model.init_h.bias), torch.tanh(model.init_c.weight @ mean + model.init_c.bias)
+        h = torch.tanh(model.init_h.weight @ mean + model.init_h.bias)       # h_0, c_0 = tanh(W_h ā), tanh(W_c ā)
+        c = torch.tanh(model.init_c.weight @ mean + model.init_c.bias)
         prev, nll, correct = 0, 0.0, 0
         for target in words:
             logp, h, c, _ = _step_by_hand(model, prev, h, c, a)
@@ -199,6 +207,31 @@ def test_the_teacher_forced_loss_is_minus_the_sum_of_the_step_log_probabilities(
         torch.testing.assert_close(out.loss[m], nll, rtol=1e-9, atol=1e-9)
         assert out.correct[m].item() == correct
     torch.testing.assert_close(model.log_prob(images, captions, lengths_t), -out.loss)
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_content_words_are_scored_from_what_is_seen_not_from_the_sentence_so_far(name):
+    """With content words (the presets' digits; sizes, colours, shapes, backgrounds), which content
+    word comes next depends on the attended features only: fed another previous word from the same
+    state (so z_t is the same, h_t is not), the content words' log-probabilities move together, by one
+    constant; the other words' do not. Without content words the LSTM state ranks them too."""
+    for content in ("preset", "none"):
+        model = tiny(name, seed=3, sharp=2.0, **({} if content == "preset" else dict(content_first=0, content_last=0)))
+        lo, hi = preset(name).content_first, preset(name).content_last + 1
+        assert hi > lo > 0
+        a, keys, state = model.start(images_for(model, 2, seed=1))
+        _, state, _ = model.step(torch.tensor([0, 0]), state, a, keys)            # one step into a caption
+        one, _, alpha1 = model.step(torch.tensor([1, 2]), state, a, keys)
+        two, _, alpha2 = model.step(torch.tensor([lo, hi - 1]), state, a, keys)
+        torch.testing.assert_close(alpha1, alpha2)                                # the same look: z_t is the same
+        shift = two - one                                                         # (M, V)
+        spread = lambda x: (x.max(-1).values - x.min(-1).values).max().item()    # noqa: E731
+        rest = torch.cat([shift[:, :lo], shift[:, hi:]], -1)
+        assert spread(rest) > 1e-3                                                # the previous word matters
+        if content == "preset":
+            assert spread(shift[:, lo:hi]) < 1e-12
+        else:
+            assert spread(shift[:, lo:hi]) > 1e-3
 
 
 # ---- 4, 5. decoding ----------------------------------------------------------------------------
@@ -240,8 +273,11 @@ def _check_rescored(model: Captioner, images: torch.Tensor, decoded: Decoded, wh
 @pytest.mark.parametrize("name", PRESETS)
 def test_beam_search_never_loses_to_greedy_and_reports_its_captions_log_probability(name):
     strictly_better, lengths = 0, []
-    # the preset's vocabulary; and 6 words, where the end comes sooner: captions of every length
-    for seed, more in itertools.product(range(4), (dict(sharp=5.0), dict(sharp=3.0, vocab_size=6))):
+    # the preset's vocabulary; and 6 words, where the end comes sooner: captions of every length. Sharper
+    # weights than the initialisation's: peaked, image-dependent distributions, where greedy and beam differ
+    settings = (dict(sharp=3.0), dict(sharp=3.0, vocab_size=6, content_first=3, content_last=5),
+                dict(sharp=3.0, vocab_size=6, content_first=1, content_last=2))
+    for seed, more in itertools.product(range(4), settings):
         model = tiny(name, seed=seed, max_len=6, **more)
         images = images_for(model, 6, seed)
         greedy = model.greedy(images)
@@ -271,18 +307,20 @@ def _all_captions(model: Captioner, image: torch.Tensor, max_len: int) -> dict[t
 
 
 @pytest.mark.parametrize("length_penalty", [0.0, 1.0])
-def test_a_beam_wide_enough_to_keep_every_caption_finds_the_best_one(length_penalty, monkeypatch):
+@pytest.mark.parametrize("content", [0, 2])
+def test_a_beam_wide_enough_to_keep_every_caption_finds_the_best_one(length_penalty, content, monkeypatch):
     """Vocabulary {end, 1, 2} and max_len 3: 1 + 2 + 4 + 8 = 15 captions. A beam of 16 never drops
     one, so it must return the exact best (by log p / (n + 1)^λ), whatever greedy finds."""
-    found_beyond_greedy = 0
-    for seed in range(6):
-        model = tiny("captioner_shapes_small", seed=seed, sharp=4.0, vocab_size=3, max_len=3)
-        images = images_for(model, 3, seed)
+    found_beyond_greedy = penalty_mattered = 0
+    for seed in range(8):
+        model = tiny("captioner_shapes_small", seed=seed, sharp=3.0, vocab_size=3, max_len=3, content_first=content,
+                     content_last=content)
+        images = images_for(model, 6, seed)
         greedy = model.greedy(images)
         without_greedy_fallback(model, monkeypatch)
         beam = model.beam(images, 16, length_penalty=length_penalty)
         monkeypatch.undo()
-        for i in range(3):
+        for i in range(6):
             scores = _all_captions(model, images[i], 3)
             assert len(scores) == 15
             rank = {w: s / (len(w) + 1) ** length_penalty for w, s in scores.items()}
@@ -291,7 +329,9 @@ def test_a_beam_wide_enough_to_keep_every_caption_finds_the_best_one(length_pena
             assert beam.log_prob[i].item() == pytest.approx(scores[best], abs=1e-9)
             assert greedy.log_prob[i].item() == pytest.approx(scores[tuple(greedy.ids[i])], abs=1e-9)
             found_beyond_greedy += tuple(greedy.ids[i]) != best
-    assert found_beyond_greedy > 0      # greedy misses the best caption somewhere: the search is tested
+            penalty_mattered += best != max(scores, key=scores.get)
+    # not vacuous: greedy misses the best caption somewhere, or (λ > 0) the penalty changes which is best
+    assert found_beyond_greedy + penalty_mattered > 0
 
 
 # ---- 6. it learns ----------------------------------------------------------------------------------
@@ -445,6 +485,10 @@ def test_bad_input_gets_a_clear_error():
     assert CaptionerConfig(A=8, B=8, stem_stride=2, pools=2).grid == (1, 1)     # just large enough
     with pytest.raises(ValueError, match="hidden_size must be a whole number"):
         CaptionerConfig(hidden_size=0)
+    for first, last in ((13, 23), (5, 4), (0, 3), (-1, 2)):                 # past the vocabulary, backwards, id 0
+        with pytest.raises(ValueError, match="content"):
+            CaptionerConfig(vocab_size=23, content_first=first, content_last=last)
+    assert CaptionerConfig(vocab_size=23, content_first=13, content_last=22).content_last == 22
     with pytest.raises(ValueError, match="vocabulary"):
         build(preset("captioner_coco_paper"))                              # COCO's vocabulary comes with the data
 
