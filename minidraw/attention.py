@@ -50,7 +50,6 @@ meaning of ``g`` changes.
 from __future__ import annotations
 
 import math
-from typing import Optional
 from dataclasses import dataclass
 
 import torch
@@ -154,29 +153,18 @@ class WriteAttention(nn.Module):
     """Write a C×N×N patch, emitted from ``h``, onto an A×B canvas where ``h`` says.
 
     ``forward(h)``: ``h (M, hidden_size)`` -> the canvas update ``(M, C, B, A)`` and the :class:`Window`.
-    With ``context_size > 0``, ``forward(h, s)`` also adds a patch read from ``s (M, context_size)``
-    (zero at initialisation): only ``h`` places it.
     """
 
-    def __init__(self, hidden_size: int, A: int, B: int, C: int, N: int, context_size: int = 0) -> None:
+    def __init__(self, hidden_size: int, A: int, B: int, C: int, N: int) -> None:
         super().__init__()
         self.A, self.B, self.C, self.N = A, B, C, N
         self.window = nn.Linear(hidden_size, 5)          # h -> (g̃_X, g̃_Y, log σ², log δ̃, log γ)
         self.patch = nn.Linear(hidden_size, C * N * N)   # h -> w_t
-        self.patch_context = None
-        if context_size:
-            self.patch_context = nn.Linear(context_size, C * N * N, bias=False)  # s -> U s
-            nn.init.zeros_(self.patch_context.weight)
 
-    def forward(self, h: Tensor, s: Optional[Tensor] = None) -> tuple[Tensor, Window]:
+    def forward(self, h: Tensor) -> tuple[Tensor, Window]:
         w = window_from_params(self.window(h), self.A, self.B, self.N)  # each field (M,)
         F_X, F_Y = filterbanks(w, self.N, self.A, self.B)                # (M, N, A), (M, N, B)
-        patch = self.patch(h)                                            # w_t = W h
-        if (s is None) != (self.patch_context is None):
-            raise ValueError("this write attention " + ("reads s_t: give s" if s is None else "has no s_t path"))
-        if s is not None:
-            patch = patch + self.patch_context(s)                        # w_t = W h + U s
-        patch = patch.view(-1, self.C, self.N, self.N)                   # (M, C, N, N)  w_t
+        patch = self.patch(h).view(-1, self.C, self.N, self.N)           # (M, C, N, N)  w_t
         return write(patch, F_X, F_Y, w.gamma), w                        # (M, C, B, A)
 
     def extra_repr(self) -> str:

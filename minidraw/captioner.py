@@ -21,6 +21,14 @@ a content word also learns the caption's statistics: if no training picture has 
 "the digit 3 is on the left" is a sentence the LSTM has learnt never to say, and a picture of one
 is captioned with another digit. Scored from what is seen, it cannot learn that.
 
+**What and where** (ours, ``what_where``): content words scored from the features still leave two
+paths for a caption's statistics: the LSTM reads the features (through z_t) and the previous
+word, so its state — which scores "left", "top", "of" and decides where to look next — knows
+*which* digit it has just named. ``what_where`` gives the LSTM and the other words only where
+each step looked (z_t's two coordinates) and the words so far with every content word as one
+shared token: the state then follows the sentence's shape and the places, never the identities,
+and only the content words read what is there.
+
 Word id 0 (``<pad>``) doubles as the start symbol (y_0) and as the end of the caption: the
 model learns to emit 0 after the last word, so a caption of n words is n + 1 predictions.
 
@@ -72,6 +80,10 @@ class CaptionerConfig(ConfigDict):
     # alone, not from the LSTM state — see "content words" in the module's docstring
     content_first: int = 0
     content_last: int = 0
+    # Ours too (needs content words): *what* and *where* kept apart. The LSTM and the other words see where each
+    # step looked (z_t's coordinates) and the words so far with every content word as one shared token, never
+    # the features; the content words alone read the features. See "what and where" in the module's docstring.
+    what_where: bool = False
 
     def __post_init__(self) -> None:
         self._require(1, "A", "B", "C", "channels", "stem_stride", "feature_size", "embed_size", "hidden_size",
@@ -81,6 +93,8 @@ class CaptionerConfig(ConfigDict):
             if not 1 <= self.content_first <= self.content_last or (self.vocab_size and self.content_last >= self.vocab_size):
                 raise ValueError(f"content words must be ids 1 <= content_first <= content_last < vocab_size "
                                  f"({self.vocab_size}), got {self.content_first}..{self.content_last}")
+        if self.what_where and not self.content_last:
+            raise ValueError("what_where needs content words: give content_first and content_last")
         if min(self.A, self.B) < self.stem_stride * 2 ** self.pools:
             raise ValueError(f"a {self.A}×{self.B} image is too small for stem_stride={self.stem_stride} and "
                              f"pools={self.pools}: the grid would be empty")
@@ -161,8 +175,9 @@ class Captioner(nn.Module):
         self.init_h, self.init_c = nn.Linear(D, cfg.hidden_size), nn.Linear(D, cfg.hidden_size)
         self.embed = nn.Embedding(cfg.vocab_size, cfg.embed_size)       # id 0: start and end
         self.align = Alignment(D, cfg.hidden_size, cfg.align_size)      # the alignment alignDRAW uses
-        self.lstm = nn.LSTMCell(cfg.embed_size + D, cfg.hidden_size)
-        self.out = nn.Linear(cfg.hidden_size + D, cfg.vocab_size)       # W_o [h_t ; z_t] + b_o
+        seen = 2 if cfg.what_where else D                                # what the LSTM reads of z_t
+        self.lstm = nn.LSTMCell(cfg.embed_size + seen, cfg.hidden_size)
+        self.out = nn.Linear(cfg.hidden_size + seen, cfg.vocab_size)    # W_o [h_t ; z_t] + b_o
         self.content = None
         if cfg.content_last:                                             # content words: W_c z_t^features + b_c
             self.content = nn.Linear(cfg.feature_size, cfg.content_last - cfg.content_first + 1)
@@ -186,8 +201,13 @@ class Captioner(nn.Module):
         """One word: ``word (M,)`` = y_{t−1} -> log p(y_t | ·) ``(M, V)``, the new state, α^t ``(M, L)``."""
         mask = torch.ones(a.shape[:2], dtype=torch.bool, device=a.device)
         z, alpha = self.align(state[0], keys, a, mask, checked=True)    # z_t = Σ_i α_i a_i  (M, D')
-        state = self.lstm(torch.cat([self.embed(word), z], -1), state)  # h_t = LSTM(h_{t−1}, [E y_{t−1} ; z_t])
-        logits = self.out(torch.cat([state[0], z], -1))                  # (M, V)
+        seen = z
+        if self.cfg.what_where:                                          # where, not what: the cell's (x, y) only,
+            seen = z[:, self.cfg.feature_size:]                          # (M, 2) and one token for every content word
+            word = torch.where((word >= self.cfg.content_first) & (word <= self.cfg.content_last),
+                               self.cfg.content_first, word)
+        state = self.lstm(torch.cat([self.embed(word), seen], -1), state)  # h_t = LSTM(h_{t−1}, [E y_{t−1} ; z_t])
+        logits = self.out(torch.cat([state[0], seen], -1))               # (M, V)
         if self.content is not None:                                     # content words: from what is seen only
             lo, hi = self.cfg.content_first, self.cfg.content_last + 1
             logits = torch.cat([logits[:, :lo], self.content(z[:, : self.cfg.feature_size]), logits[:, hi:]], -1)

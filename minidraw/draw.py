@@ -31,7 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from .align import Alignment
-from .attention import ReadAttention, Window, WriteAttention
+from .attention import ReadAttention, Window, WriteAttention, filterbanks, window_from_params, write
 from .bound import bernoulli_nll, iwae_nats
 from .outputs import ConfigDict, DrawOutput, Generated, Latents, check_images  # noqa: F401 - also minidraw.draw's
 from .text import LanguageModel, sentence_vector
@@ -56,9 +56,10 @@ class DrawSizes(ConfigDict):
     z_size: int = 100       # latent z_t per step
     learned_prior: bool = True
     canvas_init: float = 0.0  # c_0 starts here (learned); -10 makes σ(c_0) a black canvas
-    # Ours, not the paper's: the write patch also reads s_t through its own linear map,
-    # w_t = W h^dec_t + U s_t, so what a word adds to the patch does not depend on where it lands
-    write_context: bool = False
+    # Ours, not the paper's: the generator as two LSTMs, *where* (the first dec_size // 2 units: the write
+    # window, the alignment's query, half of z) and *what* (the rest: the written patch, the other half of z,
+    # reading only the content words of s_t). See WhatWhereDecoder.
+    what_where: bool = False
 
     def __post_init__(self) -> None:
         self._require(1, "A", "B", "C", "T", "read_N", "write_N", "enc_size", "dec_size", "z_size")
@@ -74,13 +75,71 @@ class DrawConfig(DrawSizes):
     def __post_init__(self) -> None:
         super().__post_init__()
         self._require(0, "cond_size")
-        if self.write_context and not self.cond_size:
-            raise ValueError("write_context needs a conditioning vector s_t (cond_size > 0)")
+        if self.what_where:
+            raise ValueError("what_where is for caption-conditioned models (CaptionDrawConfig)")
 
 
 def stack_windows(windows: list[Window]) -> Window:
     """A list of T windows with ``(M,)`` fields -> one window with ``(M, T)`` fields."""
     return Window(**{f.name: torch.stack([getattr(w, f.name) for w in windows], 1) for f in fields(Window)})
+
+
+class WhatWhereDecoder(nn.Module):
+    """The generator as two LSTMs in one state ``[h^where ; h^what]`` (``what_where``, ours):
+
+        h^where_t = LSTM_where(h^where_{t−1}, [z^where_t ; s_t])             s_t: the words α reads
+        h^what_t  = LSTM_what(h^what_{t−1},  [z^what_t ; s^what_t])          s^what_t: only its content words
+
+    *Where* places the write window and asks the alignment; *what* writes the patch and never learns where
+    it lands, so a digit it has drawn in one slot it can draw in any. Behaves as one ``nn.LSTMCell`` on
+    ``[z_t ; s_t ; s^what_t]``."""
+
+    def __init__(self, cfg) -> None:
+        super().__init__()
+        self.z_where, self.h_where, e = cfg.z_size // 2, cfg.dec_size // 2, cfg.cond_size // 2
+        self.where = nn.LSTMCell(self.z_where + e, self.h_where)
+        self.what = nn.LSTMCell(cfg.z_size - self.z_where + e, cfg.dec_size - self.h_where)
+        self.z_size, self.e = cfg.z_size, e
+
+    def forward(self, inp: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
+        z, s, s_what = inp[:, : self.z_size], inp[:, self.z_size: self.z_size + self.e], inp[:, self.z_size + self.e:]
+        hw, cw = self.where(torch.cat([z[:, : self.z_where], s], -1),
+                            (state[0][:, : self.h_where], state[1][:, : self.h_where]))
+        hc, cc = self.what(torch.cat([z[:, self.z_where:], s_what], -1),
+                           (state[0][:, self.h_where:], state[1][:, self.h_where:]))
+        return torch.cat([hw, hc], -1), torch.cat([cw, cc], -1)
+
+
+class WhatWherePrior(nn.Module):
+    """p(z^where_t | h^where_{t−1}) and p(z^what_t | h^what_{t−1}): each half of z from its own LSTM;
+    returns ``[μ ; log σ]`` like the single ``nn.Linear`` prior."""
+
+    def __init__(self, cfg) -> None:
+        super().__init__()
+        self.z_where, self.h_where = cfg.z_size // 2, cfg.dec_size // 2
+        self.where = nn.Linear(self.h_where, 2 * self.z_where)
+        self.what = nn.Linear(cfg.dec_size - self.h_where, 2 * (cfg.z_size - self.z_where))
+
+    def forward(self, h: Tensor) -> Tensor:
+        mw, lw = self.where(h[:, : self.h_where]).chunk(2, -1)
+        mc, lc = self.what(h[:, self.h_where:]).chunk(2, -1)
+        return torch.cat([mw, mc, lw, lc], -1)
+
+
+class WhatWhereWrite(WriteAttention):
+    """The write window from h^where, the patch from h^what."""
+
+    def __init__(self, cfg) -> None:
+        super().__init__(cfg.dec_size, cfg.A, cfg.B, cfg.C, cfg.write_N)
+        self.h_where = cfg.dec_size // 2
+        self.window = nn.Linear(self.h_where, 5)
+        self.patch = nn.Linear(cfg.dec_size - self.h_where, cfg.C * cfg.write_N ** 2)
+
+    def forward(self, h: Tensor):
+        w = window_from_params(self.window(h[:, : self.h_where]), self.A, self.B, self.N)
+        F_X, F_Y = filterbanks(w, self.N, self.A, self.B)                # (M, N, A), (M, N, B)
+        patch = self.patch(h[:, self.h_where:]).view(-1, self.C, self.N, self.N)
+        return write(patch, F_X, F_Y, w.gamma), w                        # (M, C, B, A)
 
 
 class Draw(nn.Module):
@@ -94,8 +153,11 @@ class Draw(nn.Module):
         self.q = nn.Linear(cfg.enc_size, 2 * cfg.z_size)                       # (μ_t, log σ_t)
         self.prior = nn.Linear(cfg.dec_size, 2 * cfg.z_size) if cfg.learned_prior else None
         self.decoder = nn.LSTMCell(cfg.z_size + cfg.cond_size, cfg.dec_size)
-        self.write = WriteAttention(cfg.dec_size, cfg.A, cfg.B, cfg.C, cfg.write_N,
-                                    context_size=cfg.cond_size if cfg.write_context else 0)
+        self.write = WriteAttention(cfg.dec_size, cfg.A, cfg.B, cfg.C, cfg.write_N)
+        if cfg.what_where:
+            self.prior = WhatWherePrior(cfg) if cfg.learned_prior else None
+            self.decoder = WhatWhereDecoder(cfg)
+            self.write = WhatWhereWrite(cfg)
         self.c0 = nn.Parameter(torch.full((cfg.C, cfg.B, cfg.A), float(cfg.canvas_init)))
 
     # ---- pieces shared by inference and generation -------------------------------
@@ -123,8 +185,8 @@ class Draw(nn.Module):
         return self.decoder(z, dec), alpha, s
 
     def _write(self, h_dec: Tensor, s: Optional[Tensor]):
-        """write(h^dec_t) — and s_t too when the configuration has ``write_context``."""
-        return self.write(h_dec, s if self.cfg.write_context else None)
+        """write(h^dec_t)."""
+        return self.write(h_dec)
 
     # ---- inference: the bound ----------------------------------------------------
     def forward(self, x: Tensor, context: Optional[Context] = None, keep_canvases: bool = False,
@@ -240,6 +302,8 @@ class CaptionDrawConfig(DrawSizes):
     sentence_encoder: str = "external"  # skipthought: "external" (given) or "autoencoder" (inside, frozen)
     sentence_pretrain_steps: int = 500   # skipthought + autoencoder: caption-autoencoder training steps
     align_values: str = "states"  # align: what α averages, "states" (the paper: h^lang_j), "words" (E y_j), "both"
+    content_first: int = 0  # what_where: word ids content_first..content_last name what is drawn (digits, ...)
+    content_last: int = 0
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -249,8 +313,15 @@ class CaptionDrawConfig(DrawSizes):
             raise ValueError(f"variant must be one of {VARIANTS}, got {self.variant!r}")
         if self.align_values not in ALIGN_VALUES:
             raise ValueError(f"align_values must be one of {ALIGN_VALUES}, got {self.align_values!r}")
-        if self.write_context and self.variant == "draw":
-            raise ValueError("write_context needs a caption: the 'draw' variant has no s_t")
+        self._require(0, "content_first", "content_last")
+        if self.what_where:
+            if self.variant != "align" or self.align_values != "words":
+                raise ValueError("what_where needs variant='align' and align_values='words' (s_t: word embeddings)")
+            if not 1 <= self.content_first <= self.content_last or self.content_last >= self.vocab_size:
+                raise ValueError("what_where needs the content words' ids: 1 <= content_first <= content_last "
+                                 f"< vocab_size ({self.vocab_size}), got {self.content_first}..{self.content_last}")
+            if self.dec_size < 2 or self.z_size < 2:
+                raise ValueError("what_where splits dec_size and z_size in two: give at least 2 of each")
         if self.sentence_encoder not in ("external", "autoencoder"):
             raise ValueError(f"sentence_encoder must be 'external' or 'autoencoder', got {self.sentence_encoder!r}")
 
@@ -261,6 +332,8 @@ class CaptionDrawConfig(DrawSizes):
         if self.variant == "skipthought":
             return 2 * self.lang_size if self.sentence_encoder == "autoencoder" else self.sentence_size
         if self.variant == "align":
+            if self.what_where:                                  # [s_t ; s_t over the content words only]
+                return 2 * self.embed_size
             return {"states": 2 * self.lang_size, "words": self.embed_size,
                     "both": 2 * self.lang_size + self.embed_size}[self.align_values]
         return 0 if self.variant == "draw" else 2 * self.lang_size
@@ -285,7 +358,8 @@ class CaptionDraw(nn.Module):
         self.draw = Draw(cfg)
         self.language = (LanguageModel(cfg.vocab_size, cfg.embed_size, cfg.lang_size)
                          if cfg.variant in ("align", "noalign") else None)
-        self.align = Alignment(2 * cfg.lang_size, cfg.dec_size, cfg.align_size) if cfg.variant == "align" else None
+        query = cfg.dec_size // 2 if cfg.what_where else cfg.dec_size            # what_where: the where units ask
+        self.align = Alignment(2 * cfg.lang_size, query, cfg.align_size) if cfg.variant == "align" else None
         # skipthought with an in-model encoder: a BiLSTM that is never trained here (its weights are
         # set once by text.pretrain_sentence_encoder and travel in the checkpoint)
         self.frozen_language = (LanguageModel(cfg.vocab_size, cfg.embed_size, cfg.lang_size).requires_grad_(False)
@@ -326,6 +400,15 @@ class CaptionDraw(nn.Module):
                   "words": lambda: self.language.embed(captions),             # E y_j (M, L, embed_size)
                   "both": lambda: torch.cat([h_lang, self.language.embed(captions)], -1)}[self.cfg.align_values]()
         self.align.check_mask(mask)                                            # once, not at each step
+        if self.cfg.what_where:
+            content = (captions >= self.cfg.content_first) & (captions <= self.cfg.content_last)  # (M, L)
+            where = self.cfg.dec_size // 2
+
+            def context(h_dec):
+                s, alpha = self.align(h_dec[:, :where], keys, values, mask, checked=True)
+                s_what = torch.bmm((alpha * content)[:, None, :], values).squeeze(1)  # Σ_j α_j [y_j content] E y_j
+                return torch.cat([s, s_what], -1), alpha                       # (M, 2·embed_size)
+            return context
         return lambda h_dec: self.align(h_dec, keys, values, mask, checked=True)  # (s_t, α_t)
 
     def forward(self, images: Tensor, captions: Optional[Tensor] = None, lengths: Optional[Tensor] = None,

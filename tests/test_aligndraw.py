@@ -238,3 +238,96 @@ def test_generate_with_nothing_to_generate_from_is_a_clear_error():
 def test_caption_model_sizes_are_validated(field, value):
     with pytest.raises(ValueError, match=f"{field} must be a whole number"):
         CaptionDrawConfig(**{**SMALL, field: value})
+
+
+# ---- what_where: the generator as a where-LSTM and a what-LSTM -------------------------------------
+def _what_where(**kw):
+    from minidraw.data.mnist_captions import VOCAB
+    cfg = CaptionDrawConfig(A=60, B=60, C=1, T=4, read_N=3, write_N=3, enc_size=16, dec_size=12, z_size=6,
+                            vocab_size=len(VOCAB), embed_size=8, lang_size=8, align_size=8, align_values="words",
+                            what_where=True, content_first=VOCAB.encode("0")[0], content_last=VOCAB.encode("9")[0],
+                            **kw)
+    torch.manual_seed(0)
+    return CaptionDraw(cfg)
+
+
+def test_what_where_keeps_the_two_paths_apart():
+    """h^what never sees z^where or the words' s_t; h^where never sees z^what or s^what; the window comes from
+    h^where alone and the patch from h^what alone."""
+    model = _what_where()
+    draw, M = model.draw, 5
+    cfg = model.cfg
+    zw, e, hw = cfg.z_size // 2, cfg.cond_size // 2, cfg.dec_size // 2
+    inp = torch.randn(M, cfg.z_size + cfg.cond_size)
+    state = (torch.randn(M, cfg.dec_size), torch.randn(M, cfg.dec_size))
+    h, c = draw.decoder(inp, state)
+    other_where = inp.clone()
+    other_where[:, :zw] += 1                                   # z^where
+    other_where[:, cfg.z_size: cfg.z_size + e] += 1            # s_t
+    h2, _ = draw.decoder(other_where, state)
+    assert torch.equal(h2[:, hw:], h[:, hw:]) and not torch.allclose(h2[:, :hw], h[:, :hw])
+    other_what = inp.clone()
+    other_what[:, zw: cfg.z_size] += 1                         # z^what
+    other_what[:, cfg.z_size + e:] += 1                        # s^what
+    h3, _ = draw.decoder(other_what, state)
+    assert torch.equal(h3[:, :hw], h[:, :hw]) and not torch.allclose(h3[:, hw:], h[:, hw:])
+    # the writer: moving h^where moves the window and not the patch; h^what the reverse
+    _, w = draw.write(h)
+    hm = h.clone()
+    hm[:, hw:] += 1
+    _, w_m = draw.write(hm)
+    assert torch.equal(w.g_x, w_m.g_x) and torch.equal(w.gamma, w_m.gamma)
+    patch = lambda hh: draw.write.patch(hh[:, hw:])            # noqa: E731
+    hn = h.clone()
+    hn[:, :hw] += 1
+    assert torch.equal(patch(hn), patch(h))
+    # the prior: each half of z from its own LSTM
+    mu, _ = draw.prior_params(h, 1)
+    mu_n, _ = draw.prior_params(hn, 1)
+    assert torch.equal(mu[:, zw:], mu_n[:, zw:]) and not torch.allclose(mu[:, :zw], mu_n[:, :zw])
+
+
+def test_what_where_reads_only_the_content_words_on_the_what_path():
+    """s^what_t = Σ_j α_j [y_j is a content word] E y_j: a caption's other words never reach it."""
+    from minidraw.data.mnist_captions import VOCAB
+    model = _what_where()
+    ids, lengths = VOCAB.encode_batch(["the digit 3 is on the left of the digit 7 .",
+                                       "the digit 3 is at the top left of the image ."])
+    context = model.context(ids, lengths)
+    h = torch.randn(2, model.cfg.dec_size)
+    s, alpha = context(h)
+    e = model.cfg.embed_size
+    words = model.language.embed(ids)                            # (M, L, e)
+    content = (ids >= model.cfg.content_first) & (ids <= model.cfg.content_last)
+    naive = torch.stack([sum(alpha[m, j] * words[m, j] for j in range(ids.shape[1]) if content[m, j])
+                         for m in range(2)])
+    torch.testing.assert_close(s[:, e:], naive)
+    torch.testing.assert_close(s[:, :e], torch.einsum("ml,mle->me", alpha, words))
+    # the query is the where half of the state: the what half does not move α
+    h2 = h.clone()
+    h2[:, model.cfg.dec_size // 2:] += 3
+    assert torch.equal(context(h2)[1], alpha)
+
+
+def test_what_where_trains_and_checks_its_settings(batch):
+    with pytest.raises(ValueError, match="content words"):
+        CaptionDrawConfig(vocab_size=23, what_where=True, align_values="words")
+    with pytest.raises(ValueError, match="align_values='words'"):
+        CaptionDrawConfig(vocab_size=23, what_where=True, content_first=13, content_last=22)
+    cfg = CaptionDrawConfig(A=16, B=12, C=3, T=3, read_N=2, write_N=2, enc_size=16, dec_size=12, z_size=4,
+                            vocab_size=len(SHAPES_VOCAB), embed_size=8, lang_size=8, align_size=8, align_values="words",
+                            what_where=True, content_first=15, content_last=28)
+    torch.manual_seed(0)
+    model = CaptionDraw(cfg)
+    images, captions, lengths = batch
+    before = torch.stack([run(model, images, captions, lengths, seed=s).bound.mean() for s in range(3)]).mean()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(40):
+        loss = model(images, captions, lengths).bound.mean()
+        opt.zero_grad()
+        loss.backward()
+        train.clip_each(model.parameters(), 10.0)
+        opt.step()
+    after = torch.stack([run(model, images, captions, lengths, seed=s).bound.mean() for s in range(3)]).mean()
+    assert after < 0.85 * before, (before.item(), after.item())
+    assert model.generate(batch[1], batch[2]).images.shape == batch[0].shape

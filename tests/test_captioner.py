@@ -234,6 +234,35 @@ def test_content_words_are_scored_from_what_is_seen_not_from_the_sentence_so_far
             assert spread(shift[:, lo:hi]) > 1e-3
 
 
+@pytest.mark.parametrize("name", PRESETS)
+def test_what_where_the_state_knows_where_it_looked_not_what_it_named(name):
+    """With ``what_where`` the LSTM reads the cell's coordinates and one shared token for every content
+    word: after naming "3" or "7" (the same look) the state and every non-content word's score are the
+    same; after another word, or on an image with other features, the content words' scores differ."""
+    lo, hi = preset(name).content_first, preset(name).content_last
+    model = tiny(name, seed=3, sharp=2.0, what_where=True)
+    a, keys, state = model.start(images_for(model, 2, seed=1))
+    _, state, _ = model.step(torch.tensor([0, 0]), state, a, keys)
+    one, s1, _ = model.step(torch.tensor([lo, lo]), state, a, keys)
+    two, s2, _ = model.step(torch.tensor([hi, lo + 1]), state, a, keys)
+    assert torch.equal(s1[0], s2[0]) and torch.equal(s1[1], s2[1])
+    torch.testing.assert_close(one, two)
+    three, s3, _ = model.step(torch.tensor([1, 1]), state, a, keys)             # a grammar word: another state
+    assert not torch.allclose(s3[0], s1[0])
+    # the features themselves never enter the state: change them where α does not look and with the
+    # same keys, and only the content words' scores can move
+    a2 = a.clone()
+    a2[..., : model.cfg.feature_size] += 1.0
+    four, s4, _ = model.step(torch.tensor([lo, lo]), state, a2, keys)
+    assert torch.equal(s4[0], s1[0])
+    rest = lambda x: torch.cat([x[:, :lo], x[:, hi + 1:]], -1)                    # noqa: E731
+    shift = rest(four) - rest(one)                                              # a constant per row: the softmax
+    assert (shift.max(-1).values - shift.min(-1).values).max().item() < 1e-12
+    assert (four[:, lo:hi + 1] - one[:, lo:hi + 1]).abs().max().item() > 1e-3
+    with pytest.raises(ValueError, match="what_where needs content words"):
+        CaptionerConfig(what_where=True)
+
+
 # ---- 4, 5. decoding ----------------------------------------------------------------------------
 @pytest.mark.parametrize("name", PRESETS)
 @pytest.mark.parametrize("seed", range(4))
