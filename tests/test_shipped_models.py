@@ -37,6 +37,12 @@ SHARPENER_CHECKS = {
     "sharpen-shapes": ("aligndraw-shapes", None, 90.0, 80.0),  # measured +0.4 % (it does not sharpen yet); card: 97.2 / 88.0 %
 }
 
+# captioner: (data set, exact-scene floors on 300 real test images per split: seen %, held-out %). 300 images
+# give a standard error of up to 2.1 points.
+CAPTIONER_FLOORS = {
+    "captioner-mnist": ("mnist", 95.0, 78.0),   # card: 97.9 / 83.9 % on 1,000 images per split
+}
+
 
 @pytest.fixture(autouse=True)
 def _offline_mnist(monkeypatch, mnist_dir):
@@ -134,3 +140,18 @@ def test_the_sharpener_does_what_its_card_says_to_the_shipped_drawings(name):
     row = evaluate.evaluate(drawer, {"test": test, "heldout": heldout}, ["fidelity"], evaluate.Sizes(fidelity=200),
                             classifiers=CLASSIFIERS, sharpener=sharpener)
     assert row["fidelity_seen_sharp"] >= seen and row["fidelity_heldout_sharp"] >= held, row
+
+
+@pytest.mark.parametrize("name", [n for n in CAPTIONER_FLOORS if n in SHIPPED])
+def test_the_captioner_reads_real_pictures_as_its_card_says(name):
+    from minidraw.captioner import accuracy
+    from minidraw.data import select
+    data, seen_floor, heldout_floor = CAPTIONER_FLOORS[name]
+    model, vocab = pretrained.load(name)
+    test = (MnistCaptions("test", seed=select.TEST_SEED) if data == "mnist" else
+            ShapesCaptions("test", seed=select.TEST_SEED))
+    assert vocab == test.vocab
+    seen = accuracy(model, test, 300)
+    heldout = accuracy(model, select.heldout_for(test), 300)
+    assert seen["exact"] >= seen_floor, seen
+    assert heldout["exact"] >= heldout_floor, heldout
