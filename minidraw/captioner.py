@@ -83,6 +83,8 @@ class CaptionerConfig(ConfigDict):
     # Ours too (needs content words): *what* and *where* kept apart. The LSTM and the other words see where each
     # step looked (z_t's coordinates) and the words so far with every content word as one shared token, never
     # the features; the content words alone read the features. See "what and where" in the module's docstring.
+    # Measured on MNIST with captions (recipe captioner-mnist, step 5,000): 74.4 % seen / 73.4 % held-out exact,
+    # against 98.4 / 85.8 % without it — off in the shipped presets (curves/captioner-mnist-whatwhere.csv).
     what_where: bool = False
 
     def __post_init__(self) -> None:
