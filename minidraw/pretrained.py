@@ -40,6 +40,9 @@ MODELS: dict[str, dict[str, Optional[str]]] = {
                         "description": "alignDRAW on MNIST with captions (60×60, one or two digits)"},
     "noaligndraw-mnist": {"file": "noaligndraw-mnist.pt", "data": "mnist_captions", "variant": "noalign",
                           "description": "noalignDRAW (one sentence vector, no alignment) on MNIST with captions"},
+    "aligndraw-mnist-whatwhere": {"file": "aligndraw-mnist-whatwhere.pt", "data": "mnist_captions", "variant": "align",
+                                  "description": "alignDRAW on MNIST with captions, its generator split into a where-LSTM "
+                                                 "and a what-LSTM (model.what_where; still training)"},
     "aligndraw-shapes": {"file": "aligndraw-shapes.pt", "data": "shapes", "variant": "align",
                          "description": "alignDRAW on captioned shapes (32×32 colour)"},
     "draw-mnist": {"file": "draw-mnist.pt", "data": "mnist", "variant": None,
