@@ -42,7 +42,7 @@ MODELS: dict[str, dict[str, Optional[str]]] = {
                           "description": "noalignDRAW (one sentence vector, no alignment) on MNIST with captions"},
     "aligndraw-mnist-whatwhere": {"file": "aligndraw-mnist-whatwhere.pt", "data": "mnist_captions", "variant": "align",
                                   "description": "alignDRAW on MNIST with captions, its generator split into a where-LSTM "
-                                                 "and a what-LSTM (model.what_where; still training)"},
+                                                 "and a what-LSTM (model.what_where)"},
     "aligndraw-shapes": {"file": "aligndraw-shapes.pt", "data": "shapes", "variant": "align",
                          "description": "alignDRAW on captioned shapes (32×32 colour)"},
     "draw-mnist": {"file": "draw-mnist.pt", "data": "mnist", "variant": None,
