@@ -369,7 +369,7 @@ def facts_for(vocab):
 def agreement(predicted: list[str], truth: list[str], facts) -> tuple[Tensor, Tensor]:
     """Per caption: ``exact (M,)`` — the predicted caption describes the same scene as the true one
     (``facts`` of both equal; two wordings of one scene agree) — and ``slots (M,)``, the share of
-    scene facts both share, |P ∩ T| / max(|P|, |T|) (a fact per digit or object and its place, and
+    scene facts both share, ``|P ∩ T| / max(|P|, |T|)`` (a fact per digit or object and its place, and
     the background for shapes). A prediction outside the grammar scores 0 on both."""
     exact, slots = [], []
     for p, t in zip(predicted, truth):
