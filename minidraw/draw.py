@@ -175,18 +175,14 @@ class Draw(nn.Module):
 
     def _decode(self, z: Tensor, dec: tuple[Tensor, Tensor], context: Optional[Context]):
         """One generator step: s_t from h^dec_{t−1}, then h^dec_t = LSTM_dec(h^dec_{t−1}, [z_t, s_t]);
-        returns h^dec_t's state, α_t and s_t (None without a context)."""
-        alpha = s = None
+        returns h^dec_t's state and α_t (None without a context)."""
+        alpha = None
         if context is not None:
             s, alpha = context(dec[0])                                         # s_t (M, cond_size)
             z = torch.cat([z, s], -1)
         elif self.cfg.cond_size:
             raise ValueError(f"this model is conditioned (cond_size={self.cfg.cond_size}); give a context")
-        return self.decoder(z, dec), alpha, s
-
-    def _write(self, h_dec: Tensor, s: Optional[Tensor]):
-        """write(h^dec_t)."""
-        return self.write(h_dec)
+        return self.decoder(z, dec), alpha
 
     # ---- inference: the bound ----------------------------------------------------
     def forward(self, x: Tensor, context: Optional[Context] = None, keep_canvases: bool = False,
@@ -212,8 +208,8 @@ class Draw(nn.Module):
             z = mu + torch.exp(logsigma) * eps                                 # z_t = μ_t + σ_t ε
             mu_p, logsigma_p = self.prior_params(dec[0], t)                    # p(z_t | z_<t)
             gaussians.append((eps, mu, logsigma, mu_p, logsigma_p))
-            dec, alpha, s = self._decode(z, dec, context)                       # h^dec_t
-            delta, w_write = self._write(dec[0], s)
+            dec, alpha = self._decode(z, dec, context)                         # h^dec_t
+            delta, w_write = self.write(dec[0])
             canvas = canvas + delta                                            # c_t = c_{t−1} + write(h^dec_t)
             reads.append(w_read)
             writes.append(w_write)
@@ -251,8 +247,8 @@ class Draw(nn.Module):
         for t in range(self.cfg.T):
             mu_p, logsigma_p = self.prior_params(dec[0], t)
             z = mu_p + temperature * torch.exp(logsigma_p) * torch.randn_like(mu_p)  # z_t ~ p(z_t | z_<t)
-            dec, alpha, s = self._decode(z, dec, context)
-            delta, w_write = self._write(dec[0], s)
+            dec, alpha = self._decode(z, dec, context)
+            delta, w_write = self.write(dec[0])
             canvas = canvas + delta
             canvases.append(torch.sigmoid(canvas))
             writes.append(w_write)
@@ -304,6 +300,9 @@ class CaptionDrawConfig(DrawSizes):
     align_values: str = "states"  # align: what α averages, "states" (the paper: h^lang_j), "words" (E y_j), "both"
     content_first: int = 0  # what_where: word ids content_first..content_last name what is drawn (digits, ...)
     content_last: int = 0
+    # what_where, ours: the where path (its alignment's keys and s_t) reads every content word as one shared
+    # token, so only the what path knows *which* digit; see CaptionDraw.context.
+    blind_where: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -322,6 +321,8 @@ class CaptionDrawConfig(DrawSizes):
                                  f"< vocab_size ({self.vocab_size}), got {self.content_first}..{self.content_last}")
             if self.dec_size < 2 or self.z_size < 2:
                 raise ValueError("what_where splits dec_size and z_size in two: give at least 2 of each")
+        elif self.blind_where:
+            raise ValueError("blind_where hides the content words from the where path: it needs what_where=True")
         if self.sentence_encoder not in ("external", "autoencoder"):
             raise ValueError(f"sentence_encoder must be 'external' or 'autoencoder', got {self.sentence_encoder!r}")
 
@@ -360,6 +361,8 @@ class CaptionDraw(nn.Module):
                          if cfg.variant in ("align", "noalign") else None)
         query = cfg.dec_size // 2 if cfg.what_where else cfg.dec_size            # what_where: the where units ask
         self.align = Alignment(2 * cfg.lang_size, query, cfg.align_size) if cfg.variant == "align" else None
+        # blind_where: the one embedding the where path reads in place of every content word
+        self.content_token = nn.Parameter(torch.zeros(cfg.embed_size)) if cfg.blind_where else None
         # skipthought with an in-model encoder: a BiLSTM that is never trained here (its weights are
         # set once by text.pretrain_sentence_encoder and travel in the checkpoint)
         self.frozen_language = (LanguageModel(cfg.vocab_size, cfg.embed_size, cfg.lang_size).requires_grad_(False)
@@ -391,14 +394,28 @@ class CaptionDraw(nn.Module):
             return lambda h_dec: (sentence, None)
         if captions is None or lengths is None:
             raise ValueError(f"the {variant} variant needs captions (M, L) and their lengths (M,)")
+        words = self.language.embed(captions) if variant == "align" else None  # E y_j (M, L, embed_size)
+        if self.cfg.blind_where:                                               # content words -> one token
+            content = (captions >= self.cfg.content_first) & (captions <= self.cfg.content_last)  # (M, L)
+            seen = torch.where(content[..., None], self.content_token.to(words.dtype), words)    # (M, L, e)
+            h_lang, mask = self.language(captions, lengths, embedded=seen)   # keys know slots, not digits
+            where = self.cfg.dec_size // 2
+            keys = self.align.keys(h_lang)
+            self.align.check_mask(mask)
+
+            def blind(h_dec):
+                s, alpha = self.align(h_dec[:, :where], keys, seen, mask, checked=True)  # s^where_t: no digit
+                s_what = torch.bmm((alpha * content)[:, None, :], words).squeeze(1)       # Σ_j α_j [y_j content] E y_j
+                return torch.cat([s, s_what], -1), alpha                       # (M, 2·embed_size)
+            return blind
         h_lang, mask = self.language(captions, lengths)                       # (M, L, 2m), (M, L)
         if variant == "noalign":
             s = sentence_vector(h_lang, mask)                                  # (M, 2m), fixed over t
             return lambda h_dec: (s, None)
         keys = self.align.keys(h_lang)                                         # U h^lang, once per caption
         values = {"states": lambda: h_lang,                                    # what α averages into s_t
-                  "words": lambda: self.language.embed(captions),             # E y_j (M, L, embed_size)
-                  "both": lambda: torch.cat([h_lang, self.language.embed(captions)], -1)}[self.cfg.align_values]()
+                  "words": lambda: words,                                     # E y_j (M, L, embed_size)
+                  "both": lambda: torch.cat([h_lang, words], -1)}[self.cfg.align_values]()
         self.align.check_mask(mask)                                            # once, not at each step
         if self.cfg.what_where:
             content = (captions >= self.cfg.content_first) & (captions <= self.cfg.content_last)  # (M, L)

@@ -112,13 +112,22 @@ def encode_captions(vocab: Vocabulary, texts: Sequence[str], max_words: int) -> 
 
 
 # ---- drawing -----------------------------------------------------------------------------
+def refuse_non_drawing(kind: str, path, sharpener_hint: str, captioner_hint: str) -> None:
+    """One clear :class:`~minidraw.errors.UserError` when the checkpoint at ``path`` (of ``kind``) is a
+    sharpener or a captioner, not a drawing model; each hint says how the calling command takes that kind."""
+    from .errors import UserError
+    hints = {"sharpener": sharpener_hint, "captioner": captioner_hint}
+    if kind in hints:
+        raise UserError(f"{path} is {KIND_WORDS[kind]}, not a drawing model: {hints[kind]}")
+
+
 def check_request(model: nn.Module, caption: Optional[str]) -> None:
     """``ValueError`` unless ``model`` draws (not a sharpener or a captioner) and a caption is given exactly
     when it draws from one."""
     from .captioner import Captioner
     from .sharpen import Sharpener
     if isinstance(model, (Captioner, Sharpener)):
-        what = "a captioner (image to caption)" if isinstance(model, Captioner) else "a sharpener"
+        what = KIND_WORDS["captioner" if isinstance(model, Captioner) else "sharpener"]
         raise ValueError(f"this model is {what}, not a drawing model: draw with alignDRAW, DRAW or a baseline")
     if takes_caption(model) and caption is None:
         raise ValueError(f"this model ({getattr(model.cfg, 'variant', type(model).__name__)}) draws from a "

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from typing import Iterable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -200,13 +200,14 @@ class LanguageModel(nn.Module):
         self.embed = nn.Embedding(vocab_size, embed_size, padding_idx=0)   # E; <pad> embeds to 0
         self.lstm = nn.LSTM(embed_size, hidden_size, batch_first=True, bidirectional=True)
 
-    def forward(self, ids: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, ids: Tensor, lengths: Tensor, embedded: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
+        """``embedded (M, L, e)``, if given, replaces E y_j (a model that hides some words from the BiLSTM)."""
         if ids.dim() != 2:
             raise ValueError(f"ids must have shape (M, L), got {tuple(ids.shape)}")
         M, L = ids.shape
         n = lengths.detach().to("cpu", torch.long)                          # (M,)  pack wants CPU lengths
         _check_lengths(n, M, L)
-        x = self.embed(ids)                                                # (M, L, e)  E y_j
+        x = self.embed(ids) if embedded is None else embedded             # (M, L, e)  E y_j
         packed = pack_padded_sequence(x, n, batch_first=True, enforce_sorted=False)
         out, _ = self.lstm(packed)                                         # each caption to its own length
         h_lang, _ = pad_packed_sequence(out, batch_first=True, total_length=L)  # (M, L, 2m)  [→h_j; ←h_j], 0 on pad

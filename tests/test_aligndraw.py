@@ -309,6 +309,34 @@ def test_what_where_reads_only_the_content_words_on_the_what_path():
     assert torch.equal(context(h2)[1], alpha)
 
 
+def test_blind_where_hides_which_digit_from_the_where_path():
+    """With ``blind_where`` the where path reads every digit word as one shared token: swapping the digits of a
+    caption leaves α_t and s^where_t unchanged (at any state) and changes s^what_t, which still averages the
+    true digits' embeddings; without it, the same swap moves α."""
+    from minidraw.data.mnist_captions import VOCAB
+    a, b = ["the digit 3 is on the left of the digit 7 .", "the digit 1 is at the top left of the image ."], \
+           ["the digit 8 is on the left of the digit 0 .", "the digit 5 is at the top left of the image ."]
+    ids_a, lengths = VOCAB.encode_batch(a)
+    ids_b, _ = VOCAB.encode_batch(b)
+    model = _what_where(blind_where=True)
+    with torch.no_grad():
+        model.content_token.normal_()                             # not the zeros it starts from
+    e, h = model.cfg.embed_size, torch.randn(2, model.cfg.dec_size)
+    (s_a, alpha_a), (s_b, alpha_b) = model.context(ids_a, lengths)(h), model.context(ids_b, lengths)(h)
+    torch.testing.assert_close(alpha_a, alpha_b, rtol=0, atol=0)
+    torch.testing.assert_close(s_a[:, :e], s_b[:, :e], rtol=0, atol=0)
+    assert not torch.allclose(s_a[:, e:], s_b[:, e:])
+    words = model.language.embed(ids_a)                            # (M, L, e)
+    content = (ids_a >= model.cfg.content_first) & (ids_a <= model.cfg.content_last)
+    torch.testing.assert_close(s_a[:, e:], torch.einsum("ml,mle->me", alpha_a * content, words))
+    seen = torch.where(content[..., None], model.content_token, words)
+    torch.testing.assert_close(s_a[:, :e], torch.einsum("ml,mle->me", alpha_a, seen))
+    sighted = _what_where()
+    assert not torch.allclose(sighted.context(ids_a, lengths)(h)[1], sighted.context(ids_b, lengths)(h)[1])
+    with pytest.raises(ValueError, match="needs what_where"):
+        CaptionDrawConfig(vocab_size=23, blind_where=True)
+
+
 def test_what_where_trains_and_checks_its_settings(batch):
     with pytest.raises(ValueError, match="content words"):
         CaptionDrawConfig(vocab_size=23, what_where=True, align_values="words")

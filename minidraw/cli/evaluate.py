@@ -60,12 +60,11 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--captioner is for the cycle metric: add cycle to --metrics (or leave --metrics out)")
     dev = pick_device(args.device)
     model, ckpt = load(args.checkpoint, map_location=dev)
-    if ckpt["kind"] == "sharpener":
-        raise UserError(f"{args.checkpoint} is a sharpener, not a drawing model: evaluate the drawing model and give "
-                        f"the sharpener as --sharpen {args.checkpoint}")
-    if ckpt["kind"] == "captioner":
-        raise UserError(f"{args.checkpoint} is a captioner (image to caption), not a drawing model: evaluate a "
-                        f"drawing model and give the captioner as --captioner {args.checkpoint} (the cycle metric)")
+    from ..sample import refuse_non_drawing
+    refuse_non_drawing(ckpt["kind"], args.checkpoint,
+                       sharpener_hint=f"evaluate the drawing model and give the sharpener as --sharpen {args.checkpoint}",
+                       captioner_hint=f"evaluate a drawing model and give the captioner as --captioner "
+                                      f"{args.checkpoint} (the cycle metric)")
     model.to(dev)
     if "train" not in ckpt:
         raise UserError(f"{args.checkpoint} has no training settings, so its data is unknown; evaluate a checkpoint "

@@ -109,8 +109,8 @@ def run(args: argparse.Namespace) -> int:
 
     from ..checkpoint import load
     from ..runtime import device
-    from ..sample import (check_request, encode_captions, load_sharpener, max_words_for, sample, save_animation,
-                          save_grid, sharpen, vocabulary_for)
+    from ..sample import (check_request, encode_captions, load_sharpener, max_words_for, refuse_non_drawing,
+                          sample, save_animation, save_grid, sharpen, vocabulary_for)
 
     _check_outputs(args.out, args.animation)
     if args.keep_blurry and not args.sharpen:
@@ -118,12 +118,10 @@ def run(args: argparse.Namespace) -> int:
     dev = device(getattr(args, "device", "cpu"))
     path = _checkpoint_path(args)
     model, ckpt = load(path)                        # its errors name the file and what to do
-    if ckpt["kind"] == "sharpener":
-        raise UserError(f"{path} is a sharpener, not a drawing model: draw with --checkpoint/--model and give the "
-                        f"sharpener as --sharpen {path}")
-    if ckpt["kind"] == "captioner":
-        raise UserError(f"{path} is a captioner (image to caption), not a drawing model: caption pictures with "
-                        f"`minidraw caption --checkpoint {path} IMAGE.png`, or draw with a drawing model")
+    refuse_non_drawing(ckpt["kind"], path,
+                       sharpener_hint=f"draw with --checkpoint/--model and give the sharpener as --sharpen {path}",
+                       captioner_hint=f"caption pictures with `minidraw caption --checkpoint {path} IMAGE.png`, "
+                                      "or draw with a drawing model")
     model.to(dev)
     sharpener = None
     try:
