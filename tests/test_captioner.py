@@ -263,6 +263,55 @@ def test_what_where_the_state_knows_where_it_looked_not_what_it_named(name):
         CaptionerConfig(what_where=True)
 
 
+POSITIONS = {"captioner_mnist_small": ("left", "top"), "captioner_shapes_small": ("top", "below")}  # first, last
+
+
+def _positions(name):
+    vocab = (mnist_captions.VOCAB if "mnist" in name else shapes.VOCAB)
+    first, last = (vocab.encode(w)[0] for w in POSITIONS[name])
+    return dict(position_first=first, position_last=last)
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_position_words_are_scored_from_where_it_looked_and_the_grammar_not_from_the_digit_named(name):
+    """With position words, "left", "top", "above" ... are scored by MLP([g_t ; x_t ; y_t]): after naming one
+    content word or another from the same state (the same look), their scores are the same up to the softmax's
+    constant, and equal a naive recomputation; a grammar word moves them; another picture (another look) too.
+    Beam search of width 1 still decodes greedily with the longer state."""
+    pos = _positions(name)
+    lo, hi = preset(name).content_first, preset(name).content_last
+    p0, p1 = pos["position_first"], pos["position_last"] + 1
+    model = tiny(name, seed=3, sharp=2.0, **pos)
+    a, keys, state = model.start(images_for(model, 2, seed=1))
+    assert len(state) == 4
+    _, state, _ = model.step(torch.tensor([0, 0]), state, a, keys)
+    one, s1, alpha = model.step(torch.tensor([lo, lo]), state, a, keys)
+    two, s2, _ = model.step(torch.tensor([hi, lo + 1]), state, a, keys)
+    assert torch.equal(s1[2], s2[2]) and not torch.allclose(s1[0], s2[0])      # g_t the same, h_t not
+    norm = lambda x: x[:, p0:p1] - x[:, p0:p1].logsumexp(-1, keepdim=True)      # noqa: E731
+    torch.testing.assert_close(norm(one), norm(two), rtol=0, atol=1e-12)
+    xy = torch.einsum("ml,mlk->mk", alpha, a[..., model.cfg.feature_size:])    # where α looked
+    naive = torch.log_softmax(model.position(torch.cat([s1[2], xy], -1)), -1)
+    torch.testing.assert_close(norm(one), naive)
+    three, _, _ = model.step(torch.tensor([1, 1]), state, a, keys)             # a grammar word
+    assert (norm(three) - norm(one)).abs().max().item() > 1e-3
+    F = model.cfg.feature_size                                                 # the same look (same keys), but
+    other_features, other_places = a.clone(), a.clone()                        # other features or other places
+    other_features[..., :F] += 1.0
+    other_places[..., F:] *= -1.0
+    four, _, _ = model.step(torch.tensor([lo, lo]), state, other_features, keys)
+    torch.testing.assert_close(norm(four), norm(one), rtol=0, atol=1e-12)
+    five, _, _ = model.step(torch.tensor([lo, lo]), state, other_places, keys)
+    assert (norm(five) - norm(one)).abs().max().item() > 1e-3
+    images = images_for(model, 3, seed=2)
+    assert model.beam(images, width=1).ids == model.greedy(images).ids
+    assert model.beam(images, width=3).log_prob.ge(model.greedy(images).log_prob - 1e-9).all()
+    with pytest.raises(ValueError, match="overlap the content"):
+        CaptionerConfig(content_first=13, content_last=22, position_first=6, position_last=13)
+    with pytest.raises(ValueError, match="position words need content words"):
+        CaptionerConfig(position_first=6, position_last=9)
+
+
 # ---- 4, 5. decoding ----------------------------------------------------------------------------
 @pytest.mark.parametrize("name", PRESETS)
 @pytest.mark.parametrize("seed", range(4))
