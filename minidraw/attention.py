@@ -50,7 +50,7 @@ meaning of ``g`` changes.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 from torch import Tensor, nn
@@ -67,6 +67,10 @@ class Window:
     sigma2: Tensor  # variance of each Gaussian filter, σ²
     delta: Tensor   # stride between filter centres, δ
     gamma: Tensor   # intensity γ
+
+    def pick(self, i: int) -> "Window":
+        """Example ``i``'s window(s), on the CPU: fields ``(M,)`` -> scalars, ``(M, T)`` (a drawing's) -> ``(T,)``."""
+        return Window(**{f.name: getattr(self, f.name)[i].detach().cpu() for f in fields(self)})
 
 
 def window_from_params(p: Tensor, A: int, B: int, N: int) -> Window:
