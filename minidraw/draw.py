@@ -60,9 +60,14 @@ class DrawSizes(ConfigDict):
     # window, the alignment's query, half of z) and *what* (the rest: the written patch, the other half of z,
     # reading only the content words of s_t). See WhatWhereDecoder.
     what_where: bool = False
+    # what_where: the where LSTM reads the first half of z_t; False: none of it (all of z_t is the what LSTM's), so
+    # nothing the encoder saw in the picture reaches the where path and it is a function of the caption alone
+    where_latent: bool = True
 
     def __post_init__(self) -> None:
         self._require(1, "A", "B", "C", "T", "read_N", "write_N", "enc_size", "dec_size", "z_size")
+        if not self.where_latent and not self.what_where:
+            raise ValueError("where_latent=False takes z_t away from the where LSTM: it needs what_where=True")
 
 
 @dataclass
@@ -84,6 +89,11 @@ def stack_windows(windows: list[Window]) -> Window:
     return Window(**{f.name: torch.stack([getattr(w, f.name) for w in windows], 1) for f in fields(Window)})
 
 
+def z_where(cfg) -> int:
+    """How many numbers of z_t the where LSTM reads (the first ones): half, or none without ``where_latent``."""
+    return cfg.z_size // 2 if cfg.where_latent else 0
+
+
 class WhatWhereDecoder(nn.Module):
     """The generator as two LSTMs in one state ``[h^where ; h^what]`` (``what_where``, ours):
 
@@ -96,7 +106,7 @@ class WhatWhereDecoder(nn.Module):
 
     def __init__(self, cfg) -> None:
         super().__init__()
-        self.z_where, self.h_where, e = cfg.z_size // 2, cfg.dec_size // 2, cfg.cond_size // 2
+        self.z_where, self.h_where, e = z_where(cfg), cfg.dec_size // 2, cfg.cond_size // 2
         self.where = nn.LSTMCell(self.z_where + e, self.h_where)
         self.what = nn.LSTMCell(cfg.z_size - self.z_where + e, cfg.dec_size - self.h_where)
         self.z_size, self.e = cfg.z_size, e
@@ -116,11 +126,13 @@ class WhatWherePrior(nn.Module):
 
     def __init__(self, cfg) -> None:
         super().__init__()
-        self.z_where, self.h_where = cfg.z_size // 2, cfg.dec_size // 2
-        self.where = nn.Linear(self.h_where, 2 * self.z_where)
+        self.z_where, self.h_where = z_where(cfg), cfg.dec_size // 2
+        self.where = nn.Linear(self.h_where, 2 * self.z_where) if self.z_where else None   # None: no z^where
         self.what = nn.Linear(cfg.dec_size - self.h_where, 2 * (cfg.z_size - self.z_where))
 
     def forward(self, h: Tensor) -> Tensor:
+        if self.where is None:
+            return self.what(h[:, self.h_where:])
         mw, lw = self.where(h[:, : self.h_where]).chunk(2, -1)
         mc, lc = self.what(h[:, self.h_where:]).chunk(2, -1)
         return torch.cat([mw, mc, lw, lc], -1)

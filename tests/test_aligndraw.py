@@ -337,6 +337,33 @@ def test_blind_where_hides_which_digit_from_the_where_path():
         CaptionDrawConfig(vocab_size=23, blind_where=True)
 
 
+def test_without_where_latent_no_part_of_z_reaches_the_where_path():
+    """``where_latent=False``: all of z_t goes to the what LSTM and its prior; the where LSTM's state, and so
+    the window, is the same whatever z_t is, and the model still trains and draws."""
+    model = _what_where(blind_where=True, where_latent=False)
+    draw, cfg, M = model.draw, model.cfg, 4
+    hw = cfg.dec_size // 2
+    assert draw.decoder.where.input_size == cfg.cond_size // 2 and draw.decoder.what.input_size == cfg.z_size + cfg.cond_size // 2
+    inp = torch.randn(M, cfg.z_size + cfg.cond_size)
+    state = (torch.randn(M, cfg.dec_size), torch.randn(M, cfg.dec_size))
+    other = inp.clone()
+    other[:, : cfg.z_size] += 1                                # all of z_t
+    h, _ = draw.decoder(inp, state)
+    h2, _ = draw.decoder(other, state)
+    assert torch.equal(h[:, :hw], h2[:, :hw]) and not torch.allclose(h[:, hw:], h2[:, hw:])
+    mu, logsigma = draw.prior_params(h, 1)
+    assert mu.shape == logsigma.shape == (M, cfg.z_size)
+    from minidraw.data.mnist_captions import VOCAB
+    ids, lengths = VOCAB.encode_batch(["the digit 3 is on the left of the digit 7 ."] * 2)
+    images = torch.rand(2, 1, 60, 60).bernoulli()
+    out = model(images, ids, lengths)
+    out.bound.mean().backward()
+    assert model.draw.decoder.what.weight_ih.grad.abs().sum() > 0
+    assert model.generate(ids, lengths).images.shape == (2, 1, 60, 60)
+    with pytest.raises(ValueError, match="needs what_where=True"):
+        CaptionDrawConfig(vocab_size=23, where_latent=False)
+
+
 def test_what_where_trains_and_checks_its_settings(batch):
     with pytest.raises(ValueError, match="content words"):
         CaptionDrawConfig(vocab_size=23, what_where=True, align_values="words")
