@@ -37,12 +37,12 @@ ENV_URL = "MINIDRAW_WEIGHTS_URL"
 # name -> its file, what it is, and the data set it learned from ("variant": what export checks)
 MODELS: dict[str, dict[str, Optional[str]]] = {
     "aligndraw-mnist": {"file": "aligndraw-mnist.pt", "data": "mnist_captions", "variant": "align",
-                        "description": "alignDRAW on MNIST with captions (60×60, one or two digits)"},
+                        "description": "alignDRAW on MNIST with captions (60×60, one or two digits), its generator "
+                                       "split into a where-LSTM and a what-LSTM (model.what_where)"},
+    "aligndraw-mnist-plain": {"file": "aligndraw-mnist-plain.pt", "data": "mnist_captions", "variant": "align",
+                              "description": "alignDRAW on MNIST with captions, one generator LSTM (the paper's layout)"},
     "noaligndraw-mnist": {"file": "noaligndraw-mnist.pt", "data": "mnist_captions", "variant": "noalign",
                           "description": "noalignDRAW (one sentence vector, no alignment) on MNIST with captions"},
-    "aligndraw-mnist-whatwhere": {"file": "aligndraw-mnist-whatwhere.pt", "data": "mnist_captions", "variant": "align",
-                                  "description": "alignDRAW on MNIST with captions, its generator split into a where-LSTM "
-                                                 "and a what-LSTM (model.what_where)"},
     "aligndraw-shapes": {"file": "aligndraw-shapes.pt", "data": "shapes", "variant": "align",
                          "description": "alignDRAW on captioned shapes (32×32 colour)"},
     "draw-mnist": {"file": "draw-mnist.pt", "data": "mnist", "variant": None,

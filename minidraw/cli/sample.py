@@ -51,7 +51,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     """The ``sample`` options, on ``p`` (the ``sample`` subcommand's parser)."""
     p.description, p.epilog, p.formatter_class = DESCRIPTION, EXAMPLES, argparse.RawDescriptionHelpFormatter
     p.add_argument("--checkpoint", metavar="CKPT", help="a checkpoint written by `minidraw train --out`")
-    p.add_argument("--model", metavar="NAME", help="a pretrained model instead: aligndraw-mnist, noaligndraw-mnist, "
+    p.add_argument("--model", metavar="NAME", help="a pretrained model instead: aligndraw-mnist, aligndraw-mnist-plain, "
+                                                   "noaligndraw-mnist, "
                                                    "aligndraw-shapes or draw-mnist (default with a caption alone: "
                                                    "the one that knows its words)")
     p.add_argument("--caption", metavar="TEXT", help="what to draw (caption models only), in the model's vocabulary")
