@@ -496,6 +496,27 @@ def _offline_mnist(monkeypatch, mnist_dir):
     monkeypatch.setenv("MINIDRAW_DATA", str(mnist_dir.parent))
 
 
+def test_the_coco_preset_trains_on_the_coco_fixture_and_captions_it(tmp_path):
+    """The paper-size COCO captioner takes its vocabulary from the prepared data, trains through the trainer
+    (teacher-forced test loss, no closed-grammar accuracy) and writes captions in COCO's words."""
+    from minidraw.data.coco import CocoCaptions
+    from minidraw.data.coco_prepare import make_tiny_coco, prepare_coco
+    meta = prepare_coco(make_tiny_coco(tmp_path / "raw"), tmp_path / "coco", min_count=1, progress=False)
+    cfg = train.load_config("captioner_coco_paper", None, [*TINY_SETS, "batch_size=4", "eval_every=2",
+                                                            "eval_examples=4", "max_steps=2", f"data={tmp_path / 'coco'}"])
+    model, log = train.run(cfg, tmp_path / "run", progress=False)
+    assert isinstance(model, Captioner) and model.cfg.vocab_size == meta["vocab_size"]
+    assert np.isfinite([r["loss"] for r in log if "loss" in r]).all()
+    tests = [r for r in log if "test_nats_per_word" in r]
+    assert tests and np.isfinite(tests[-1]["test_nats_per_word"]) and "exact_seen" not in tests[-1]
+    _, ckpt = checkpoint.load(tmp_path / "run" / "checkpoint.pt")
+    vocab = Vocabulary.from_dict(ckpt["vocab"])
+    data = CocoCaptions("test", tmp_path / "coco")
+    images = torch.stack([data[i][0] for i in range(2)])
+    for caption in model.eval().caption(images, vocab):
+        assert set(caption.split()) <= set(vocab.words[1:])
+
+
 def test_it_trains_through_the_trainer_and_resumes_bit_exactly(tmp_path, _offline_mnist):
     sets = [*TINY_SETS, "model.max_len=12", "batch_size=8", "eval_every=0", "eval_examples=8", "eval_fidelity=4",
             "checkpoint_every=100"]
