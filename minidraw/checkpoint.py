@@ -18,26 +18,27 @@ import torch
 
 from .errors import CheckpointError
 
-KINDS = ("draw", "caption", "baseline", "sharpener", "captioner")
+KINDS = ("draw", "caption", "baseline", "sharpener", "captioner", "lapgan")
 
 
 def _config_class(kind: str):
     from .baselines import BaselineConfig
     from .draw import CaptionDrawConfig, DrawConfig
     from .captioner import CaptionerConfig
-    from .sharpen import SharpenConfig
+    from .sharpen import LapGanConfig, SharpenConfig
     return {"caption": CaptionDrawConfig, "baseline": BaselineConfig, "draw": DrawConfig,
-            "sharpener": SharpenConfig, "captioner": CaptionerConfig}[kind]
+            "sharpener": SharpenConfig, "captioner": CaptionerConfig, "lapgan": LapGanConfig}[kind]
 
 
 def kind_of(model) -> str:
-    """``"draw"``, ``"caption"``, ``"baseline"``, ``"sharpener"`` or ``"captioner"``: which configuration class
-    ``model.cfg`` is."""
+    """``"draw"``, ``"caption"``, ``"baseline"``, ``"sharpener"``, ``"captioner"`` or ``"lapgan"``: which
+    configuration class ``model.cfg`` is."""
     from .baselines import BaselineConfig
     from .captioner import CaptionerConfig
     from .draw import CaptionDrawConfig
-    from .sharpen import SharpenConfig
+    from .sharpen import LapGanConfig, SharpenConfig
     return ("baseline" if isinstance(model.cfg, BaselineConfig) else
+            "lapgan" if isinstance(model.cfg, LapGanConfig) else
             "captioner" if isinstance(model.cfg, CaptionerConfig) else
             "caption" if isinstance(model.cfg, CaptionDrawConfig) else
             "sharpener" if isinstance(model.cfg, SharpenConfig) else "draw")

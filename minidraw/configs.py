@@ -15,28 +15,31 @@ from torch import nn
 from .baselines import BaselineConfig, ConditionalVAE
 from .captioner import Captioner, CaptionerConfig
 from .draw import CaptionDraw, CaptionDrawConfig, Draw, DrawConfig
-from .sharpen import SharpenConfig, Sharpener
+from .sharpen import LapGan, LapGanConfig, SharpenConfig, Sharpener
 
 
 def build(cfg) -> nn.Module:
     """The model a configuration describes: :class:`~minidraw.draw.CaptionDraw`, plain
     :class:`~minidraw.draw.Draw`, a baseline :class:`~minidraw.baselines.ConditionalVAE`, the
-    :class:`~minidraw.sharpen.Sharpener` or the :class:`~minidraw.captioner.Captioner`."""
+    :class:`~minidraw.sharpen.Sharpener`, the LAPGAN baseline :class:`~minidraw.sharpen.LapGan` or the
+    :class:`~minidraw.captioner.Captioner`."""
     if isinstance(cfg, BaselineConfig):
         return ConditionalVAE(cfg)
     if isinstance(cfg, SharpenConfig):
         return Sharpener(cfg)
+    if isinstance(cfg, LapGanConfig):
+        return LapGan(cfg)
     if isinstance(cfg, CaptionerConfig):
         return Captioner(cfg)
     if isinstance(cfg, CaptionDrawConfig):
         return CaptionDraw(cfg)
     if isinstance(cfg, DrawConfig):
         return Draw(cfg)
-    raise TypeError(f"no model for a {type(cfg).__name__}; give a DrawConfig, CaptionDrawConfig, BaselineConfig "
-                    "SharpenConfig or CaptionerConfig")
+    raise TypeError(f"no model for a {type(cfg).__name__}; give a DrawConfig, CaptionDrawConfig, BaselineConfig, "
+                    "SharpenConfig, LapGanConfig or CaptionerConfig")
 
 
-PRESETS: dict[str, DrawConfig | BaselineConfig | SharpenConfig | CaptionerConfig] = {
+PRESETS: dict[str, DrawConfig | BaselineConfig | SharpenConfig | LapGanConfig | CaptionerConfig] = {
     # Gregor et al. (2015), binarised MNIST with attention: 28×28, 64 steps, read 2×2, write 5×5,
     # 256-unit LSTMs, 100-d z, N(0, I) prior. Their bound: −log p(x) ≤ 80.97 nats.
     "draw_mnist_paper": DrawConfig(A=28, B=28, C=1, T=64, read_N=2, write_N=5, enc_size=256, dec_size=256,
@@ -82,6 +85,14 @@ PRESETS: dict[str, DrawConfig | BaselineConfig | SharpenConfig | CaptionerConfig
                                           g_kernel=5, g_last_kernel=5, d_hidden=32),
     "sharpen_coco_paper": SharpenConfig(A=32, B=32, C=3, vocab_size=0, embed_size=128, lang_size=128, g_hidden=128,
                                         g_kernel=7, g_last_kernel=5, d_hidden=64),
+    # The LAPGAN baseline's coarse level (minidraw.sharpen.LapGan): a fully connected caption-conditioned GAN
+    # at half size (30×30, 16×16), sharpened to full size by the sharpener of the same data. COCO: wider, for a GPU.
+    "lapgan_mnist_small": LapGanConfig(A=60, B=60, C=1, vocab_size=23, embed_size=32, lang_size=64, z_size=64,
+                                       g_hidden=256, d_hidden=128),
+    "lapgan_shapes_small": LapGanConfig(A=32, B=32, C=3, vocab_size=31, embed_size=32, lang_size=64, z_size=64,
+                                        g_hidden=256, d_hidden=128),
+    "lapgan_coco_paper": LapGanConfig(A=32, B=32, C=3, vocab_size=0, embed_size=128, lang_size=128, z_size=100,
+                                      g_hidden=1200, d_hidden=600),
     # The image-to-text captioner (minidraw.captioner, "Show, Attend and Tell" in small): a CNN grid
     # (7×7 for MNIST's 60×60, 8×8 for 32×32 images) read by an LSTM with soft attention. Xu et al.
     # read a pretrained VGG's 14×14×512 grid of 224×224 photographs; the COCO preset instead learns
@@ -105,12 +116,12 @@ PRESETS: dict[str, DrawConfig | BaselineConfig | SharpenConfig | CaptionerConfig
 # file or --set still overrides each. The small presets keep the trainer's defaults.
 PAPER_TRAINING = {"optimizer": "rmsprop", "batch_size": 100, "lr": 1e-3, "clip": 10.0}
 TRAINING: dict[str, dict] = {name: dict(PAPER_TRAINING) for name in PRESETS
-                             if name.endswith("_paper") and not name.startswith("sharpen")}
+                             if name.endswith("_paper") and not name.startswith(("sharpen", "lapgan"))}
 # The sharpener is a GAN: Adam at 2e-4 (Radford et al., 2016's choice for convolutional GANs), not the
 # paper's RMSProp for alignDRAW, whose description of its sharpener gives no optimiser.
 SHARPEN_TRAINING = {"optimizer": "adam", "lr": 2e-4, "eval_every": 500, "eval_examples": 500}
 TRAINING.update({name: {**SHARPEN_TRAINING, **({"batch_size": 100} if name.endswith("_paper") else {})}
-                 for name in PRESETS if name.startswith("sharpen")})
+                 for name in PRESETS if name.startswith(("sharpen", "lapgan"))})   # the LAPGAN baseline too
 
 
 def training_defaults(name: str) -> dict:

@@ -392,6 +392,8 @@ def _cycle_captioner(captioner, test, device):
 # ---- a row of the table ------------------------------------------------------------------------
 DEFAULT_METRICS = ("bound", "iwae", "retrieval", "ssi", "fidelity")
 METRICS = DEFAULT_METRICS + ("cycle",)   # the cycle needs a captioner: asked for by name, never by default
+LIKELIHOOD_METRICS = ("bound", "iwae", "retrieval")   # need log p(x | y): not for a GAN (the LAPGAN baseline)
+NO_BOUND_METRICS = tuple(m for m in DEFAULT_METRICS if m not in LIKELIHOOD_METRICS)
 
 
 @dataclass
@@ -447,6 +449,10 @@ def evaluate(model, splits: dict, metrics: Iterable[str] = DEFAULT_METRICS, size
     unknown = sorted(set(metrics) - set(METRICS))
     if unknown:
         raise ValueError(f"unknown metric(s) {unknown}; choose from {', '.join(METRICS)}")
+    no_likelihood = sorted(set(metrics) & set(LIKELIHOOD_METRICS)) if not getattr(model, "has_bound", True) else []
+    if no_likelihood:
+        raise ValueError(f"{type(model).__name__} has no likelihood (a GAN), so no {', '.join(no_likelihood)}: "
+                         f"measure it with {', '.join(NO_BOUND_METRICS)} (and cycle)")
     captioned = not isinstance(splits["test"], torch.Tensor)
     row: dict = {}
     start = time.perf_counter()

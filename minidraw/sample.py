@@ -31,7 +31,7 @@ GENEROUS_MAX_WORDS = 64  # longest caption for a vocabulary with no known captio
 
 KIND_WORDS = {"draw": "an unconditional DRAW (a drawing model)", "caption": "a caption-to-image drawing model",
               "baseline": "a baseline drawing model", "sharpener": "a sharpener",
-              "captioner": "a captioner (image to caption)"}   # a checkpoint's "kind", in words
+              "captioner": "a captioner (image to caption)", "lapgan": "the LAPGAN baseline"}   # a checkpoint's "kind", in words
 
 
 # ---- the caption's words ---------------------------------------------------------------
@@ -112,13 +112,16 @@ def encode_captions(vocab: Vocabulary, texts: Sequence[str], max_words: int) -> 
 
 
 # ---- drawing -----------------------------------------------------------------------------
-def refuse_non_drawing(kind: str, path, sharpener_hint: str, captioner_hint: str) -> None:
+def refuse_non_drawing(kind: str, path, sharpener_hint: str, captioner_hint: str,
+                       lapgan_hint: Optional[str] = None) -> None:
     """One clear :class:`~minidraw.errors.UserError` when the checkpoint at ``path`` (of ``kind``) is a
-    sharpener or a captioner, not a drawing model; each hint says how the calling command takes that kind."""
+    sharpener or a captioner, not a drawing model — or the LAPGAN baseline, where the command cannot take
+    it (``lapgan_hint`` given); each hint says how the calling command takes that kind."""
     from .errors import UserError
-    hints = {"sharpener": sharpener_hint, "captioner": captioner_hint}
-    if kind in hints:
-        raise UserError(f"{path} is {KIND_WORDS[kind]}, not a drawing model: {hints[kind]}")
+    hints = {"sharpener": sharpener_hint, "captioner": captioner_hint, "lapgan": lapgan_hint}
+    if hints.get(kind):
+        what = "not a drawing model" if kind != "lapgan" else "not one this command draws with"
+        raise UserError(f"{path} is {KIND_WORDS[kind]}, {what}: {hints[kind]}")
 
 
 def check_request(model: nn.Module, caption: Optional[str]) -> None:

@@ -42,6 +42,18 @@ enter L_G detached, through :func:`torch.func.functional_call`): one backward pa
 then gives each player the gradient of its own loss, and the optimiser updates both
 at once — simultaneous gradient descent, a standard way to train GANs.
 
+**The LAPGAN baseline** (the paper's LAPGAN row): a caption-conditioned two-level LAPGAN built from
+the same pieces. Its coarse level, :class:`LapGan`, is a conditional GAN that draws the picture at
+half size, b×a = ⌈B/2⌉×⌈A/2⌉, from noise and the caption — fully connected, as LAPGAN's coarsest
+levels were — trained on ``d(x)`` with the same loss, R1 and one-step trick as the sharpener::
+
+    x₀ = G₀([z ; s(y)])                    z ~ N(0, I), x₀ in [0, 1]^(C×b×a)
+    L_D₀ = −log σ(D₀(d(x), y)) − log(1 − σ(D₀(x₀, y))),   L_G₀ = −log σ(D₀(x₀, y))
+
+A sample is ``u(x₀)``, the upsampled coarse picture; the sharpener above, given it as l, adds the
+finer level. Like the paper's LAPGAN it has no likelihood, so no bound: it is measured by SSI and
+caption fidelity only.
+
 Shapes: M images, C channels, B rows (height) and A columns (width), as everywhere.
 """
 from __future__ import annotations
@@ -226,30 +238,13 @@ class Sharpener(nn.Module):
         fake = blurry + self.G(blurry, captions, lengths, self.noise(images))   # x̃ = l + ĥ, unclipped: D sees
         # values outside [0, 1] and pushes G back — a clip here would give G no gradient there (a G that
         # strays below 0 everywhere would draw black and never recover)
-        penalise = self.cfg.r1 > 0 and torch.is_grad_enabled()
-        real = images.detach().requires_grad_(True) if penalise else images
-        d_real = self.D(real, blurry, captions, lengths)                   # (M,)  x = l + h
-        d_fake = self.D(fake.detach(), blurry, captions, lengths)          # (M,)  for L_D: no gradient to G
-        frozen = {k: v.detach() for k, v in self.D.named_parameters()}
-        d_fake_g = functional_call(self.D, frozen, (fake, blurry, captions, lengths))  # for L_G: none to D
-        d_loss = F.softplus(-d_real) + F.softplus(d_fake)                  # −log σ(D(x)) − log(1 − σ(D(x̃)))
-        if penalise:                                                       # R1: (γ/2) |∇_x D(x)|², real images only
-            grad, = torch.autograd.grad(d_real.sum(), real, create_graph=True)
-            d_loss = d_loss + 0.5 * self.cfg.r1 * grad.pow(2).flatten(1).sum(1)
-        g_loss = F.softplus(-d_fake_g)                                    # −log σ(D(x̃))
-        return SharpenOutput(d_loss + g_loss, d_loss, g_loss, d_real.detach(), d_fake.detach())
+        return _gan_losses(self.D, images, fake, (blurry, captions, lengths), self.cfg.r1)
 
     @torch.no_grad()
     def test_metrics(self, batches) -> dict[str, float]:
         """The training log's numbers on held-back ``batches`` of ``(images, captions, lengths)``, in eval
         mode with fixed noise: ``test_d_loss``, ``test_g_loss``, ``test_d_acc_real``, ``test_d_acc_fake``."""
-        from .runtime import evaluating
-        with evaluating(self, 0) as dev:
-            outs = [self(*(a.to(dev) for a in b)) for b in batches]
-        cat = lambda name: torch.cat([getattr(o, name) for o in outs]).float()  # noqa: E731
-        return {"test_d_loss": cat("d_loss").mean().item(), "test_g_loss": cat("g_loss").mean().item(),
-                "test_d_acc_real": (cat("d_real") > 0).float().mean().item(),
-                "test_d_acc_fake": (cat("d_fake") < 0).float().mean().item()}
+        return _gan_test_metrics(self, batches)
 
     @torch.no_grad()
     def sharpen(self, images: Tensor, captions: Tensor, lengths: Tensor, noise: Optional[Tensor] = None) -> Tensor:
@@ -260,3 +255,139 @@ class Sharpener(nn.Module):
         blurry = images.float()
         noise = self.noise(blurry) if noise is None else noise
         return (blurry + self.G(blurry, captions, lengths, noise)).clamp(0, 1)
+
+
+# ---- the LAPGAN baseline: a coarse conditional GAN under the sharpener ---------------------------------
+def _gan_test_metrics(model: nn.Module, batches) -> dict[str, float]:
+    """A GAN's training-log numbers on held-back ``batches`` in eval mode with fixed noise."""
+    from .runtime import evaluating
+    with evaluating(model, 0) as dev:
+        outs = [model(*(a.to(dev) for a in b)) for b in batches]
+    cat = lambda name: torch.cat([getattr(o, name) for o in outs]).float()  # noqa: E731
+    return {"test_d_loss": cat("d_loss").mean().item(), "test_g_loss": cat("g_loss").mean().item(),
+            "test_d_acc_real": (cat("d_real") > 0).float().mean().item(),
+            "test_d_acc_fake": (cat("d_fake") < 0).float().mean().item()}
+
+
+def _gan_losses(D: nn.Module, real: Tensor, fake: Tensor, cond: tuple, r1: float) -> SharpenOutput:
+    """The non-saturating losses with R1 and the one-step arrangement (see the module's docstring): L_D
+    reaches only D (``fake`` detached), L_G only the generator (D's weights detached)."""
+    penalise = r1 > 0 and torch.is_grad_enabled()
+    real = real.detach().requires_grad_(True) if penalise else real
+    d_real = D(real, *cond)                                               # (M,)
+    d_fake = D(fake.detach(), *cond)                                      # (M,)  no gradient to G
+    frozen = {k: v.detach() for k, v in D.named_parameters()}
+    d_fake_g = functional_call(D, frozen, (fake, *cond))                  # (M,)  none to D
+    d_loss = F.softplus(-d_real) + F.softplus(d_fake)                     # −log σ(D(x)) − log(1 − σ(D(x̃)))
+    if penalise:                                                          # R1: (γ/2) |∇_x D(x)|²
+        grad, = torch.autograd.grad(d_real.sum(), real, create_graph=True)
+        d_loss = d_loss + 0.5 * r1 * grad.pow(2).flatten(1).sum(1)
+    g_loss = F.softplus(-d_fake_g)                                        # −log σ(D(x̃))
+    return SharpenOutput(d_loss + g_loss, d_loss, g_loss, d_real.detach(), d_fake.detach())
+
+
+@dataclass(repr=False)
+class LapGanConfig(ConfigDict):
+    """The LAPGAN baseline's coarse level: a fully connected caption-conditioned GAN at half the size."""
+
+    A: int = 32             # width of the full picture (the coarse level is ⌈A/2⌉ wide)
+    B: int = 32             # height (⌈B/2⌉ at the coarse level)
+    C: int = 3              # channels
+    vocab_size: int = 0     # word ids, <pad> included (0: set by the data)
+    embed_size: int = 32
+    lang_size: int = 64     # m per direction: s(y) has 2m numbers
+    z_size: int = 64        # G₀'s noise
+    g_hidden: int = 512     # units of G₀'s two hidden layers
+    d_hidden: int = 256     # units of D₀'s hidden layer
+    r1: float = 1.0         # γ of the R1 penalty on real coarse pictures; 0: none
+
+    def __post_init__(self) -> None:
+        self._require(2, "A", "B")
+        self._require(1, "C", "embed_size", "lang_size", "z_size", "g_hidden", "d_hidden")
+        self._require(0, "vocab_size")
+        if not self.r1 >= 0:
+            raise ValueError(f"r1 must be 0 or more, got {self.r1}")
+
+    @property
+    def coarse(self) -> tuple[int, int, int]:
+        """(C, b, a): the coarse level's shape, what 2×2 average pooling leaves of (C, B, A)."""
+        return self.C, -(-self.B // 2), -(-self.A // 2)
+
+    def __repr__(self) -> str:
+        return f"LapGanConfig({', '.join(f'{k}={v!r}' for k, v in self.to_dict().items())})"
+
+
+@dataclass
+class GanSamples:
+    images: Tensor           # (M, C, B, A) u(x₀) in [0, 1]
+    coarse: Tensor           # (M, C, b, a) x₀
+
+
+class CoarseGenerator(nn.Module):
+    """G₀([z ; s(y)]) -> x₀ ``(M, C, b, a)`` in [0, 1]: two hidden ReLU layers, a sigmoid output."""
+
+    def __init__(self, cfg: LapGanConfig) -> None:
+        super().__init__()
+        self.shape, h = cfg.coarse, cfg.g_hidden
+        self.language = LanguageModel(cfg.vocab_size, cfg.embed_size, cfg.lang_size)
+        self.net = nn.Sequential(nn.Linear(cfg.z_size + 2 * cfg.lang_size, h), nn.ReLU(), nn.Linear(h, h), nn.ReLU(),
+                                 nn.Linear(h, cfg.C * self.shape[1] * self.shape[2]))
+
+    def forward(self, z: Tensor, captions: Tensor, lengths: Tensor) -> Tensor:
+        s = sentence_vector(*self.language(captions, lengths))             # (M, 2m)  s(y)
+        return torch.sigmoid(self.net(torch.cat([z, s], -1))).view(-1, *self.shape)   # (M, C, b, a)
+
+
+class CoarseDiscriminator(nn.Module):
+    """D₀([x₀ ; s'(y)]) -> one logit per example ``(M,)``: a hidden LeakyReLU layer."""
+
+    def __init__(self, cfg: LapGanConfig) -> None:
+        super().__init__()
+        C, b, a = cfg.coarse
+        self.language = LanguageModel(cfg.vocab_size, cfg.embed_size, cfg.lang_size)
+        self.net = nn.Sequential(nn.Linear(C * b * a + 2 * cfg.lang_size, cfg.d_hidden), nn.LeakyReLU(0.2),
+                                 nn.Linear(cfg.d_hidden, 1))
+
+    def forward(self, image: Tensor, captions: Tensor, lengths: Tensor) -> Tensor:
+        s = sentence_vector(*self.language(captions, lengths))             # (M, 2m)  s'(y)
+        return self.net(torch.cat([image.flatten(1), s], -1)).squeeze(-1)  # (M,)
+
+
+class LapGan(nn.Module):
+    """The LAPGAN baseline's coarse level: :meth:`forward` is one GAN step's losses on real pictures
+    (pooled to the coarse size); :meth:`generate` draws ``u(x₀)`` for captions — give it to a
+    :class:`Sharpener` (``sharpen``) for the finer level."""
+
+    has_bound = False   # a GAN: no likelihood, no bound
+
+    def __init__(self, cfg: LapGanConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.G = CoarseGenerator(cfg)
+        self.D = CoarseDiscriminator(cfg)
+
+    def _check(self, images: Tensor) -> None:
+        want = (self.cfg.C, self.cfg.B, self.cfg.A)
+        if images.dim() != 4 or tuple(images.shape[1:]) != want:
+            raise ValueError(f"images must have shape (M, C, B, A) = (M, {want[0]}, {want[1]}, {want[2]}) for this "
+                             f"LAPGAN, got {tuple(images.shape)}")
+
+    def forward(self, images: Tensor, captions: Tensor, lengths: Tensor) -> SharpenOutput:
+        """The losses of one step on real ``images (M, C, B, A)`` in [0, 1] and their captions."""
+        self._check(images)
+        real = downsample(images)                                          # (M, C, b, a)  d(x)
+        z = torch.randn(images.shape[0], self.cfg.z_size, device=images.device, dtype=images.dtype)
+        fake = self.G(z, captions, lengths)                                # (M, C, b, a)  x₀
+        return _gan_losses(self.D, real, fake, (captions, lengths), self.cfg.r1)
+
+    @torch.no_grad()
+    def test_metrics(self, batches) -> dict[str, float]:
+        """``test_d_loss``, ``test_g_loss``, ``test_d_acc_real``, ``test_d_acc_fake`` on held-back batches."""
+        return _gan_test_metrics(self, batches)
+
+    @torch.no_grad()
+    def generate(self, captions: Tensor, lengths: Tensor, temperature: float = 1.0) -> GanSamples:
+        """One picture per caption: x₀ = G₀(z, y) with z ~ N(0, τ² I), and u(x₀) at full size."""
+        z = torch.randn(captions.shape[0], self.cfg.z_size, device=captions.device) * temperature
+        coarse = self.G(z.to(next(self.parameters()).dtype), captions, lengths)
+        return GanSamples(upsample(coarse, (self.cfg.B, self.cfg.A)).clamp(0, 1), coarse)

@@ -232,3 +232,77 @@ def test_after_sharpening_with_a_zero_generator_the_bound_is_the_bound(checkpoin
     assert not torch.allclose(sharpened_bound_values(model, moved, batches, seed=3), plain, atol=1.0)
     row = evaluate(model, {"train": data, "test": data}, ["bound", "ssi"], Sizes(bound=6, ssi=4), sharpener=sharpener)
     assert abs(row["test_bound_sharp"] - row["test_bound"]) < 1e-2 and abs(row["ssi_sharp"] - row["ssi"]) < 1e-6
+
+
+# ---- the LAPGAN baseline: a coarse conditional GAN under the sharpener ------------------------------
+LAPGAN_TINY = dict(vocab_size=len(SHAPES_VOCAB), embed_size=4, lang_size=4, z_size=3, g_hidden=16, d_hidden=8)
+
+
+def tiny_lapgan(seed=0, **kw):
+    from minidraw.sharpen import LapGan, LapGanConfig
+    torch.manual_seed(seed)
+    return LapGan(LapGanConfig(A=32, B=32, C=3, **{**LAPGAN_TINY, **kw}))
+
+
+def test_lapgan_draws_at_half_size_then_upsamples_into_range(shapes_batch):
+    from minidraw.sharpen import LapGanConfig
+    m = tiny_lapgan()
+    _, captions, lengths = shapes_batch
+    out = m.generate(captions, lengths)
+    assert out.coarse.shape == (16, 3, 16, 16) and out.images.shape == (16, 3, 32, 32)
+    assert out.images.min() >= 0 and out.images.max() <= 1
+    torch.testing.assert_close(out.images, upsample(out.coarse, (32, 32)).clamp(0, 1))
+    assert LapGanConfig(A=60, B=59, C=1).coarse == (1, 30, 30)               # ⌈B/2⌉ × ⌈A/2⌉, as d(x) leaves
+    torch.manual_seed(0)
+    a = m.generate(captions, lengths, temperature=0.0).coarse
+    torch.manual_seed(1)
+    assert torch.equal(a, m.generate(captions, lengths, temperature=0.0).coarse)   # τ = 0: z = 0
+    with pytest.raises(ValueError, match=r"\(M, 3, 32, 32\)"):
+        m(torch.rand(2, 1, 32, 32), captions[:2], lengths[:2])
+
+
+def test_lapgan_d_learns_the_real_coarse_pictures_then_g_fools_it(shapes_batch):
+    """D₀ sees d(x), the real pictures pooled to 16×16: steps on D alone make it right on most real and
+    generated pictures; steps on G alone then halve G's loss. Each player's loss reaches only that player."""
+    m = tiny_lapgan(r1=0.0)
+    for name, player, other in (("d_loss", "D", "G"), ("g_loss", "G", "D")):
+        m.zero_grad()
+        getattr(m(*shapes_batch), name).mean().backward()
+        assert all(p.grad is None or p.grad.abs().sum() == 0 for p in getattr(m, other).parameters())
+        assert sum(float(p.grad.abs().sum()) for p in getattr(m, player).parameters() if p.grad is not None) > 0
+    opt_d = torch.optim.Adam(m.D.parameters(), 3e-3)
+    for _ in range(60):
+        opt_d.zero_grad(), m(*shapes_batch).d_loss.mean().backward(), opt_d.step()
+    torch.manual_seed(1)
+    out = m(*shapes_batch)
+    assert ((out.d_real > 0).float().mean() + (out.d_fake < 0).float().mean()) / 2 >= 0.75
+    g_before = out.g_loss.mean().item()
+    opt_g = torch.optim.Adam(m.G.parameters(), 1e-2)
+    for _ in range(40):
+        opt_g.zero_grad(), m(*shapes_batch).g_loss.mean().backward(), opt_g.step()
+    assert m(*shapes_batch).g_loss.mean().item() < 0.5 * g_before
+
+
+def test_lapgan_trains_resumes_bit_exactly_and_is_measured_without_a_bound(tmp_path, capsys):
+    from minidraw import evaluate
+    from minidraw.sharpen import LapGan
+    sets = [f"model.{k}={v}" for k, v in LAPGAN_TINY.items() if k != "vocab_size"] + [*RUN, "eval_every=2"]
+    load = lambda steps: train.load_config("lapgan_shapes_small", None, [*sets, f"max_steps={steps}"])  # noqa: E731
+    _, straight = train.run(load(4), tmp_path / "a", progress=False)
+    train.run(load(2), tmp_path / "b", progress=False)
+    _, resumed = train.run(load(4), tmp_path / "b", progress=False)
+    steps = lambda log: [r for r in log if "loss" in r]                  # noqa: E731
+    assert [r["loss"] for r in steps(resumed)] == [r["loss"] for r in steps(straight)][2:]  # bit for bit
+    assert {"d_loss", "g_loss", "d_acc_real", "d_acc_fake"} <= set(steps(straight)[0])
+    model, ckpt = train.load(tmp_path / "b" / "checkpoint.pt")
+    assert ckpt["kind"] == "lapgan" and isinstance(model, LapGan)
+    splits = evaluate.splits_for(ckpt["train"], model.cfg)
+    with pytest.raises(ValueError, match="no likelihood.*bound"):
+        evaluate.evaluate(model, splits, ["bound", "ssi"])
+    row = evaluate.evaluate(model, splits, evaluate.NO_BOUND_METRICS, evaluate.Sizes(ssi=8, fidelity=8))
+    assert 0 <= row["fidelity_seen"] <= 100 and -1 <= row["ssi"] <= 1 and "test_bound" not in row
+    ckpt_path = str(tmp_path / "b" / "checkpoint.pt")
+    assert cli.main(["evaluate", "--checkpoint", ckpt_path, "--ssi", "8", "--fidelity", "8"]) == 0
+    assert "fidelity" in capsys.readouterr().out
+    err = _fails(capsys, ["--checkpoint", ckpt_path, "--caption", CAPTION, "--out", str(tmp_path / "g.png")])
+    assert "LAPGAN" in err and "minidraw evaluate" in err

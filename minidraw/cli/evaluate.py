@@ -5,7 +5,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ..evaluate import DEFAULT_METRICS, METRICS, Sizes, evaluate, load_captioner, markdown_table, splits_for
+from ..evaluate import DEFAULT_METRICS, METRICS, NO_BOUND_METRICS, Sizes, evaluate, load_captioner, markdown_table, splits_for
 from ..runtime import device as pick_device
 
 EXAMPLES = """examples:
@@ -25,8 +25,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.epilog, p.formatter_class = EXAMPLES, argparse.RawDescriptionHelpFormatter
     p.add_argument("--checkpoint", required=True, help="a checkpoint.pt written by `minidraw train`")
     p.add_argument("--metrics", default=None,
-                   help=f"comma-separated, from {','.join(METRICS)} (default: {','.join(DEFAULT_METRICS)}, and "
-                        "cycle when --captioner is given)")
+                   help=f"comma-separated, from {','.join(METRICS)} (default: {','.join(DEFAULT_METRICS)} — for the "
+                        f"LAPGAN baseline, which has no bound, {','.join(NO_BOUND_METRICS)} — and cycle when "
+                        "--captioner is given)")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
     p.add_argument("--data", default=None, help="data folder, if not the one the checkpoint was trained with")
     for f, help_ in (("bound", "images per split for the bound"), ("iwae", "images for IWAE"),
@@ -49,17 +50,17 @@ def run(args: argparse.Namespace) -> int:
     """Carry out ``minidraw evaluate``; user errors propagate (the CLI reports them in one line)."""
     from ..checkpoint import load
     from ..errors import UserError
-    if args.metrics is None:
-        metrics = [*DEFAULT_METRICS, *(["cycle"] if args.captioner else [])]
-    else:
-        metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
-    unknown = sorted(set(metrics) - set(METRICS))
+    metrics = None if args.metrics is None else [m.strip() for m in args.metrics.split(",") if m.strip()]
+    unknown = sorted(set(metrics or ()) - set(METRICS))
     if unknown:
         raise UserError(f"unknown metric(s) {unknown}; choose from {', '.join(METRICS)}")
-    if args.captioner and "cycle" not in metrics:
+    if args.captioner and metrics is not None and "cycle" not in metrics:
         raise UserError("--captioner is for the cycle metric: add cycle to --metrics (or leave --metrics out)")
     dev = pick_device(args.device)
     model, ckpt = load(args.checkpoint, map_location=dev)
+    if metrics is None:                     # a GAN (the LAPGAN baseline) has no bound: SSI and fidelity only
+        default = DEFAULT_METRICS if getattr(model, "has_bound", True) else NO_BOUND_METRICS
+        metrics = [*default, *(["cycle"] if args.captioner else [])]
     from ..sample import refuse_non_drawing
     refuse_non_drawing(ckpt["kind"], args.checkpoint,
                        sharpener_hint=f"evaluate the drawing model and give the sharpener as --sharpen {args.checkpoint}",

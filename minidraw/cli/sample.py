@@ -122,7 +122,9 @@ def run(args: argparse.Namespace) -> int:
     refuse_non_drawing(ckpt["kind"], path,
                        sharpener_hint=f"draw with --checkpoint/--model and give the sharpener as --sharpen {path}",
                        captioner_hint=f"caption pictures with `minidraw caption --checkpoint {path} IMAGE.png`, "
-                                      "or draw with a drawing model")
+                                      "or draw with a drawing model",
+                       lapgan_hint=f"measure it with `minidraw evaluate --checkpoint {path} --sharpen SHARPENER`, "
+                                   "or draw with minidraw.sharpen.LapGan.generate in Python")
     model.to(dev)
     sharpener = None
     try:

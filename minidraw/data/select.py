@@ -32,8 +32,8 @@ def _captioned(model_cfg) -> bool:
     from ..baselines import BaselineConfig
     from ..captioner import CaptionerConfig
     from ..draw import CaptionDrawConfig
-    from ..sharpen import SharpenConfig
-    return isinstance(model_cfg, (CaptionDrawConfig, BaselineConfig, SharpenConfig, CaptionerConfig))
+    from ..sharpen import LapGanConfig, SharpenConfig
+    return isinstance(model_cfg, (CaptionDrawConfig, BaselineConfig, SharpenConfig, LapGanConfig, CaptionerConfig))
 
 
 def data_for(preset: str, model_cfg, seed: int = 0, root: Optional[str | os.PathLike] = None):
