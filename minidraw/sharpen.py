@@ -47,7 +47,7 @@ the same pieces. Its coarse level, :class:`LapGan`, is a conditional GAN that dr
 half size, b×a = ⌈B/2⌉×⌈A/2⌉, from noise and the caption — fully connected, as LAPGAN's coarsest
 levels were — trained on ``d(x)`` with the same loss, R1 and one-step trick as the sharpener::
 
-    x₀ = G₀([z ; s(y)])                    z ~ N(0, I), x₀ in [0, 1]^(C×b×a)
+    x₀ = G₀([z ; s(y)])                    z ~ N(0, I), x₀ in R^(C×b×a), clipped to [0, 1] to draw
     L_D₀ = −log σ(D₀(d(x), y)) − log(1 − σ(D₀(x₀, y))),   L_G₀ = −log σ(D₀(x₀, y))
 
 A sample is ``u(x₀)``, the upsampled coarse picture; the sharpener above, given it as l, adds the
@@ -320,11 +320,13 @@ class LapGanConfig(ConfigDict):
 @dataclass
 class GanSamples:
     images: Tensor           # (M, C, B, A) u(x₀) in [0, 1]
-    coarse: Tensor           # (M, C, b, a) x₀
+    coarse: Tensor           # (M, C, b, a) x₀ clipped to [0, 1]
 
 
 class CoarseGenerator(nn.Module):
-    """G₀([z ; s(y)]) -> x₀ ``(M, C, b, a)`` in [0, 1]: two hidden ReLU layers, a sigmoid output."""
+    """G₀([z ; s(y)]) -> x₀ ``(M, C, b, a)``: two hidden ReLU layers and a linear output, clipped to [0, 1]
+    only when drawing — as in the sharpener, D sees values outside the range and pushes G back, where a
+    sigmoid would saturate and G would stall on a black picture (it did)."""
 
     def __init__(self, cfg: LapGanConfig) -> None:
         super().__init__()
@@ -335,7 +337,7 @@ class CoarseGenerator(nn.Module):
 
     def forward(self, z: Tensor, captions: Tensor, lengths: Tensor) -> Tensor:
         s = sentence_vector(*self.language(captions, lengths))             # (M, 2m)  s(y)
-        return torch.sigmoid(self.net(torch.cat([z, s], -1))).view(-1, *self.shape)   # (M, C, b, a)
+        return self.net(torch.cat([z, s], -1)).view(-1, *self.shape)       # (M, C, b, a), unclipped
 
 
 class CoarseDiscriminator(nn.Module):
@@ -389,5 +391,5 @@ class LapGan(nn.Module):
     def generate(self, captions: Tensor, lengths: Tensor, temperature: float = 1.0) -> GanSamples:
         """One picture per caption: x₀ = G₀(z, y) with z ~ N(0, τ² I), and u(x₀) at full size."""
         z = torch.randn(captions.shape[0], self.cfg.z_size, device=captions.device) * temperature
-        coarse = self.G(z.to(next(self.parameters()).dtype), captions, lengths)
+        coarse = self.G(z.to(next(self.parameters()).dtype), captions, lengths).clamp(0, 1)
         return GanSamples(upsample(coarse, (self.cfg.B, self.cfg.A)).clamp(0, 1), coarse)
