@@ -51,6 +51,9 @@ MODELS: dict[str, dict[str, Optional[str]]] = {
                       "description": "the sharpener (one caption-conditioned LAPGAN level) for MNIST with captions"},
     "sharpen-shapes": {"file": "sharpen-shapes.pt", "data": "shapes", "variant": "sharpener",
                        "description": "the sharpener (one caption-conditioned LAPGAN level) for captioned shapes"},
+    "lapgan-mnist": {"file": "lapgan-mnist.pt", "data": "mnist_captions", "variant": "lapgan",
+                     "description": "the LAPGAN baseline's coarse level (a caption-conditioned GAN at 30×30) for MNIST "
+                                    "with captions; sharpen-mnist adds the finer level"},
     "captioner-mnist": {"file": "captioner-mnist.pt", "data": "mnist_captions", "variant": "captioner",
                         "description": "the image-to-text captioner (soft attention) for MNIST with captions"},
     "captioner-shapes": {"file": "captioner-shapes.pt", "data": "shapes", "variant": "captioner",
@@ -166,9 +169,10 @@ def _check_fits(name: str, model: nn.Module, vocab: Optional[Vocabulary]) -> Non
     """``ValueError`` unless the checkpoint is the kind of model ``name`` promises."""
     from .sample import takes_caption
     from .captioner import Captioner
-    from .sharpen import Sharpener
+    from .sharpen import LapGan, Sharpener
     expected, data = MODELS[name]["variant"], MODELS[name]["data"]
     variant = ("sharpener" if isinstance(model, Sharpener) else "captioner" if isinstance(model, Captioner) else
+               "lapgan" if isinstance(model, LapGan) else
                getattr(model.cfg, "variant", type(model).__name__) if takes_caption(model) else None)
     if variant != expected:
         raise ValueError(f"{name} is {MODELS[name]['description']}, but the checkpoint holds "

@@ -37,11 +37,11 @@ KIND_WORDS = {"draw": "an unconditional DRAW (a drawing model)", "caption": "a c
 # ---- the caption's words ---------------------------------------------------------------
 def takes_caption(model: nn.Module) -> bool:
     """Whether ``model`` reads or writes captions (every CaptionDraw variant but ``draw``; the baselines; the
-    sharpener; the captioner)."""
+    sharpener; the captioner; the LAPGAN baseline)."""
     from .baselines import ConditionalVAE
     from .captioner import Captioner
-    from .sharpen import Sharpener
-    return (isinstance(model, (ConditionalVAE, Sharpener, Captioner))
+    from .sharpen import LapGan, Sharpener
+    return (isinstance(model, (ConditionalVAE, Sharpener, Captioner, LapGan))
             or (isinstance(model, CaptionDraw) and model.cfg.variant != "draw"))
 
 

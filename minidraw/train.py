@@ -67,11 +67,13 @@ class TrainingDiverged(UserError, FloatingPointError):
 
 
 # ---- optimiser and learning rate -----------------------------------------------------------
-def make_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
+def make_optimizer(name: str, params, lr: float, beta1: float = 0.9) -> torch.optim.Optimizer:
     if name == "rmsprop":
         return torch.optim.RMSprop(params, lr=lr, alpha=0.9, eps=1e-6)
     if name == "adam":
-        return torch.optim.Adam(params, lr=lr)
+        if not 0 <= beta1 < 1:
+            raise ValueError(f"beta1 (Adam's β₁) must lie in [0, 1), got {beta1}")
+        return torch.optim.Adam(params, lr=lr, betas=(beta1, 0.999))
     raise ValueError(f"optimizer must be 'adam' or 'rmsprop', got {name!r}")
 
 
@@ -204,7 +206,7 @@ def fit(model, batches, cfg: TrainConfig, progress: bool = True, *, out: Optiona
     if not callable(batches):
         it = iter(batches)
         batches = lambda step: next(it)  # noqa: E731
-    opt = opt or make_optimizer(cfg.optimizer, model.parameters(), cfg.lr)
+    opt = opt or make_optimizer(cfg.optimizer, model.parameters(), cfg.lr, cfg.beta1)
     key = "bound" if getattr(getattr(model, "module", model), "has_bound", True) else "loss"  # the sharpener: a loss
     out = Path(out) if out is not None and rank == 0 else None
     metrics = open(out / METRICS, "a", buffering=1) if out else None   # line-buffered: a kill loses no line
@@ -355,7 +357,7 @@ def run(cfg: TrainConfig, out: Optional[str | os.PathLike] = None, progress: boo
         model_cfg.vocab_size = len(vocab)    # e.g. COCO: the prepared vocabulary decides
     with seeded(cfg.seed):                 # the initial weights: a function of the seed
         model = build(model_cfg).to(device)
-    opt = make_optimizer(cfg.optimizer, model.parameters(), cfg.lr)
+    opt = make_optimizer(cfg.optimizer, model.parameters(), cfg.lr, cfg.beta1)
     start = 0
     ckpt_path = Path(out) / CHECKPOINT if out else None
     if out:

@@ -52,13 +52,18 @@ def test_paper_presets_train_as_the_paper_did_unless_told_otherwise(tmp_path):
     assert {"aligndraw_mnist_paper", "aligndraw_coco_paper", "sharpen_coco_paper"} <= set(papers)
     for name in papers:                       # RMSProp (0.9, 1e-6), batch 100, lr 1e-3, clip 10 (DESIGN §2)
         cfg = train.load_config(name)
-        if name.startswith("sharpen"):        # the sharpener is a GAN, trained with Adam at 2e-4
+        if name.startswith(("sharpen", "lapgan")):   # the GANs: Adam at 2e-4 (the LAPGAN baseline's β₁ = 0.5)
             assert (cfg.optimizer, cfg.batch_size, cfg.lr) == ("adam", 100, 2e-4), name
+            assert cfg.beta1 == (0.5 if name.startswith("lapgan") else 0.9), name
             continue
         assert (cfg.optimizer, cfg.batch_size, cfg.lr, cfg.clip) == ("rmsprop", 100, 1e-3, 10.0), name
     cfg = train.load_config("aligndraw_mnist_paper")
     opt = train.make_optimizer(cfg.optimizer, [torch.nn.Parameter(torch.zeros(1))], cfg.lr)
     assert isinstance(opt, torch.optim.RMSprop) and opt.defaults["alpha"] == 0.9 and opt.defaults["eps"] == 1e-6
+    opt = train.make_optimizer("adam", [torch.nn.Parameter(torch.zeros(1))], 2e-4, beta1=0.5)
+    assert opt.defaults["betas"] == (0.5, 0.999)
+    with pytest.raises(ValueError, match="beta1"):
+        train.make_optimizer("adam", [torch.nn.Parameter(torch.zeros(1))], 2e-4, beta1=1.0)
     cfg = train.load_config("aligndraw_coco_paper", None, ["optimizer=adam", "batch_size=64"])   # --set wins
     assert (cfg.optimizer, cfg.batch_size, cfg.lr) == ("adam", 64, 1e-3)
     f = tmp_path / "run.toml"
