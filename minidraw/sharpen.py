@@ -393,3 +393,24 @@ class LapGan(nn.Module):
         z = torch.randn(captions.shape[0], self.cfg.z_size, device=captions.device) * temperature
         coarse = self.G(z.to(next(self.parameters()).dtype), captions, lengths).clamp(0, 1)
         return GanSamples(upsample(coarse, (self.cfg.B, self.cfg.A)).clamp(0, 1), coarse)
+
+
+class LapGanPyramid(nn.Module):
+    """The LAPGAN baseline as one drawing model: the coarse level :class:`LapGan`, then a :class:`Sharpener`
+    of the same data for the finer level. ``generate`` draws; there is no bound (``has_bound = False``)."""
+
+    has_bound = False
+
+    def __init__(self, coarse: LapGan, sharpener: Sharpener) -> None:
+        super().__init__()
+        shape = lambda c: (c.C, c.B, c.A)                                 # noqa: E731
+        if shape(coarse.cfg) != shape(sharpener.cfg):
+            raise ValueError(f"the coarse level draws {'×'.join(map(str, shape(coarse.cfg)))} pictures but the "
+                             f"sharpener takes {'×'.join(map(str, shape(sharpener.cfg)))}: give both of one data set")
+        self.coarse, self.sharpener, self.cfg = coarse, sharpener, coarse.cfg
+
+    @torch.no_grad()
+    def generate(self, captions: Tensor, lengths: Tensor, temperature: float = 1.0) -> GanSamples:
+        """``sharpen(u(x₀))``: the coarse picture upsampled, then the finer level added."""
+        low = self.coarse.generate(captions, lengths, temperature)
+        return GanSamples(self.sharpener.sharpen(low.images, captions, lengths), low.coarse)

@@ -306,3 +306,19 @@ def test_lapgan_trains_resumes_bit_exactly_and_is_measured_without_a_bound(tmp_p
     assert "fidelity" in capsys.readouterr().out
     err = _fails(capsys, ["--checkpoint", ckpt_path, "--caption", CAPTION, "--out", str(tmp_path / "g.png")])
     assert "LAPGAN" in err and "minidraw evaluate" in err
+
+
+def test_the_lapgan_pyramid_sharpens_the_upsampled_coarse_picture(shapes_batch):
+    from minidraw.sharpen import LapGanPyramid
+    coarse, sharpener = tiny_lapgan(), tiny(3, 32, 32)
+    _, captions, lengths = shapes_batch
+    pyramid_model = LapGanPyramid(coarse, sharpener)
+    torch.manual_seed(3)
+    out = pyramid_model.generate(captions, lengths)
+    torch.manual_seed(3)
+    low = coarse.generate(captions, lengths)
+    torch.testing.assert_close(out.coarse, low.coarse)
+    torch.testing.assert_close(out.images, low.images)          # the untrained sharpener's G outputs zero
+    assert not pyramid_model.has_bound
+    with pytest.raises(ValueError, match="give both of one data set"):
+        LapGanPyramid(coarse, tiny(1, 60, 60))
