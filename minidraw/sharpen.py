@@ -388,8 +388,9 @@ class LapGan(nn.Module):
         return _gan_test_metrics(self, batches)
 
     @torch.no_grad()
-    def generate(self, captions: Tensor, lengths: Tensor, temperature: float = 1.0) -> GanSamples:
-        """One picture per caption: x₀ = G₀(z, y) with z ~ N(0, τ² I), and u(x₀) at full size."""
+    def generate(self, captions: Tensor, lengths: Tensor, sentence: None = None, temperature: float = 1.0) -> GanSamples:
+        """One picture per caption: x₀ = G₀(z, y) with z ~ N(0, τ² I), and u(x₀) at full size. (``sentence``:
+        unused, for the drawing models' signature.)"""
         z = torch.randn(captions.shape[0], self.cfg.z_size, device=captions.device) * temperature
         coarse = self.G(z.to(next(self.parameters()).dtype), captions, lengths).clamp(0, 1)
         return GanSamples(upsample(coarse, (self.cfg.B, self.cfg.A)).clamp(0, 1), coarse)
@@ -410,7 +411,7 @@ class LapGanPyramid(nn.Module):
         self.coarse, self.sharpener, self.cfg = coarse, sharpener, coarse.cfg
 
     @torch.no_grad()
-    def generate(self, captions: Tensor, lengths: Tensor, temperature: float = 1.0) -> GanSamples:
+    def generate(self, captions: Tensor, lengths: Tensor, sentence: None = None, temperature: float = 1.0) -> GanSamples:
         """``sharpen(u(x₀))``: the coarse picture upsampled, then the finer level added."""
-        low = self.coarse.generate(captions, lengths, temperature)
+        low = self.coarse.generate(captions, lengths, temperature=temperature)
         return GanSamples(self.sharpener.sharpen(low.images, captions, lengths), low.coarse)

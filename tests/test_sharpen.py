@@ -257,6 +257,10 @@ def test_lapgan_draws_at_half_size_then_upsamples_into_range(shapes_batch):
     a = m.generate(captions, lengths, temperature=0.0).coarse
     torch.manual_seed(1)
     assert torch.equal(a, m.generate(captions, lengths, temperature=0.0).coarse)   # τ = 0: z = 0
+    from minidraw.sample import sample
+    drawn = sample(m, SHAPES_VOCAB, CAPTION, 3, seed=0)                       # the drawing models' call
+    assert drawn.images.shape == (3, 3, 32, 32)
+    assert torch.equal(drawn.images, sample(m, SHAPES_VOCAB, CAPTION, 3, seed=0).images)
     with pytest.raises(ValueError, match=r"\(M, 3, 32, 32\)"):
         m(torch.rand(2, 1, 32, 32), captions[:2], lengths[:2])
 
