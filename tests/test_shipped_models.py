@@ -158,3 +158,33 @@ def test_the_captioner_reads_real_pictures_as_its_card_says(name):
     heldout = accuracy(model, select.heldout_for(test), 300)
     assert seen["exact"] >= seen_floor, seen
     assert heldout["exact"] >= heldout_floor, heldout
+
+
+@pytest.mark.skipif("lapgan-mnist" not in SHIPPED, reason="no shipped lapgan-mnist")
+def test_the_lapgan_baseline_has_not_collapsed_and_draws_where_the_caption_says():
+    """A GAN can fail by collapse (one picture for every caption and noise) or by a discriminator that has won.
+    The shipped coarse level: D₀ right on neither real nor generated pictures much more than half the time
+    (card: 59 / 56 %), pictures that differ with the noise, and ink where the caption puts its digits."""
+    from minidraw.data import select
+    from minidraw.data.batches import fixed_batches
+    from minidraw.data import mnist_captions
+    from minidraw.data.mnist_captions import PARTNER, parse_caption
+    model, vocab = pretrained.load("lapgan-mnist")
+    test = MnistCaptions("test", seed=select.TEST_SEED)
+    d = model.test_metrics(fixed_batches(test, 200))
+    assert 0.3 < d["test_d_acc_real"] < 0.8 and 0.3 < d["test_d_acc_fake"] < 0.8, d
+    b = test.batch(np.arange(200))
+    torch.manual_seed(0)
+    one = model.generate(b.captions, b.lengths).images
+    two = model.generate(b.captions, b.lengths).images
+    assert (one - two).abs().mean() > 0.01                                    # the noise matters
+    corners = mnist_captions.slot_corners()                                    # (8, 2) y, x of each slot's box
+    inside = torch.zeros(200, 60, 60)                                          # (M, B, A): the named digits' boxes
+    for m, (t, _, _) in enumerate(map(parse_caption, test.texts(np.arange(200)))):
+        for slot in (t, PARTNER[t]):
+            if slot >= 0:
+                y, x = corners[slot]
+                inside[m, y: y + 32, x: x + 32] = 1                            # 28 pixels and the 4 of jitter
+    ink_in = (one[:, 0] * inside).sum((1, 2)) / inside.sum((1, 2))
+    ink_out = (one[:, 0] * (1 - inside)).sum((1, 2)) / (1 - inside).sum((1, 2))
+    assert (ink_in > 2 * ink_out).float().mean() > 0.9                        # ink where the digits go

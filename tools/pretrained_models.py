@@ -57,6 +57,17 @@ def evaluate_file(path: Path, classifiers: str | None = None) -> dict:
         return {"step": ckpt.get("step"), "data": ckpt.get("data"), **row}
     if ckpt["kind"] == "captioner":
         return {"step": ckpt.get("step"), "data": ckpt.get("data"), **captioner_row(model, splits)}
+    if ckpt["kind"] == "lapgan":               # the LAPGAN baseline: no bound; SSI and fidelity, sharpened or not
+        from minidraw import pretrained
+        from minidraw.sharpen import LapGanPyramid
+        data = "shapes" if "shapes" in ckpt["train"]["preset"] else "mnist"
+        sharpener, _ = pretrained.load(f"sharpen-{data}")
+        row = {"sharpener": f"sharpen-{data}", **model.test_metrics(fixed_batches(splits["test"], 500))}
+        sizes = Sizes(ssi=SIZES["ssi"], fidelity=SIZES["fidelity"])
+        coarse = evaluate(model, splits, ["ssi", "fidelity"], sizes, classifiers=classifiers)
+        row.update({f"{k}_coarse": v for k, v in coarse.items() if k.startswith(("ssi", "fidelity"))})
+        row.update(evaluate(LapGanPyramid(model, sharpener), splits, ["ssi", "fidelity"], sizes, classifiers=classifiers))
+        return {"step": ckpt.get("step"), "data": ckpt.get("data"), **row}
     captioned = not isinstance(splits["test"], torch.Tensor)
     metrics = ["bound", "fidelity"] if captioned else ["bound"]
     row = evaluate(model, splits, metrics, Sizes(bound=SIZES["bound"], fidelity=SIZES["fidelity"]), classifiers=classifiers)
@@ -183,6 +194,8 @@ def card(name: str, result: dict, minutes: float | None, where: str) -> str:
         return "\n".join(lines + sharpener_card(result, ckpt, train))
     if "exact_seen" in result:
         return "\n".join(lines + captioner_card(result, ckpt, train))
+    if "sharpener" in result:
+        return "\n".join(lines + lapgan_card(result, ckpt, train))
     lines += [f"With `minidraw.evaluate.evaluate` on {SIZES['bound']:,} test images (bound)"
              + (f" and {SIZES['fidelity']:,} captions per split (fidelity)" if "fidelity_seen" in result else "")
              + "; seed 0.", "",
@@ -220,6 +233,23 @@ def sharpener_card(result: dict, ckpt: dict, train: dict) -> list[str]:
                     "## Training settings", "", "```json", json.dumps(train, indent=1), "```", ""]
 
 
+def lapgan_card(result: dict, ckpt: dict, train: dict) -> list[str]:
+    """The measured part of the LAPGAN baseline's card: D₀ and G₀ on test pictures, and SSI and caption fidelity
+    of its drawings, the coarse level alone (upsampled) and sharpened by the shipped sharpener."""
+    lines = [f"On 500 test pictures: D₀'s loss {result['test_d_loss']:.3f}, G₀'s loss {result['test_g_loss']:.3f}; "
+             f"D₀ right on {100 * result['test_d_acc_real']:.1f} % of real and {100 * result['test_d_acc_fake']:.1f} % "
+             "of generated coarse pictures (50 %: it cannot tell them apart). A GAN has no likelihood: no bound.", "",
+             f"Its drawings (`minidraw.evaluate.evaluate`, SSI on {SIZES['ssi']:,} captions, fidelity on "
+             f"{SIZES['fidelity']:,} captions per split, seed 0):", "",
+             f"| | coarse level, upsampled | sharpened by `{result['sharpener']}` (the LAPGAN baseline) |",
+             "|---|---:|---:|",
+             f"| SSI | {result['ssi_coarse']:.3f} | {result['ssi']:.3f} |",
+             f"| fidelity, seen % | {result['fidelity_seen_coarse']:.1f} | {result['fidelity_seen']:.1f} |",
+             f"| fidelity, held-out % | {result['fidelity_heldout_coarse']:.1f} | {result['fidelity_heldout']:.1f} |"]
+    return lines + ["", "## Configuration", "", "```json", json.dumps(ckpt["config"], indent=1), "```", "",
+                    "## Training settings", "", "```json", json.dumps(train, indent=1), "```", ""]
+
+
 def captioner_card(result: dict, ckpt: dict, train: dict) -> list[str]:
     """The measured part of a captioner's card: its captions of real test images."""
     n = SIZES["fidelity"]
@@ -243,6 +273,9 @@ def summary(r: dict) -> str:
     if "exact_seen" in r:
         return (f"step {r['step']}: exact {r['exact_seen']:.1f} % seen / {r['exact_heldout']:.1f} % held out "
                 f"(beam 3: {r['exact_seen_beam3']:.1f} / {r['exact_heldout_beam3']:.1f} %)")
+    if "sharpener" in r:
+        return (f"step {r['step']}: fidelity {r['fidelity_seen']:.1f} / {r['fidelity_heldout']:.1f} %, SSI {r['ssi']:.3f} "
+                f"(coarse level alone: {r['fidelity_seen_coarse']:.1f} / {r['fidelity_heldout_coarse']:.1f} %)")
     return (f"step {r['step']}: test −L {r['test_bound']:.2f}" + (
         f", fidelity {r['fidelity_seen']:.1f} / {r.get('fidelity_heldout', 0):.1f} %" if "fidelity_seen" in r else "")
         + (f"; after sharpening: −L {r['test_bound_sharp']:.2f}, fidelity {r['fidelity_seen_sharp']:.1f} / "
