@@ -407,20 +407,12 @@ class CaptionDraw(nn.Module):
         if captions is None or lengths is None:
             raise ValueError(f"the {variant} variant needs captions (M, L) and their lengths (M,)")
         words = self.language.embed(captions) if variant == "align" else None  # E y_j (M, L, embed_size)
-        if self.cfg.blind_where:                                               # content words -> one token
+        seen = words                                                           # what the BiLSTM and s^where read
+        if self.cfg.what_where:
             content = (captions >= self.cfg.content_first) & (captions <= self.cfg.content_last)  # (M, L)
-            seen = torch.where(content[..., None], self.content_token.to(words.dtype), words)    # (M, L, e)
-            h_lang, mask = self.language(captions, lengths, embedded=seen)   # keys know slots, not digits
-            where = self.cfg.dec_size // 2
-            keys = self.align.keys(h_lang)
-            self.align.check_mask(mask)
-
-            def blind(h_dec):
-                s, alpha = self.align(h_dec[:, :where], keys, seen, mask, checked=True)  # s^where_t: no digit
-                s_what = torch.bmm((alpha * content)[:, None, :], words).squeeze(1)       # Σ_j α_j [y_j content] E y_j
-                return torch.cat([s, s_what], -1), alpha                       # (M, 2·embed_size)
-            return blind
-        h_lang, mask = self.language(captions, lengths)                       # (M, L, 2m), (M, L)
+            if self.cfg.blind_where:                                           # content words -> one token:
+                seen = torch.where(content[..., None], self.content_token.to(words.dtype), words)  # keys know slots
+        h_lang, mask = self.language(captions, lengths, embedded=seen)        # (M, L, 2m), (M, L)
         if variant == "noalign":
             s = sentence_vector(h_lang, mask)                                  # (M, 2m), fixed over t
             return lambda h_dec: (s, None)
@@ -430,12 +422,11 @@ class CaptionDraw(nn.Module):
                   "both": lambda: torch.cat([h_lang, words], -1)}[self.cfg.align_values]()
         self.align.check_mask(mask)                                            # once, not at each step
         if self.cfg.what_where:
-            content = (captions >= self.cfg.content_first) & (captions <= self.cfg.content_last)  # (M, L)
             where = self.cfg.dec_size // 2
 
             def context(h_dec):
-                s, alpha = self.align(h_dec[:, :where], keys, values, mask, checked=True)
-                s_what = torch.bmm((alpha * content)[:, None, :], values).squeeze(1)  # Σ_j α_j [y_j content] E y_j
+                s, alpha = self.align(h_dec[:, :where], keys, seen, mask, checked=True)  # blind_where: no digit
+                s_what = torch.bmm((alpha * content)[:, None, :], words).squeeze(1)  # Σ_j α_j [y_j content] E y_j
                 return torch.cat([s, s_what], -1), alpha                       # (M, 2·embed_size)
             return context
         return lambda h_dec: self.align(h_dec, keys, values, mask, checked=True)  # (s_t, α_t)

@@ -109,6 +109,14 @@ def reconstruct(levels: list[Tensor]) -> Tensor:
     return x
 
 
+def _check_shape(images: Tensor, cfg, what: str) -> None:
+    """``ValueError`` naming the shape wanted unless ``images`` are ``(M, C, B, A)`` of ``cfg``'s sizes."""
+    want = (cfg.C, cfg.B, cfg.A)
+    if images.dim() != 4 or tuple(images.shape[1:]) != want:
+        raise ValueError(f"images must have shape (M, C, B, A) = (M, {want[0]}, {want[1]}, {want[2]}) for this "
+                         f"{what}, got {tuple(images.shape)}")
+
+
 # ---- configuration and networks -----------------------------------------------------------------
 @dataclass(repr=False)
 class SharpenConfig(ConfigDict):
@@ -226,10 +234,7 @@ class Sharpener(nn.Module):
         return torch.rand(like.shape[0], 1, *like.shape[-2:], device=like.device, dtype=like.dtype) * 2 - 1
 
     def _check(self, images: Tensor) -> None:
-        want = (self.cfg.C, self.cfg.B, self.cfg.A)
-        if images.dim() != 4 or tuple(images.shape[1:]) != want:
-            raise ValueError(f"images must have shape (M, C, B, A) = (M, {want[0]}, {want[1]}, {want[2]}) for this "
-                             f"sharpener, got {tuple(images.shape)}")
+        _check_shape(images, self.cfg, "sharpener")
 
     def forward(self, images: Tensor, captions: Tensor, lengths: Tensor) -> SharpenOutput:
         """The losses of one step on real ``images (M, C, B, A)`` in [0, 1] and their captions."""
@@ -369,10 +374,7 @@ class LapGan(nn.Module):
         self.D = CoarseDiscriminator(cfg)
 
     def _check(self, images: Tensor) -> None:
-        want = (self.cfg.C, self.cfg.B, self.cfg.A)
-        if images.dim() != 4 or tuple(images.shape[1:]) != want:
-            raise ValueError(f"images must have shape (M, C, B, A) = (M, {want[0]}, {want[1]}, {want[2]}) for this "
-                             f"LAPGAN, got {tuple(images.shape)}")
+        _check_shape(images, self.cfg, "LAPGAN")
 
     def forward(self, images: Tensor, captions: Tensor, lengths: Tensor) -> SharpenOutput:
         """The losses of one step on real ``images (M, C, B, A)`` in [0, 1] and their captions."""

@@ -208,9 +208,13 @@ def card(name: str, result: dict, minutes: float | None, where: str) -> str:
         held = result.get("fidelity_heldout_by_template", {})
         for t, v in result["fidelity_seen_by_template"].items():
             lines.append(f"| {t} | {v:.1f} | {held.get(t, float('nan')):.1f} |")
-    lines += ["", "## Configuration", "", "```json", json.dumps(ckpt["config"], indent=1), "```", "",
-              "## Training settings", "", "```json", json.dumps(train, indent=1), "```", ""]
-    return "\n".join(lines)
+    return "\n".join(lines + settings(ckpt, train))
+
+
+def settings(ckpt: dict, train: dict) -> list[str]:
+    """The end of every card: the model's configuration and its training settings, as JSON."""
+    return ["", "## Configuration", "", "```json", json.dumps(ckpt["config"], indent=1), "```", "",
+            "## Training settings", "", "```json", json.dumps(train, indent=1), "```", ""]
 
 
 def sharpener_card(result: dict, ckpt: dict, train: dict) -> list[str]:
@@ -229,8 +233,7 @@ def sharpener_card(result: dict, ckpt: dict, train: dict) -> list[str]:
              f"| fidelity, seen % | {result['fidelity_seen']:.1f} | {sharp('fidelity_seen_sharp', '.1f')} |",
              f"| fidelity, held-out % | {result.get('fidelity_heldout', float('nan')):.1f} | "
              f"{sharp('fidelity_heldout_sharp', '.1f')} |"]
-    return lines + ["", "## Configuration", "", "```json", json.dumps(ckpt["config"], indent=1), "```", "",
-                    "## Training settings", "", "```json", json.dumps(train, indent=1), "```", ""]
+    return lines + settings(ckpt, train)
 
 
 def lapgan_card(result: dict, ckpt: dict, train: dict) -> list[str]:
@@ -246,8 +249,7 @@ def lapgan_card(result: dict, ckpt: dict, train: dict) -> list[str]:
              f"| SSI | {result['ssi_coarse']:.3f} | {result['ssi']:.3f} |",
              f"| fidelity, seen % | {result['fidelity_seen_coarse']:.1f} | {result['fidelity_seen']:.1f} |",
              f"| fidelity, held-out % | {result['fidelity_heldout_coarse']:.1f} | {result['fidelity_heldout']:.1f} |"]
-    return lines + ["", "## Configuration", "", "```json", json.dumps(ckpt["config"], indent=1), "```", "",
-                    "## Training settings", "", "```json", json.dumps(train, indent=1), "```", ""]
+    return lines + settings(ckpt, train)
 
 
 def captioner_card(result: dict, ckpt: dict, train: dict) -> list[str]:
@@ -264,8 +266,7 @@ def captioner_card(result: dict, ckpt: dict, train: dict) -> list[str]:
                      f"{result['slots_seen' + tag]:.1f} | {result['slots_heldout' + tag]:.1f} |")
     lines += ["", f"Teacher-forced, on 500 test images: {result['test_nats_per_word']:.3f} nats per word, "
               f"{100 * result['test_word_acc']:.1f} % of words (and ends) predicted right."]
-    return lines + ["", "## Configuration", "", "```json", json.dumps(ckpt["config"], indent=1), "```", "",
-                    "## Training settings", "", "```json", json.dumps(train, indent=1), "```", ""]
+    return lines + settings(ckpt, train)
 
 
 def summary(r: dict) -> str:
