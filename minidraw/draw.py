@@ -315,6 +315,9 @@ class CaptionDrawConfig(DrawSizes):
     # what_where, ours: the where path (its alignment's keys and s_t) reads every content word as one shared
     # token, so only the what path knows *which* digit; see CaptionDraw.context.
     blind_where: bool = False
+    # what_where, ours: what the where path's s_t averages, "words" (E y_j) or "states" (a projection of the
+    # BiLSTM states h^lang_j, which know a word's place in the caption: "the digit after 'top of'")
+    where_values: str = "words"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -333,7 +336,11 @@ class CaptionDrawConfig(DrawSizes):
                                  f"< vocab_size ({self.vocab_size}), got {self.content_first}..{self.content_last}")
             if self.dec_size < 2 or self.z_size < 2:
                 raise ValueError("what_where splits dec_size and z_size in two: give at least 2 of each")
-        elif self.blind_where:
+        if self.where_values not in ("words", "states"):
+            raise ValueError(f"where_values must be 'words' or 'states', got {self.where_values!r}")
+        if self.where_values != "words" and not self.what_where:
+            raise ValueError("where_values chooses what the where path's s_t averages: it needs what_where=True")
+        if not self.what_where and self.blind_where:
             raise ValueError("blind_where hides the content words from the where path: it needs what_where=True")
         if self.sentence_encoder not in ("external", "autoencoder"):
             raise ValueError(f"sentence_encoder must be 'external' or 'autoencoder', got {self.sentence_encoder!r}")
@@ -375,6 +382,9 @@ class CaptionDraw(nn.Module):
         self.align = Alignment(2 * cfg.lang_size, query, cfg.align_size) if cfg.variant == "align" else None
         # blind_where: the one embedding the where path reads in place of every content word
         self.content_token = nn.Parameter(torch.zeros(cfg.embed_size)) if cfg.blind_where else None
+        # where_values="states": s^where_t = Σ_j α_tj P h^lang_j, the states projected to the words' size
+        self.where_proj = (nn.Linear(2 * cfg.lang_size, cfg.embed_size, bias=False)
+                           if cfg.what_where and cfg.where_values == "states" else None)
         # skipthought with an in-model encoder: a BiLSTM that is never trained here (its weights are
         # set once by text.pretrain_sentence_encoder and travel in the checkpoint)
         self.frozen_language = (LanguageModel(cfg.vocab_size, cfg.embed_size, cfg.lang_size).requires_grad_(False)
@@ -423,9 +433,10 @@ class CaptionDraw(nn.Module):
         self.align.check_mask(mask)                                            # once, not at each step
         if self.cfg.what_where:
             where = self.cfg.dec_size // 2
+            where_values = seen if self.where_proj is None else self.where_proj(h_lang)  # (M, L, embed_size)
 
             def context(h_dec):
-                s, alpha = self.align(h_dec[:, :where], keys, seen, mask, checked=True)  # blind_where: no digit
+                s, alpha = self.align(h_dec[:, :where], keys, where_values, mask, checked=True)  # blind: no digit
                 s_what = torch.bmm((alpha * content)[:, None, :], words).squeeze(1)  # Σ_j α_j [y_j content] E y_j
                 return torch.cat([s, s_what], -1), alpha                       # (M, 2·embed_size)
             return context

@@ -337,6 +337,34 @@ def test_blind_where_hides_which_digit_from_the_where_path():
         CaptionDrawConfig(vocab_size=23, blind_where=True)
 
 
+def test_where_values_states_reads_the_blind_bilstm_states_on_the_where_path():
+    """``where_values="states"``: s^where_t = Σ_j α_tj P h^lang_j with h^lang the BiLSTM over the caption as the
+    where path sees it (digits hidden with ``blind_where``), checked against a naive sum; swapping the digits
+    leaves s^where_t unchanged while the two digit tokens' values differ (the states know which is first)."""
+    from minidraw.data.mnist_captions import VOCAB
+    model = _what_where(blind_where=True, where_values="states")
+    with torch.no_grad():
+        model.content_token.normal_()
+    ids_a, lengths = VOCAB.encode_batch(["the digit 3 is on the top of the digit 7 ."])
+    ids_b, _ = VOCAB.encode_batch(["the digit 8 is on the top of the digit 0 ."])
+    e, h = model.cfg.embed_size, torch.randn(1, model.cfg.dec_size)
+    (s_a, alpha), (s_b, _) = model.context(ids_a, lengths)(h), model.context(ids_b, lengths)(h)
+    torch.testing.assert_close(s_a[:, :e], s_b[:, :e], rtol=0, atol=0)
+    words = model.language.embed(ids_a)
+    content = (ids_a >= model.cfg.content_first) & (ids_a <= model.cfg.content_last)
+    seen = torch.where(content[..., None], model.content_token, words)
+    h_lang, _ = model.language(ids_a, lengths, embedded=seen)        # (1, L, 2m)
+    values = h_lang @ model.where_proj.weight.T                       # P h^lang_j (1, L, e)
+    naive = sum(alpha[0, j] * values[0, j] for j in range(ids_a.shape[1]))
+    torch.testing.assert_close(s_a[0, :e], naive)
+    first, second = content[0].nonzero().squeeze(1).tolist()
+    assert not torch.allclose(values[0, first], values[0, second])  # same token, different place
+    with pytest.raises(ValueError, match="where_values"):
+        CaptionDrawConfig(vocab_size=23, where_values="pixels")
+    with pytest.raises(ValueError, match="needs what_where"):
+        CaptionDrawConfig(vocab_size=23, where_values="states")
+
+
 def test_without_where_latent_no_part_of_z_reaches_the_where_path():
     """``where_latent=False``: all of z_t goes to the what LSTM and its prior; the where LSTM's state, and so
     the window, is the same whatever z_t is, and the model still trains and draws."""
