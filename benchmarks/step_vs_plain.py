@@ -53,6 +53,7 @@ from train_step import matmul_gflops  # noqa: E402  (benchmarks/ is not a packag
 from minidraw.align import Alignment  # noqa: E402
 from minidraw.configs import preset  # noqa: E402
 from minidraw.draw import CaptionDraw, CaptionDrawConfig, Draw, DrawConfig  # noqa: E402
+from minidraw.runtime import bf16_native  # noqa: E402
 from minidraw.text import LanguageModel  # noqa: E402
 
 
@@ -157,8 +158,11 @@ def configs() -> dict:
 
 def data(cfg, M: int):
     """``(images, captions, lengths, source)``: MNIST with captions for 60×60, binarised MNIST digits
-    for 28×28 (from MINIDRAW_DATA or the cache); random images and captions when MNIST cannot be had."""
+    for 28×28 (from MINIDRAW_DATA or the cache); random images and captions when MNIST cannot be had
+    or ``BENCH_RANDOM_DATA`` is set (``benchmarks/gpu.py``: no data on the GPU machine)."""
     try:
+        if os.environ.get("BENCH_RANDOM_DATA"):
+            raise LookupError("BENCH_RANDOM_DATA is set")
         if (cfg.A, cfg.B) == (60, 60):
             from minidraw.data.mnist_captions import MnistCaptions
             b = MnistCaptions("train").batch(torch.arange(M).numpy())
@@ -178,14 +182,16 @@ def data(cfg, M: int):
 class Pair:
     """minidraw's model and the plain one, with one set of weights, one batch and one noise."""
 
-    def __init__(self, cfg, M: int) -> None:
+    def __init__(self, cfg, M: int, device: torch.device = torch.device("cpu")) -> None:
         torch.manual_seed(0)
         self.cfg, self.caption = cfg, isinstance(cfg, CaptionDrawConfig)
-        self.mini = CaptionDraw(cfg) if self.caption else Draw(cfg)
-        self.plain = PlainCaptionDraw(cfg) if self.caption else PlainDraw(cfg)
+        self.mini = (CaptionDraw(cfg) if self.caption else Draw(cfg)).to(device)
+        self.plain = (PlainCaptionDraw(cfg) if self.caption else PlainDraw(cfg)).to(device)
         self.plain.load_state_dict(self.mini.state_dict())                       # the same weights
-        self.x, self.captions, self.lengths, self.source = data(cfg, M)
-        self.noise = torch.randn(cfg.T, M, cfg.z_size, generator=torch.Generator().manual_seed(1))
+        batch = data(cfg, M)
+        self.x, self.captions, self.lengths = (None if v is None else v.to(device) for v in batch[:3])
+        self.source = batch[3]
+        self.noise = torch.randn(cfg.T, M, cfg.z_size, generator=torch.Generator().manual_seed(1)).to(device)
         self.start = {k: v.clone() for k, v in self.mini.state_dict().items()}
         self.opts = {m: torch.optim.Adam(m.parameters(), lr=1e-3) for m in (self.mini, self.plain)}
 
@@ -199,10 +205,12 @@ class Pair:
             bound = (model(x, captions, lengths, noise=noise) if self.caption else model(x, noise=noise)).bound
         return bound.mean()
 
-    def step(self, model, opt=None) -> None:
-        """One training step: forward, backward, Adam."""
+    def step(self, model, opt=None, bf16: bool = False) -> None:
+        """One training step: forward (under bf16 autocast with ``bf16``, as ``cpu_bf16 = true`` trains), backward,
+        Adam."""
         opt = opt or self.opts[model]
-        loss = self.loss(model)
+        with torch.autocast(self.x.device.type, dtype=torch.bfloat16, enabled=bf16):
+            loss = self.loss(model)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -245,16 +253,18 @@ class Pair:
 
 
 # ---- measurements -----------------------------------------------------------------------------
-def interleaved(a, b, pairs: int, before=lambda: None) -> tuple[list[float], list[float]]:
-    """Seconds of ``a()`` and ``b()``, alternating which runs first; ``before()`` untimed ahead of each."""
-    ta, tb = [], []
+def interleaved(*fns, pairs: int, before=lambda: None) -> list[list[float]]:
+    """Seconds of each of ``fns``, in rounds whose order turns (a b c, b c a, ...; for two: alternating which
+    runs first); ``before()`` untimed ahead of each."""
+    times = [[] for _ in fns]
     for i in range(pairs):
-        for fn, ts in (((a, ta), (b, tb)) if i % 2 == 0 else ((b, tb), (a, ta))):
+        for k in range(len(fns)):
+            j = (i + k) % len(fns)
             before()
             start = time.perf_counter()
-            fn()
-            ts.append(time.perf_counter() - start)
-    return ta, tb
+            fns[j]()
+            times[j].append(time.perf_counter() - start)
+    return times
 
 
 def flops(fn) -> int:
@@ -290,11 +300,19 @@ def measure(name: str, cfg, M: int, pairs: int, compile_: bool) -> dict:
     row["gflop_minidraw"] = flops(lambda: pair.step(pair.mini)) / 1e9
     pair.reset()
     row["gflop_plain"] = flops(lambda: pair.step(pair.plain)) / 1e9
-    t_mini, t_plain = interleaved(lambda: pair.step(pair.mini), lambda: pair.step(pair.plain), pairs, pair.reset)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        row["bf16_bound"] = pair.loss(pair.mini).item()                         # the same batch and noise
+    pair.reset()
+    pair.step(pair.mini, bf16=True)                                             # warm up the bf16 kernels
+    t_mini, t_plain, t_bf16 = interleaved(lambda: pair.step(pair.mini), lambda: pair.step(pair.plain),
+                                          lambda: pair.step(pair.mini, bf16=True), pairs=pairs, before=pair.reset)
     row["times_ms_minidraw"], row["times_ms_plain"] = [1e3 * t for t in t_mini], [1e3 * t for t in t_plain]
+    row["times_ms_minidraw_bf16"] = [1e3 * t for t in t_bf16]
     row["ms_minidraw"] = 1e3 * statistics.median(t_mini)
     row["ms_plain"] = 1e3 * statistics.median(t_plain)
-    row["ratio"] = statistics.median(p / m for p, m in zip(t_plain, t_mini))   # plain / minidraw, per pair
+    row["ms_minidraw_bf16"] = 1e3 * statistics.median(t_bf16)
+    row["ratio"] = statistics.median(p / m for p, m in zip(t_plain, t_mini))   # plain / minidraw, per round
+    row["ratio_bf16"] = statistics.median(p / m for p, m in zip(t_plain, t_bf16))   # plain fp32 / minidraw bf16
     for who, model in (("minidraw", pair.mini), ("plain", pair.plain)):
         pair.reset()
         pair.opts[model].zero_grad(set_to_none=True)                           # free last step's gradients first
@@ -316,7 +334,8 @@ def compiled(pair: Pair, pairs: int) -> dict:
     first = time.perf_counter() - start
     pair.reset()
     pair.step(fast, opt)                                                           # any recompile
-    t_comp, t_eager = interleaved(lambda: pair.step(fast, opt), lambda: pair.step(model), pairs, pair.reset)
+    t_comp, t_eager = interleaved(lambda: pair.step(fast, opt), lambda: pair.step(model), pairs=pairs,
+                                  before=pair.reset)
     return {"compile_s": first, "ms_compiled": 1e3 * statistics.median(t_comp),
             "compiled_speedup": statistics.median(e / c for e, c in zip(t_eager, t_comp))}
 
@@ -339,13 +358,14 @@ def sample_ms(runs: int = 7) -> float:
 def table(rows: list[dict], roofline: float) -> str:
     """The results as a text table: times, their ratio, matmul work, share of the roofline, peak memory."""
     head = (f"{'configuration':24} {'minidraw ms':>11} {'plain ms':>9} {'plain/minidraw':>14} {'GFLOP':>6} "
-            f"{'% roofline m/p':>15} {'peak MB m/p':>12}")
+            f"{'% roofline m/p':>15} {'peak MB m/p':>12} {'bf16 ms':>8} {'plain/bf16':>10}")
     lines = [head, "-" * len(head)]
     for r in rows:
         pct = [100 * r["gflop_minidraw"] / (r[f"ms_{who}"] / 1e3) / roofline for who in ("minidraw", "plain")]
         lines.append(f"{r['config']:24} {r['ms_minidraw']:11.0f} {r['ms_plain']:9.0f} {r['ratio']:13.2f}x "
                      f"{r['gflop_minidraw']:6.1f} {pct[0]:7.1f}/{pct[1]:<7.1f} "
-                     f"{r['peak_mb_minidraw']:5.0f}/{r['peak_mb_plain']:<5.0f}")
+                     f"{r['peak_mb_minidraw']:5.0f}/{r['peak_mb_plain']:<5.0f} "
+                     f"{r['ms_minidraw_bf16']:8.0f} {r['ratio_bf16']:9.2f}x")
         if abs(r["gflop_plain"] - r["gflop_minidraw"]) > 0.01 * r["gflop_minidraw"]:
             lines.append(f"{'':24} (the plain step counts {r['gflop_plain']:.1f} GFLOP)")
         if "compile_s" in r:
@@ -378,6 +398,7 @@ def main() -> None:
                f"torch threads, torch {torch.__version__}, load average {os.getloadavg()[0]:.1f}")
     print(machine)
     rooflines = [matmul_gflops("cpu")]
+    bf16_roofline = matmul_gflops("cpu", dtype=torch.bfloat16)
     rows = []
     for name in a.configs:
         rows.append(measure(name, configs()[name], a.batch, a.pairs, a.compile))
@@ -390,16 +411,19 @@ def main() -> None:
     roofline = max(rooflines)
     sampling = sample_ms()
     print(f"\nfp32 matmul roofline: {roofline:.0f} GFLOP/s (best of {len(rooflines)}: "
-          f"{', '.join(f'{g:.0f}' for g in rooflines)})")
+          f"{', '.join(f'{g:.0f}' for g in rooflines)}); bf16: {bf16_roofline:.0f} GFLOP/s "
+          f"({'native' if bf16_native(torch.device('cpu')) else 'emulated'} on this CPU)")
     print(table(rows, roofline))
     print(f"sampling 16 images, aligndraw_mnist_small: {sampling:.0f} ms")
     print("(ratio: median over pairs of neighbouring steps; GFLOP: matmul work of one step (FlopCounterMode); "
           "% roofline: that work per second, minidraw / plain, as a share of the fp32 matmul roofline; "
-          "peak MB: torch.profiler, allocations during one step on top of weights and Adam state, minidraw / plain)")
+          "peak MB: torch.profiler, allocations during one step on top of weights and Adam state, minidraw / plain; "
+          "bf16: minidraw's step under bf16 autocast (the bound in float32; cpu_bf16 = true), timed in the same "
+          "rounds, and plain fp32 / that; the bf16 bound of the batch is in the JSON)")
     if a.json:
         with open(a.json, "w") as f:
             json.dump({"machine": machine, "load_average_end": os.getloadavg()[0], "roofline_gflops": roofline,
-                       "rooflines": rooflines, "sample_16_ms": sampling, "rows": rows}, f, indent=1)
+                       "rooflines": rooflines, "bf16_roofline_gflops": bf16_roofline, "sample_16_ms": sampling, "rows": rows}, f, indent=1)
         print(f"wrote {a.json}")
 
 

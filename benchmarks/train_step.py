@@ -26,8 +26,8 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def matmul_gflops(device: str, n: int = 2048, reps: int = 10) -> float:
-    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+def matmul_gflops(device: str, n: int = 2048, reps: int = 10, dtype: torch.dtype = torch.float32) -> float:
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
     a @ b
     sync(device)
     start = time.perf_counter()

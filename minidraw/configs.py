@@ -187,7 +187,8 @@ class TrainConfig:
     classifiers: str = ""         # where the fidelity classifiers are cached ("" = ~/.cache/minidraw)
     checkpoint_every: int = 500   # steps
     checkpoint_minutes: float = 10.0
-    bf16: bool = True             # autocast on CUDA
+    bf16: bool = True             # bf16 autocast on GPUs with bf16 units (the bound stays float32)
+    cpu_bf16: bool = False        # the same on CPUs with AVX512-BF16 / AMX (see runtime.bf16_native)
     compile: bool = False
     data: str = ""                # data folder (MNIST IDX files / prepared COCO); "" = the default
     init: str = ""                # start from these weights (a checkpoint file or a pretrained name), fresh optimiser

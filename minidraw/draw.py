@@ -231,7 +231,9 @@ class Draw(nn.Module):
                 alphas.append(alpha)
         # The recurrence never needs the KL: score every step at once, on (M, T, z_size) tensors.
         # log q(z) and log p(z) (importance weighting only) are computed from `latents` when asked for.
-        latents = Latents(*(torch.stack(v, 1) for v in zip(*gaussians)))   # ε, μ, log σ, μ^p, log σ^p
+        # Under bf16 autocast the networks' outputs are bf16: the bound is scored in x's precision.
+        latents = Latents(*(torch.stack(v, 1).to(x.dtype) for v in zip(*gaussians)))  # ε, μ, log σ, μ^p, log σ^p
+        canvas = canvas.to(x.dtype)
         return DrawOutput(canvas=canvas, nll=bernoulli_nll(canvas, x), kl=latents.kl(),  # KL_t (M, T)
                           log_qz=None, log_pz=None, read=stack_windows(reads), write=stack_windows(writes),
                           canvases=torch.stack(canvases) if keep_canvases else None,

@@ -30,7 +30,7 @@ slice of the global batch and PyTorch's DistributedDataParallel averages the
 gradients; rank 0 writes checkpoints and metrics. The processes agree on stopping
 (an all-reduced flag every step): a time limit or a signal on any one of them stops
 all at the same step, so none is left waiting in an all-reduce. On CUDA the forward pass runs
-under bf16 autocast (``bf16 = true``); ``compile = true`` wraps the model in
+under bf16 autocast (``bf16 = true``; on CPUs with bf16 matrix units with ``cpu_bf16 = true``); ``compile = true`` wraps the model in
 ``torch.compile``.
 """
 from __future__ import annotations
@@ -56,7 +56,7 @@ from .data.batches import Batch, Batches, caption_batches, fixed_batches  # noqa
 from .data.select import TEST_SEED, mnist_binarized  # noqa: F401 - re-exported: minidraw.train.*
 from .errors import UserError
 from .runtime import device as pick_device
-from .runtime import forked_rng, seeded
+from .runtime import bf16_native, forked_rng, seeded
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.jsonl"
@@ -126,13 +126,11 @@ def dataset_bound(model, batches, seed: int = 0) -> tuple[float, float]:
 
 
 def _use_bf16(model, cfg: TrainConfig) -> bool:
-    """bf16 autocast on GPUs with bf16 hardware (not, e.g., a T4, where it is slowly emulated)."""
-    if not (cfg.bf16 and next(model.parameters()).is_cuda):
-        return False
-    try:
-        return torch.cuda.is_bf16_supported(including_emulation=False)
-    except TypeError:  # older torch
-        return torch.cuda.is_bf16_supported()
+    """bf16 autocast where the hardware multiplies bf16 (not, e.g., a T4, where it is slowly emulated):
+    GPUs with ``bf16``, CPUs with AVX512-BF16 / AMX with ``cpu_bf16``."""
+    where = next(model.parameters()).device
+    wanted = cfg.bf16 if where.type == "cuda" else cfg.cpu_bf16 if where.type == "cpu" else False
+    return wanted and bf16_native(where)
 
 
 def train_step(model, opt: torch.optim.Optimizer, batch: Batch, cfg: TrainConfig, step: int,
@@ -140,7 +138,8 @@ def train_step(model, opt: torch.optim.Optimizer, batch: Batch, cfg: TrainConfig
     """One optimiser step on ``batch``; returns the loss (−L in nats per image for the drawing models,
     L_D + L_G for the sharpener). Raises on a non-finite loss. A model whose output has ``metrics()``
     (the sharpener: each player's loss, D's accuracy) fills ``metrics`` with them."""
-    amp = torch.autocast("cuda", dtype=torch.bfloat16) if _use_bf16(model, cfg) else nullcontext()
+    where = next(model.parameters()).device.type
+    amp = torch.autocast(where, dtype=torch.bfloat16) if _use_bf16(model, cfg) else nullcontext()
     with amp:
         out = model(*batch, **kw)
         loss = (out.loss if hasattr(out, "loss") else out.bound).float().mean()   # −L, nats per image
