@@ -28,6 +28,7 @@ from dataclasses import dataclass, fields
 from typing import Callable, ClassVar, Optional
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .align import Alignment
@@ -63,11 +64,18 @@ class DrawSizes(ConfigDict):
     # what_where: the where LSTM reads the first half of z_t; False: none of it (all of z_t is the what LSTM's), so
     # nothing the encoder saw in the picture reaches the where path and it is a function of the caption alone
     where_latent: bool = True
+    # what_where: the where LSTM gives only the write window's origin (g̃_X, g̃_Y); the what LSTM adds its offset
+    # from there and sets the stride, variance and intensity, so a digit is drawn in its own coordinates
+    # (the same strokes in every slot) and placed by the where path. See WhatWhereWrite.
+    local_write: bool = False
 
     def __post_init__(self) -> None:
         self._require(1, "A", "B", "C", "T", "read_N", "write_N", "enc_size", "dec_size", "z_size")
         if not self.where_latent and not self.what_where:
             raise ValueError("where_latent=False takes z_t away from the where LSTM: it needs what_where=True")
+        if self.local_write and not self.what_where:
+            raise ValueError("local_write splits the write window between the where and what LSTMs: "
+                             "it needs what_where=True")
 
 
 @dataclass
@@ -139,16 +147,28 @@ class WhatWherePrior(nn.Module):
 
 
 class WhatWhereWrite(WriteAttention):
-    """The write window from h^where, the patch from h^what."""
+    """The write window from h^where, the patch from h^what. With ``local_write`` the window is shared:
+
+        (g̃_X, g̃_Y) = W_o h^where + (Δ̃_X, Δ̃_Y),   (Δ̃_X, Δ̃_Y, log σ², log δ̃, log γ) = W_l h^what
+
+    the where path puts the origin, the what path moves about it (and sizes the window) as it draws."""
 
     def __init__(self, cfg) -> None:
         super().__init__(cfg.dec_size, cfg.A, cfg.B, cfg.C, cfg.write_N)
         self.h_where = cfg.dec_size // 2
-        self.window = nn.Linear(self.h_where, 5)
+        self.window = nn.Linear(self.h_where, 2 if cfg.local_write else 5)        # W_o: the origin only
+        self.local = nn.Linear(cfg.dec_size - self.h_where, 5) if cfg.local_write else None   # W_l
         self.patch = nn.Linear(cfg.dec_size - self.h_where, cfg.C * cfg.write_N ** 2)
 
+    def params(self, h: Tensor) -> Tensor:
+        """``(M, 5)`` = (g̃_X, g̃_Y, log σ², log δ̃, log γ) from ``h = [h^where ; h^what]``."""
+        p = self.window(h[:, : self.h_where])                                  # (M, 5), or the origin (M, 2)
+        if self.local is None:
+            return p
+        return self.local(h[:, self.h_where:]) + F.pad(p, (0, 3))              # origin + (offset, σ², δ̃, γ)
+
     def forward(self, h: Tensor):
-        w = window_from_params(self.window(h[:, : self.h_where]), self.A, self.B, self.N)
+        w = window_from_params(self.params(h), self.A, self.B, self.N)
         F_X, F_Y = filterbanks(w, self.N, self.A, self.B)                # (M, N, A), (M, N, B)
         patch = self.patch(h[:, self.h_where:]).view(-1, self.C, self.N, self.N)
         return write(patch, F_X, F_Y, w.gamma), w                        # (M, C, B, A)

@@ -365,6 +365,34 @@ def test_where_values_states_reads_the_blind_bilstm_states_on_the_where_path():
         CaptionDrawConfig(vocab_size=23, where_values="states")
 
 
+def test_local_write_puts_the_origin_from_where_and_the_strokes_from_what():
+    """``local_write``: (g̃_X, g̃_Y) = W_o h^where + the what path's offset, and σ², δ̃, γ from h^what alone (against
+    the formula by hand); moving the origin by k pixels moves the written patch by exactly k pixels."""
+    model = _what_where(local_write=True)
+    write, cfg = model.draw.write, model.cfg
+    hw = cfg.dec_size // 2
+    h = torch.randn(3, cfg.dec_size)
+    by_hand = write.local.weight @ h[:, hw:].T + write.local.bias[:, None]             # (5, M)
+    by_hand[:2] += write.window.weight @ h[:, :hw].T + write.window.bias[:, None]
+    torch.testing.assert_close(write.params(h), by_hand.T)
+    moved = h.clone()
+    moved[:, :hw] += 1                                                                 # another origin
+    torch.testing.assert_close(write.params(moved)[:, 2:], write.params(h)[:, 2:], rtol=0, atol=0)
+    assert not torch.allclose(write.params(moved)[:, :2], write.params(h)[:, :2])
+    # the same strokes, k = 7 pixels to the right: shift the origin's bias by 2k / (A + 1) in g̃_X
+    with torch.no_grad():
+        write.local.weight.mul_(0.01)                                                  # a small window left of
+        write.window.weight.mul_(0.01)                                                 # the centre: no edge in reach
+        write.local.bias.copy_(torch.tensor([0.0, 0.0, 0.0, -3.0, 0.0]))              # σ² ≈ 1, δ ≈ 1.5 pixels
+        write.window.bias.fill_(-0.3)
+        before, _ = write(h)
+        write.window.bias[0] += 2 * 7 / (cfg.A + 1)
+        after, _ = write(h)
+    torch.testing.assert_close(after[..., 7:], before[..., :-7], rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match="needs what_where"):
+        CaptionDrawConfig(vocab_size=23, local_write=True)
+
+
 def test_without_where_latent_no_part_of_z_reaches_the_where_path():
     """``where_latent=False``: all of z_t goes to the what LSTM and its prior; the where LSTM's state, and so
     the window, is the same whatever z_t is, and the model still trains and draws."""
