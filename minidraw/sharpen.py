@@ -133,6 +133,11 @@ class SharpenConfig(ConfigDict):
     g_last_kernel: int = 5  # the kernel of G's output convolution (C filters)
     d_hidden: int = 64      # filters of D's first convolution (its second has twice as many)
     r1: float = 1.0         # γ of the R1 penalty (γ/2)·|∇_x D(x)|² on real images; 0: none
+    # the blurry image l of a training pair: "pyramid", l = u(d(x)); or "reconstruction", l = σ(c_T) of a
+    # drawing model's reconstruction of x from its caption (one posterior sample), so that G learns to
+    # sharpen that model's blur — its samples' — rather than a pyramid's
+    blur: str = "pyramid"
+    drawer: str = ""        # blur="reconstruction": the drawing model, a pretrained name or a checkpoint file
 
     def __post_init__(self) -> None:
         self._require(1, "A", "B", "C", "embed_size", "lang_size", "g_hidden", "g_kernel", "g_last_kernel",
@@ -140,6 +145,11 @@ class SharpenConfig(ConfigDict):
         self._require(0, "vocab_size")
         if not self.r1 >= 0:
             raise ValueError(f"r1 must be 0 or more, got {self.r1}")
+        if self.blur not in ("pyramid", "reconstruction"):
+            raise ValueError(f"blur must be 'pyramid' or 'reconstruction', got {self.blur!r}")
+        if (self.blur == "reconstruction") != bool(self.drawer):
+            raise ValueError("blur='reconstruction' needs drawer= (a pretrained name such as 'aligndraw-shapes', or "
+                             "a checkpoint file), and a drawer is used only with blur='reconstruction'")
         for name in ("g_kernel", "g_last_kernel"):
             if getattr(self, name) % 2 == 0:
                 raise ValueError(f"{name} must be odd (a 'same' convolution), got {getattr(self, name)}")
@@ -236,10 +246,39 @@ class Sharpener(nn.Module):
     def _check(self, images: Tensor) -> None:
         _check_shape(images, self.cfg, "sharpener")
 
+    def drawer(self) -> nn.Module:
+        """The drawing model whose reconstructions are the blurry images (``blur="reconstruction"``), loaded on
+        first use, frozen, and kept out of this model's parameters and checkpoint."""
+        if self.__dict__.get("_drawer") is None:
+            from .checkpoint import load as load_checkpoint
+            from .pretrained import MODELS, load as load_pretrained
+            name = self.cfg.drawer
+            model = (load_pretrained(name)[0] if name in MODELS else load_checkpoint(name)[0].float().eval())
+            size = getattr(model.cfg, "vocab_size", None)
+            if not hasattr(model, "draw") or (model.cfg.C, model.cfg.B, model.cfg.A) != (self.cfg.C, self.cfg.B,
+                                                                                           self.cfg.A):
+                raise ValueError(f"drawer {name!r} is not a caption-drawing model of {self.cfg.C}×{self.cfg.B}×"
+                                 f"{self.cfg.A} images: give one trained on this sharpener's data")
+            if size != self.cfg.vocab_size:
+                raise ValueError(f"drawer {name!r} reads a vocabulary of {size} word ids, this sharpener's data "
+                                 f"{self.cfg.vocab_size}: give a drawing model trained on the same data")
+            self.__dict__["_drawer"] = model.requires_grad_(False)
+        return self.__dict__["_drawer"]
+
+    @torch.no_grad()
+    def blurry(self, images: Tensor, captions: Tensor, lengths: Tensor) -> Tensor:
+        """The blurry half ``l (M, C, B, A)`` of training pairs for real ``images``: ``u(d(x))``, or the drawer's
+        reconstruction σ(c_T) of x given its caption (``blur="reconstruction"``; one posterior sample)."""
+        if self.cfg.blur == "pyramid":
+            return low_pass(images)                                        # l = u(d(x))
+        drawer = self.drawer().to(images.device)
+        drawer.eval()
+        return torch.sigmoid(drawer(images.float(), captions, lengths).canvas).to(images.dtype)   # σ(c_T)
+
     def forward(self, images: Tensor, captions: Tensor, lengths: Tensor) -> SharpenOutput:
         """The losses of one step on real ``images (M, C, B, A)`` in [0, 1] and their captions."""
         self._check(images)
-        blurry = low_pass(images)                                          # (M, C, B, A)  l = u(d(x))
+        blurry = self.blurry(images, captions, lengths)                    # (M, C, B, A)  l
         fake = blurry + self.G(blurry, captions, lengths, self.noise(images))   # x̃ = l + ĥ, unclipped: D sees
         # values outside [0, 1] and pushes G back — a clip here would give G no gradient there (a G that
         # strays below 0 everywhere would draw black and never recover)

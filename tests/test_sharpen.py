@@ -145,6 +145,50 @@ def test_it_trains_through_the_trainer_and_resumes_bit_exactly(tmp_path):
     assert (tmp_path / "b" / "metrics.png").exists()
 
 
+def _tiny_drawer(tmp_path, vocab_size=len(SHAPES_VOCAB)):
+    """A small captioned-shapes alignDRAW checkpoint file (untrained: its reconstructions are what they are)."""
+    from minidraw.checkpoint import save
+    torch.manual_seed(1)
+    drawer = build(preset("aligndraw_shapes_small", vocab_size=vocab_size, T=3, enc_size=8, dec_size=8, z_size=4,
+                          embed_size=4, lang_size=4, align_size=4))
+    save(tmp_path / "drawer.pt", drawer)
+    return drawer, str(tmp_path / "drawer.pt")
+
+
+def test_reconstruction_blur_trains_on_the_drawers_reconstructions(tmp_path, shapes_batch):
+    """``blur="reconstruction"``: l is the drawer's σ(c_T) for x and its caption (the same posterior sample,
+    recomputed by hand), the drawer stays out of the sharpener's parameters and checkpoint, and the sharpener
+    still trains and resumes through the trainer."""
+    x, captions, lengths = shapes_batch
+    drawer, path = _tiny_drawer(tmp_path)
+    model = tiny(B=32, A=32, blur="reconstruction", drawer=path)
+    model.drawer()                                         # loaded first: building it draws random numbers
+    torch.manual_seed(5)
+    l = model.blurry(x, captions, lengths)
+    torch.manual_seed(5)
+    by_hand = torch.sigmoid(drawer.eval()(x, captions, lengths).canvas)
+    torch.testing.assert_close(l, by_hand)
+    assert not torch.allclose(l, low_pass(x), atol=0.05)
+    assert not any(k.startswith("_drawer") or "draw." in k for k in model.state_dict())
+    assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in tiny(B=32, A=32).parameters())
+    sets = [*TINY_SETS, *RUN, "model.blur=reconstruction", f"model.drawer={path}"]
+    _, log = train.run(train.load_config("sharpen_shapes_small", None, [*sets, "max_steps=2"]), tmp_path / "r",
+                       progress=False)
+    assert [r["step"] for r in log if "loss" in r] == [1, 2]
+    back, ckpt = train.load(tmp_path / "r" / "checkpoint.pt")
+    assert back.cfg.blur == "reconstruction" and back.cfg.drawer == path
+
+
+def test_a_reconstruction_blur_without_a_fitting_drawer_is_one_clear_error(tmp_path, shapes_batch):
+    with pytest.raises(ValueError, match="needs drawer="):
+        SharpenConfig(blur="reconstruction")
+    with pytest.raises(ValueError, match="blur must be"):
+        SharpenConfig(blur="gaussian")
+    _, path = _tiny_drawer(tmp_path, vocab_size=len(SHAPES_VOCAB) + 3)
+    with pytest.raises(ValueError, match="vocabulary of"):
+        tiny(B=32, A=32, blur="reconstruction", drawer=path).blurry(*shapes_batch)
+
+
 def test_the_coco_preset_trains_on_the_coco_fixture(tmp_path):
     from minidraw.data.coco_prepare import make_tiny_coco, prepare_coco
     meta = prepare_coco(make_tiny_coco(tmp_path / "raw"), tmp_path / "coco", min_count=1, progress=False)
