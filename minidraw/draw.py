@@ -120,11 +120,15 @@ class WhatWhereDecoder(nn.Module):
         self.z_size, self.e = cfg.z_size, e
 
     def forward(self, inp: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
-        z, s, s_what = inp[:, : self.z_size], inp[:, self.z_size: self.z_size + self.e], inp[:, self.z_size + self.e:]
+        z, e = inp[:, : self.z_size], self.e
+        s, s_what = inp[:, self.z_size: self.z_size + e], inp[:, self.z_size + e: self.z_size + 2 * e]
         hw, cw = self.where(torch.cat([z[:, : self.z_where], s], -1),
                             (state[0][:, : self.h_where], state[1][:, : self.h_where]))
-        hc, cc = self.what(torch.cat([z[:, self.z_where:], s_what], -1),
-                           (state[0][:, self.h_where:], state[1][:, self.h_where:]))
+        h_what, c_what = state[0][:, self.h_where:], state[1][:, self.h_where:]
+        if inp.shape[1] > self.z_size + 2 * e:                                 # what_reset: r_t = 1 restarts
+            keep = 1 - inp[:, -1:]                                             # (M, 1)
+            h_what, c_what = keep * h_what, keep * c_what
+        hc, cc = self.what(torch.cat([z[:, self.z_where:], s_what], -1), (h_what, c_what))
         return torch.cat([hw, hc], -1), torch.cat([cw, cc], -1)
 
 
@@ -340,6 +344,10 @@ class CaptionDrawConfig(DrawSizes):
     # what_where, ours: what the where path's s_t averages, "words" (E y_j) or "states" (a projection of the
     # BiLSTM states h^lang_j, which know a word's place in the caption: "the digit after 'top of'")
     where_values: str = "words"
+    # what_where, ours: the what LSTM draws one content word at a time, as a program of its own: at each step it
+    # reads only the embedding of the content word α weighs most (not a mixture), and its state starts afresh
+    # whenever that word changes, so it never learns in which slot, or after which word, it draws
+    what_reset: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -360,6 +368,8 @@ class CaptionDrawConfig(DrawSizes):
                 raise ValueError("what_where splits dec_size and z_size in two: give at least 2 of each")
         if self.where_values not in ("words", "states"):
             raise ValueError(f"where_values must be 'words' or 'states', got {self.where_values!r}")
+        if self.what_reset and not self.what_where:
+            raise ValueError("what_reset restarts the what LSTM of the what/where generator: it needs what_where=True")
         if self.where_values != "words" and not self.what_where:
             raise ValueError("where_values chooses what the where path's s_t averages: it needs what_where=True")
         if not self.what_where and self.blind_where:
@@ -375,7 +385,7 @@ class CaptionDrawConfig(DrawSizes):
             return 2 * self.lang_size if self.sentence_encoder == "autoencoder" else self.sentence_size
         if self.variant == "align":
             if self.what_where:                                  # [s_t ; s_t over the content words only]
-                return 2 * self.embed_size
+                return 2 * self.embed_size + int(self.what_reset)  # what_reset: and the restart flag
             return {"states": 2 * self.lang_size, "words": self.embed_size,
                     "both": 2 * self.lang_size + self.embed_size}[self.align_values]
         return 0 if self.variant == "draw" else 2 * self.lang_size
@@ -457,12 +467,38 @@ class CaptionDraw(nn.Module):
             where = self.cfg.dec_size // 2
             where_values = seen if self.where_proj is None else self.where_proj(h_lang)  # (M, L, embed_size)
 
-            def context(h_dec):
-                s, alpha = self.align(h_dec[:, :where], keys, where_values, mask, checked=True)  # blind: no digit
-                s_what = torch.bmm((alpha * content)[:, None, :], words).squeeze(1)  # Σ_j α_j [y_j content] E y_j
-                return torch.cat([s, s_what], -1), alpha                       # (M, 2·embed_size)
-            return context
+            if not self.cfg.what_reset:
+                def context(h_dec):
+                    s, alpha = self.align(h_dec[:, :where], keys, where_values, mask, checked=True)  # blind: no digit
+                    s_what = torch.bmm((alpha * content)[:, None, :], words).squeeze(1)  # Σ_j α_j [y_j content] E y_j
+                    return torch.cat([s, s_what], -1), alpha                   # (M, 2·embed_size)
+                return context
+            return self._restarting_context(where, keys, where_values, mask, content, words)
         return lambda h_dec: self.align(h_dec, keys, values, mask, checked=True)  # (s_t, α_t)
+
+    def _restarting_context(self, where: int, keys: Tensor, where_values: Tensor, mask: Tensor, content: Tensor,
+                            words: Tensor) -> Context:
+        """``what_reset``: s_t = [s^where_t ; E y_{k_t} ; r_t] with k_t the content word α_t weighs most and
+        r_t = [k_t ≠ k_{t−1}] the what LSTM's restart (0 at the first step). The context remembers k_{t−1}:
+        build a new one for each pass over the T steps (as ``forward`` and ``generate`` do)."""
+        M = content.shape[0]
+        order = (content.cumsum(-1) * content).long()                         # (M, L): 1, 2, ... on content words
+        n = max(int(order.max()), 1)
+        rows = torch.arange(M, device=content.device)
+        where_of = torch.stack([(order == j).int().argmax(-1) for j in range(1, n + 1)], -1)  # (M, n): the token
+        # index of each caption's j-th content word (0 where a caption has fewer: α never weighs it most)
+        last: list[Optional[Tensor]] = [None]
+
+        def context(h_dec):
+            s, alpha = self.align(h_dec[:, :where], keys, where_values, mask, checked=True)
+            mass = torch.zeros(M, n + 1, device=alpha.device, dtype=alpha.dtype)
+            mass.scatter_add_(1, order, alpha * content)                       # (M, n+1): α on each content word
+            k = mass[:, 1:].argmax(-1)                                         # (M,) 0-based: which content word
+            s_what = words[rows, where_of[rows, k]]                            # (M, embed_size)  E y_{k_t}
+            restart = (torch.zeros_like(k, dtype=s.dtype) if last[0] is None else (k != last[0]).to(s.dtype))
+            last[0] = k
+            return torch.cat([s, s_what, restart[:, None]], -1), alpha
+        return context
 
     def forward(self, images: Tensor, captions: Optional[Tensor] = None, lengths: Optional[Tensor] = None,
                 sentence: Optional[Tensor] = None, keep_canvases: bool = False,

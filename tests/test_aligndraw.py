@@ -393,6 +393,73 @@ def test_local_write_puts_the_origin_from_where_and_the_strokes_from_what():
         CaptionDrawConfig(vocab_size=23, local_write=True)
 
 
+def test_what_reset_reads_the_most_attended_content_word_and_restarts_when_it_changes():
+    """``what_reset``: s^what_t is E y_k for the content word k with the most α_t (by hand, step by step), the
+    restart flag r_t is 0 at the first step and 1 exactly when k changes, and r_t = 1 makes the what LSTM
+    start from a zero state while the where LSTM goes on."""
+    from minidraw.data.mnist_captions import VOCAB
+    model = _what_where(blind_where=True, where_values="states", what_reset=True)
+    cfg, e, hw = model.cfg, model.cfg.embed_size, model.cfg.dec_size // 2
+    assert cfg.cond_size == 2 * e + 1
+    ids, lengths = VOCAB.encode_batch(["the digit 3 is on the top of the digit 7 .",
+                                       "the digit 5 is at the bottom right of the image ."])
+    words = model.language.embed(ids)
+    content = (ids >= cfg.content_first) & (ids <= cfg.content_last)
+    context = model.context(ids, lengths)
+    g = torch.Generator().manual_seed(0)
+    previous, restarts = None, []
+    for t in range(8):
+        h = 3 * torch.randn(2, cfg.dec_size, generator=g)                  # states that move α about
+        s, alpha = context(h)
+        for m in range(2):
+            positions = content[m].nonzero().squeeze(1).tolist()
+            k = max(positions, key=lambda j: alpha[m, j].item())            # the most attended content word
+            torch.testing.assert_close(s[m, e:2 * e], words[m, k])
+        k_now = [max(content[m].nonzero().squeeze(1).tolist(), key=lambda j: alpha[m, j].item()) for m in range(2)]
+        want = [0.0, 0.0] if previous is None else [float(a != b) for a, b in zip(k_now, previous)]
+        assert s[:, -1].tolist() == want
+        restarts.append(want)
+        previous = k_now
+    assert any(r[0] for r in restarts) and not any(r[1] for r in restarts)  # one-digit captions never restart
+    # the decoder: a restart zeroes the what half of the state before the step, never the where half
+    inp = torch.randn(2, cfg.z_size + cfg.cond_size)
+    state = (torch.randn(2, cfg.dec_size), torch.randn(2, cfg.dec_size))
+    inp[:, -1] = torch.tensor([1.0, 0.0])
+    h, c = model.draw.decoder(inp, state)
+    zeroed = (state[0].clone(), state[1].clone())
+    zeroed[0][:, hw:], zeroed[1][:, hw:] = 0, 0                              # both examples' what halves
+    h0, c0 = model.draw.decoder(inp, zeroed)
+    torch.testing.assert_close(h[0], h0[0])                                  # restarted: as from zeros
+    assert not torch.allclose(h[1, hw:], h0[1, hw:])                         # no restart: the state counts
+    no_flag = inp.clone()
+    no_flag[:, -1] = 0
+    assert torch.equal(h[:, :hw], model.draw.decoder(no_flag, state)[0][:, :hw])  # the where half goes on
+    with pytest.raises(ValueError, match="needs what_where"):
+        CaptionDrawConfig(vocab_size=23, what_reset=True)
+
+
+def test_what_reset_with_a_blind_where_path_sees_only_which_digit():
+    """Swapping the digits of a caption leaves α_t, s^where_t and the restarts unchanged at every step; s^what_t
+    is the embedding of the swapped-in digit."""
+    from minidraw.data.mnist_captions import VOCAB
+    model = _what_where(blind_where=True, where_values="states", what_reset=True)
+    with torch.no_grad():
+        model.content_token.normal_()
+    e = model.cfg.embed_size
+    a, _ = VOCAB.encode_batch(["the digit 3 is on the left of the digit 7 ."])
+    b, lengths = VOCAB.encode_batch(["the digit 8 is on the left of the digit 0 ."])
+    ca, cb = model.context(a, lengths), model.context(b, lengths)
+    g = torch.Generator().manual_seed(1)
+    swap = {VOCAB.encode("3")[0]: VOCAB.encode("8")[0], VOCAB.encode("7")[0]: VOCAB.encode("0")[0]}
+    for _ in range(6):
+        h = 3 * torch.randn(1, model.cfg.dec_size, generator=g)
+        (sa, alpha_a), (sb, alpha_b) = ca(h), cb(h)
+        assert torch.equal(alpha_a, alpha_b) and torch.equal(sa[:, :e], sb[:, :e]) and torch.equal(sa[:, -1], sb[:, -1])
+        digit_a = [i for i in swap if torch.equal(sa[0, e:2 * e], model.language.embed(torch.tensor([i]))[0])]
+        assert len(digit_a) == 1
+        torch.testing.assert_close(sb[0, e:2 * e], model.language.embed(torch.tensor([swap[digit_a[0]]]))[0])
+
+
 def test_without_where_latent_no_part_of_z_reaches_the_where_path():
     """``where_latent=False``: all of z_t goes to the what LSTM and its prior; the where LSTM's state, and so
     the window, is the same whatever z_t is, and the model still trains and draws."""
