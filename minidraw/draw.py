@@ -479,7 +479,8 @@ class CaptionDraw(nn.Module):
     def _restarting_context(self, where: int, keys: Tensor, where_values: Tensor, mask: Tensor, content: Tensor,
                             words: Tensor) -> Context:
         """``what_reset``: s_t = [s^where_t ; E y_{k_t} ; r_t] with k_t the content word α_t weighs most and
-        r_t = [k_t ≠ k_{t−1}] the what LSTM's restart (0 at the first step). The context remembers k_{t−1}:
+        r_t = [k_t ≠ k_{t−1}] the what LSTM's restart (0 at the first step); E y_{k_t} passes gradients to α
+        straight through, as the α-weighted mean of the content words' embeddings. The context remembers k_{t−1}:
         build a new one for each pass over the T steps (as ``forward`` and ``generate`` do)."""
         M = content.shape[0]
         order = (content.cumsum(-1) * content).long()                         # (M, L): 1, 2, ... on content words
@@ -495,6 +496,10 @@ class CaptionDraw(nn.Module):
             mass.scatter_add_(1, order, alpha * content)                       # (M, n+1): α on each content word
             k = mass[:, 1:].argmax(-1)                                         # (M,) 0-based: which content word
             s_what = words[rows, where_of[rows, k]]                            # (M, embed_size)  E y_{k_t}
+            # straight through: the value is E y_{k_t}, the gradient that of the α-weighted average over the
+            # content words, Σ_j α_j c_j E y_j / Σ_j α_j c_j — without it α gets no signal from the what path
+            soft = torch.bmm((alpha * content)[:, None, :], words).squeeze(1) / (alpha * content).sum(-1, True).clamp_min(1e-6)
+            s_what = s_what + soft - soft.detach()
             restart = (torch.zeros_like(k, dtype=s.dtype) if last[0] is None else (k != last[0]).to(s.dtype))
             last[0] = k
             return torch.cat([s, s_what, restart[:, None]], -1), alpha
