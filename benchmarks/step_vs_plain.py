@@ -29,7 +29,8 @@ of the step's allocations minus frees, on top of the weights and optimiser state
 the time to sample 16 images from the small MNIST alignDRAW.
 
 ``--compile`` adds, per configuration, torch.compile's compile time (the first compiled step) and
-the compiled step's time against eager minidraw, interleaved the same way.
+the compiled step's time against eager minidraw, interleaved the same way; then the same under bf16
+autocast, against the plain float32 step (minutes of compiling per configuration).
 """
 from __future__ import annotations
 
@@ -323,21 +324,28 @@ def measure(name: str, cfg, M: int, pairs: int, compile_: bool) -> dict:
 
 
 def compiled(pair: Pair, pairs: int) -> dict:
-    """torch.compile(minidraw's model): the first step's time (the compile) and the step after, vs eager."""
+    """torch.compile(minidraw's model), in float32 and under bf16 autocast (two compiles): each first step's
+    time (the compile) and the step after, against eager minidraw (float32) and the plain DRAW (bf16)."""
     torch._dynamo.reset()
     model = pair.mini
     fast = torch.compile(model)
     opt = pair.opts[model]
-    pair.reset()
-    start = time.perf_counter()
-    pair.step(fast, opt)
-    first = time.perf_counter() - start
-    pair.reset()
-    pair.step(fast, opt)                                                           # any recompile
-    t_comp, t_eager = interleaved(lambda: pair.step(fast, opt), lambda: pair.step(model), pairs=pairs,
-                                  before=pair.reset)
-    return {"compile_s": first, "ms_compiled": 1e3 * statistics.median(t_comp),
-            "compiled_speedup": statistics.median(e / c for e, c in zip(t_eager, t_comp))}
+    out = {}
+    for bf16 in (False, True):
+        step = lambda: pair.step(fast, opt, bf16=bf16)                          # noqa: E731
+        pair.reset()
+        start = time.perf_counter()
+        step()
+        first = time.perf_counter() - start
+        pair.reset()
+        step()                                                                 # any recompile
+        other = (lambda: pair.step(pair.plain)) if bf16 else (lambda: pair.step(model))
+        t_comp, t_other = interleaved(step, other, pairs=pairs, before=pair.reset)
+        tag = "_bf16" if bf16 else ""
+        out[f"compile_s{tag}"], out[f"ms_compiled{tag}"] = first, 1e3 * statistics.median(t_comp)
+        ratio = statistics.median(o / c for o, c in zip(t_other, t_comp))
+        out["compiled_bf16_vs_plain" if bf16 else "compiled_speedup"] = ratio
+    return out
 
 
 def sample_ms(runs: int = 7) -> float:
@@ -370,7 +378,9 @@ def table(rows: list[dict], roofline: float) -> str:
             lines.append(f"{'':24} (the plain step counts {r['gflop_plain']:.1f} GFLOP)")
         if "compile_s" in r:
             lines.append(f"{'':24} torch.compile: {r['compile_s']:.0f} s to compile, {r['ms_compiled']:.0f} ms/step "
-                         f"compiled, {r['compiled_speedup']:.2f}x eager minidraw")
+                         f"compiled, {r['compiled_speedup']:.2f}x eager minidraw; with bf16: "
+                         f"{r['compile_s_bf16']:.0f} s, {r['ms_compiled_bf16']:.0f} ms/step, "
+                         f"{r['compiled_bf16_vs_plain']:.2f}x the plain fp32 step")
     return "\n".join(lines)
 
 
