@@ -35,28 +35,20 @@ import torch
 
 os.environ.setdefault("BENCH_RANDOM_DATA", "1")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from step_vs_plain import Pair, configs, interleaved  # noqa: E402  (benchmarks/ is not a package)
+import train_step  # noqa: E402  (benchmarks/ is not a package)
+from step_vs_plain import Pair, configs, interleaved  # noqa: E402
 
 from minidraw.configs import preset  # noqa: E402
 from minidraw.draw import CaptionDraw  # noqa: E402
 
 
 def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+    train_step.sync(device.type)
 
 
-def roofline(device: torch.device, dtype: torch.dtype, n: int = 8192, reps: int = 20) -> float:
-    """GFLOP/s of a large square matmul in ``dtype`` (n smaller on the CPU)."""
-    n = n if device.type == "cuda" else 1024
-    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
-    a @ b
-    sync(device)
-    start = time.perf_counter()
-    for _ in range(reps):
-        a @ b
-    sync(device)
-    return 2 * n**3 * reps / (time.perf_counter() - start) / 1e9
+def roofline(device: torch.device, dtype: torch.dtype) -> float:
+    """GFLOP/s of a large square matmul in ``dtype`` (8192² on a GPU, 1024² on the CPU)."""
+    return train_step.matmul_gflops(device.type, n=8192 if device.type == "cuda" else 1024, reps=20, dtype=dtype)
 
 
 def timed(fn, device):
