@@ -341,6 +341,10 @@ class CaptionDrawConfig(DrawSizes):
     # what_where, ours: the where path (its alignment's keys and s_t) reads every content word as one shared
     # token, so only the what path knows *which* digit; see CaptionDraw.context.
     blind_where: bool = False
+    # with blind_where: are the alignment's keys blind too (True, as first built), or do they see the digits
+    # (False: only the where LSTM's s_t reads the shared token, so α can still find "the digit that goes on
+    # the left" while the where LSTM never reads which digit that is)
+    blind_where_keys: bool = True
     # what_where, ours: what the where path's s_t averages, "words" (E y_j) or "states" (a projection of the
     # BiLSTM states h^lang_j, which know a word's place in the caption: "the digit after 'top of'")
     where_values: str = "words"
@@ -374,6 +378,10 @@ class CaptionDrawConfig(DrawSizes):
             raise ValueError("where_values chooses what the where path's s_t averages: it needs what_where=True")
         if not self.what_where and self.blind_where:
             raise ValueError("blind_where hides the content words from the where path: it needs what_where=True")
+        if not self.blind_where_keys and not (self.blind_where and self.where_values == "words"):
+            raise ValueError("blind_where_keys=False leaves the alignment's keys sighted and hides the digits from the "
+                             "where LSTM's s_t only: it needs blind_where=True and where_values='words' (states that "
+                             "read the digits would tell the where LSTM which they are)")
         if self.sentence_encoder not in ("external", "autoencoder"):
             raise ValueError(f"sentence_encoder must be 'external' or 'autoencoder', got {self.sentence_encoder!r}")
 
@@ -449,11 +457,12 @@ class CaptionDraw(nn.Module):
         if captions is None or lengths is None:
             raise ValueError(f"the {variant} variant needs captions (M, L) and their lengths (M,)")
         words = self.language.embed(captions) if variant == "align" else None  # E y_j (M, L, embed_size)
-        seen = words                                                           # what the BiLSTM and s^where read
+        seen = blind = words                                                   # what the BiLSTM and s^where read
         if self.cfg.what_where:
             content = (captions >= self.cfg.content_first) & (captions <= self.cfg.content_last)  # (M, L)
             if self.cfg.blind_where:                                           # content words -> one token:
-                seen = torch.where(content[..., None], self.content_token.to(words.dtype), words)  # keys know slots
+                blind = torch.where(content[..., None], self.content_token.to(words.dtype), words)  # keys know slots
+                seen = blind if self.cfg.blind_where_keys else words           # the keys blind too, or sighted
         h_lang, mask = self.language(captions, lengths, embedded=seen)        # (M, L, 2m), (M, L)
         if variant == "noalign":
             s = sentence_vector(h_lang, mask)                                  # (M, 2m), fixed over t
@@ -465,7 +474,7 @@ class CaptionDraw(nn.Module):
         self.align.check_mask(mask)                                            # once, not at each step
         if self.cfg.what_where:
             where = self.cfg.dec_size // 2
-            where_values = seen if self.where_proj is None else self.where_proj(h_lang)  # (M, L, embed_size)
+            where_values = blind if self.where_proj is None else self.where_proj(h_lang)  # (M, L, embed_size)
 
             if not self.cfg.what_reset:
                 def context(h_dec):

@@ -11,7 +11,8 @@ image ``x`` into a low-pass part and the detail it lacks::
 A generator G learns to produce a plausible residual for a blurry image, given the
 caption and noise; a discriminator D learns to tell real pairs ``(l + h, l)`` from
 generated ones ``(l + G(l, y, n), l)``. No reconstruction cost ties G's residual to
-any one true image — that is why the edges come out sharp rather than averaged.
+any one true image — that is why the edges come out sharp rather than averaged (the
+optional L1 term below adds one back, for blurry images that have one right answer).
 
 **Networks** (sizes default to the released generator's: 3 convolutions, kernels
 7, 7, 5 and 128, 128, C filters, ReLU between)::
@@ -25,6 +26,15 @@ and most later work use because G's gradient does not vanish when D wins early::
 
     L_D = −log σ(D(x, l, y)) − log(1 − σ(D(x̃, l, y)))      x̃ = l + ĥ
     L_G = −log σ(D(x̃, l, y))
+
+**L1** (optional, ``l1 = λ > 0``; pix2pix, Isola et al., 2017)::
+
+    L_G += λ · mean_pixels |x̃ − x|
+
+A pyramid's l or a drawing model's reconstruction of x is still x's own blurry copy, so the
+sharpened image has one right answer, up to texture. The L1 term pulls G towards it: colours and
+flat backgrounds stay put, which the adversarial loss alone does not promise. D still judges the
+edges, which L1 alone would leave soft (an L1-optimal image is a median, as blurry as it dares).
 
 (x̃ is clipped to [0, 1] only when sharpening: clipped in training, a residual that strays
 out of range gets no gradient back.)
@@ -138,6 +148,10 @@ class SharpenConfig(ConfigDict):
     # sharpen that model's blur — its samples' — rather than a pyramid's
     blur: str = "pyramid"
     drawer: str = ""        # blur="reconstruction": the drawing model, a pretrained name or a checkpoint file
+    # λ of an L1 term tying the sharpened image to the real one, L_G += λ · mean |x̃ − x| (pix2pix, Isola et
+    # al., 2017); 0: the pure adversarial objective of LAPGAN. Where l comes from x, x̃ has one right answer
+    # up to its texture, and the L1 term pulls G to it while D keeps the edges hard
+    l1: float = 0.0
 
     def __post_init__(self) -> None:
         self._require(1, "A", "B", "C", "embed_size", "lang_size", "g_hidden", "g_kernel", "g_last_kernel",
@@ -145,6 +159,8 @@ class SharpenConfig(ConfigDict):
         self._require(0, "vocab_size")
         if not self.r1 >= 0:
             raise ValueError(f"r1 must be 0 or more, got {self.r1}")
+        if not self.l1 >= 0:
+            raise ValueError(f"l1 must be 0 or more, got {self.l1}")
         if self.blur not in ("pyramid", "reconstruction"):
             raise ValueError(f"blur must be 'pyramid' or 'reconstruction', got {self.blur!r}")
         if (self.blur == "reconstruction") != bool(self.drawer):
@@ -219,12 +235,17 @@ class SharpenOutput:
     g_loss: Tensor       # (M,)  L_G
     d_real: Tensor       # (M,)  D's logit on the real image
     d_fake: Tensor       # (M,)  D's logit on the sharpened one
+    l1: Optional[Tensor] = None   # (M,)  mean |x̃ − x| per image, when the objective has the L1 term
 
     def metrics(self) -> dict[str, float]:
-        """Batch means for the training log: the two losses and D's accuracy on real and fake."""
-        return {"d_loss": self.d_loss.mean().item(), "g_loss": self.g_loss.mean().item(),
-                "d_acc_real": (self.d_real > 0).float().mean().item(),
-                "d_acc_fake": (self.d_fake < 0).float().mean().item()}
+        """Batch means for the training log: the two losses, D's accuracy on real and fake, and the L1
+        distance of the sharpened images from the real ones where the objective has it."""
+        out = {"d_loss": self.d_loss.mean().item(), "g_loss": self.g_loss.mean().item(),
+               "d_acc_real": (self.d_real > 0).float().mean().item(),
+               "d_acc_fake": (self.d_fake < 0).float().mean().item()}
+        if self.l1 is not None:
+            out["l1"] = self.l1.mean().item()
+        return out
 
 
 class Sharpener(nn.Module):
@@ -282,7 +303,13 @@ class Sharpener(nn.Module):
         fake = blurry + self.G(blurry, captions, lengths, self.noise(images))   # x̃ = l + ĥ, unclipped: D sees
         # values outside [0, 1] and pushes G back — a clip here would give G no gradient there (a G that
         # strays below 0 everywhere would draw black and never recover)
-        return _gan_losses(self.D, images, fake, (blurry, captions, lengths), self.cfg.r1)
+        out = _gan_losses(self.D, images, fake, (blurry, captions, lengths), self.cfg.r1)
+        if self.cfg.l1 > 0:                                               # λ · mean |x̃ − x|, G's alone
+            out.l1 = (fake - images).abs().flatten(1).mean(1)              # (M,)
+            out.g_loss = out.g_loss + self.cfg.l1 * out.l1
+            out.loss = out.loss + self.cfg.l1 * out.l1
+            out.l1 = out.l1.detach()
+        return out
 
     @torch.no_grad()
     def test_metrics(self, batches) -> dict[str, float]:
@@ -308,9 +335,12 @@ def _gan_test_metrics(model: nn.Module, batches) -> dict[str, float]:
     with evaluating(model, 0) as dev:
         outs = [model(*(a.to(dev) for a in b)) for b in batches]
     cat = lambda name: torch.cat([getattr(o, name) for o in outs]).float()  # noqa: E731
-    return {"test_d_loss": cat("d_loss").mean().item(), "test_g_loss": cat("g_loss").mean().item(),
-            "test_d_acc_real": (cat("d_real") > 0).float().mean().item(),
-            "test_d_acc_fake": (cat("d_fake") < 0).float().mean().item()}
+    out = {"test_d_loss": cat("d_loss").mean().item(), "test_g_loss": cat("g_loss").mean().item(),
+           "test_d_acc_real": (cat("d_real") > 0).float().mean().item(),
+           "test_d_acc_fake": (cat("d_fake") < 0).float().mean().item()}
+    if outs and outs[0].l1 is not None:
+        out["test_l1"] = cat("l1").mean().item()
+    return out
 
 
 def _gan_losses(D: nn.Module, real: Tensor, fake: Tensor, cond: tuple, r1: float) -> SharpenOutput:

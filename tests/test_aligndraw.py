@@ -337,6 +337,32 @@ def test_blind_where_hides_which_digit_from_the_where_path():
         CaptionDrawConfig(vocab_size=23, blind_where=True)
 
 
+def test_blind_where_with_sighted_keys_hides_the_digits_from_s_where_only():
+    """``blind_where_keys=False``: the keys read the true digits (swapping a caption's digits moves α, exactly as
+    the sighted model's α at the same weights), while s^where_t still averages the shared token in place of
+    every digit; and the option is refused where the where path would read the digits anyway."""
+    from minidraw.data.mnist_captions import VOCAB
+    ids_a, lengths = VOCAB.encode_batch(["the digit 3 is on the left of the digit 7 ."])
+    ids_b, _ = VOCAB.encode_batch(["the digit 8 is on the left of the digit 0 ."])
+    model = _what_where(blind_where=True, blind_where_keys=False)
+    with torch.no_grad():
+        model.content_token.normal_()
+    sighted = _what_where()
+    sighted.load_state_dict({k: v for k, v in model.state_dict().items() if k != "content_token"})
+    e, h = model.cfg.embed_size, torch.randn(1, model.cfg.dec_size)
+    (s_a, alpha_a), (s_b, alpha_b) = model.context(ids_a, lengths)(h), model.context(ids_b, lengths)(h)
+    assert not torch.allclose(alpha_a, alpha_b)                     # α knows which digits the caption names
+    torch.testing.assert_close(alpha_a, sighted.context(ids_a, lengths)(h)[1], rtol=0, atol=0)
+    words = model.language.embed(ids_a)                             # (M, L, e)
+    content = (ids_a >= model.cfg.content_first) & (ids_a <= model.cfg.content_last)
+    blind = torch.where(content[..., None], model.content_token, words)
+    torch.testing.assert_close(s_a[:, :e], torch.einsum("ml,mle->me", alpha_a, blind))
+    torch.testing.assert_close(s_a[:, e:], torch.einsum("ml,mle->me", alpha_a * content, words))
+    for bad in (dict(blind_where_keys=False), dict(blind_where=True, blind_where_keys=False, where_values="states")):
+        with pytest.raises(ValueError, match="blind_where_keys"):
+            _what_where(**bad)
+
+
 def test_where_values_states_reads_the_blind_bilstm_states_on_the_where_path():
     """``where_values="states"``: s^where_t = Σ_j α_tj P h^lang_j with h^lang the BiLSTM over the caption as the
     where path sees it (digits hidden with ``blind_where``), checked against a naive sum; swapping the digits

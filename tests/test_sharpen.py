@@ -123,6 +123,34 @@ def test_the_r1_penalty_is_half_gamma_times_the_squared_input_gradient_on_real_i
         SharpenConfig(r1=-1.0)
 
 
+def test_the_l1_term_is_lambda_times_the_mean_distance_and_reaches_only_g(shapes_batch):
+    """``l1=λ``: G's loss gains λ·mean|x̃ − x| (x̃ recomputed by hand from the same noise), D's loss is
+    unchanged, the term's gradient reaches G alone, and a bad λ is one clear error."""
+    images, captions, lengths = shapes_batch
+    with_l1, without = tiny(3, 32, 32, l1=7.0), tiny(3, 32, 32)
+    torch.nn.init.normal_(with_l1.G.net[-1].weight, std=0.1)            # a G whose residual is not zero
+    without.load_state_dict(with_l1.state_dict())
+    torch.manual_seed(5)
+    out = with_l1(images, captions, lengths)
+    torch.manual_seed(5)
+    plain = without(images, captions, lengths)
+    torch.manual_seed(5)
+    noise = with_l1.noise(images)
+    blurry = low_pass(images)
+    x_tilde = blurry + with_l1.G(blurry, captions, lengths, noise)
+    distance = (x_tilde - images).abs().mean((1, 2, 3))                # (M,)
+    torch.testing.assert_close(out.l1, distance.detach())
+    torch.testing.assert_close(out.g_loss - plain.g_loss, 7.0 * distance, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(out.d_loss, plain.d_loss)
+    assert plain.l1 is None and "l1" in out.metrics() and "l1" not in plain.metrics()
+    with_l1.zero_grad()
+    (out.g_loss - plain.g_loss.detach()).mean().backward()
+    assert all(p.grad is None or p.grad.abs().sum() == 0 for p in with_l1.D.parameters())
+    assert sum(float(p.grad.abs().sum()) for p in with_l1.G.parameters() if p.grad is not None) > 0
+    with pytest.raises(ValueError, match="l1"):
+        SharpenConfig(l1=-0.5)
+
+
 def test_it_trains_through_the_trainer_and_resumes_bit_exactly(tmp_path):
     sets = [*TINY_SETS, *RUN, "eval_every=2"]
     _, straight = train.run(train.load_config("sharpen_shapes_small", None, [*sets, "max_steps=4"]),
