@@ -352,6 +352,10 @@ class CaptionDrawConfig(DrawSizes):
     # reads only the embedding of the content word α weighs most (not a mixture), and its state starts afresh
     # whenever that word changes, so it never learns in which slot, or after which word, it draws
     what_reset: bool = False
+    # what_where, ours: s^what_t averages the content words with α renormalised over them,
+    # Σ_j α_j [y_j content] E y_j / Σ_j α_j [y_j content], so the what LSTM reads *which* digit, never how much
+    # of α falls on digit words — a profile that differs between slots, from which it can learn the slot
+    what_normalise: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -372,6 +376,9 @@ class CaptionDrawConfig(DrawSizes):
                 raise ValueError("what_where splits dec_size and z_size in two: give at least 2 of each")
         if self.where_values not in ("words", "states"):
             raise ValueError(f"where_values must be 'words' or 'states', got {self.where_values!r}")
+        if self.what_normalise and (not self.what_where or self.what_reset):
+            raise ValueError("what_normalise renormalises α over the content words of the what/where generator's "
+                             "s^what: it needs what_where=True, and what_reset=False (which reads one word already)")
         if self.what_reset and not self.what_where:
             raise ValueError("what_reset restarts the what LSTM of the what/where generator: it needs what_where=True")
         if self.where_values != "words" and not self.what_where:
@@ -479,7 +486,10 @@ class CaptionDraw(nn.Module):
             if not self.cfg.what_reset:
                 def context(h_dec):
                     s, alpha = self.align(h_dec[:, :where], keys, where_values, mask, checked=True)  # blind: no digit
-                    s_what = torch.bmm((alpha * content)[:, None, :], words).squeeze(1)  # Σ_j α_j [y_j content] E y_j
+                    w = alpha * content                                        # α_j [y_j content]  (M, L)
+                    if self.cfg.what_normalise:                                # / Σ_j α_j [y_j content]
+                        w = w / w.sum(-1, keepdim=True).clamp_min(torch.finfo(w.dtype).tiny)
+                    s_what = torch.bmm(w[:, None, :], words).squeeze(1)      # Σ_j w_j E y_j  (M, embed_size)
                     return torch.cat([s, s_what], -1), alpha                   # (M, 2·embed_size)
                 return context
             return self._restarting_context(where, keys, where_values, mask, content, words)

@@ -309,6 +309,37 @@ def test_what_where_reads_only_the_content_words_on_the_what_path():
     assert torch.equal(context(h2)[1], alpha)
 
 
+def test_what_normalise_gives_the_what_path_which_digit_and_not_how_much_attention():
+    """``what_normalise``: s^what_t = Σ_j α_j [content] E y_j / Σ_j α_j [content] (a naive sum), so a one-digit
+    caption's s^what_t is that digit's embedding at any state, and scaling the generator state (which moves how
+    much of α falls on the digits) leaves a one-digit s^what_t unchanged; refused without what_where or with
+    what_reset."""
+    from minidraw.data.mnist_captions import VOCAB
+    model = _what_where(what_normalise=True)
+    ids, lengths = VOCAB.encode_batch(["the digit 3 is on the left of the digit 7 .",
+                                       "the digit 5 is at the top left of the image ."])
+    context = model.context(ids, lengths)
+    e, words = model.cfg.embed_size, model.language.embed(ids)          # (M, L, e)
+    content = (ids >= model.cfg.content_first) & (ids <= model.cfg.content_last)
+    for scale in (1.0, 5.0):
+        h = scale * torch.randn(2, model.cfg.dec_size, generator=torch.Generator().manual_seed(3))
+        s, alpha = context(h)
+        naive = torch.stack([sum(alpha[m, j] * words[m, j] for j in range(ids.shape[1]) if content[m, j])
+                             / sum(alpha[m, j] for j in range(ids.shape[1]) if content[m, j]) for m in range(2)])
+        torch.testing.assert_close(s[:, e:], naive)
+        five = words[1, int(content[1].nonzero()[0])]                   # E y_j of the "5"
+        torch.testing.assert_close(s[1, e:], five)                      # one digit: its embedding, whatever α
+        torch.testing.assert_close(s[:, :e], torch.einsum("ml,mle->me", alpha, words))   # s^where as before
+    plain = _what_where()
+    s_plain, _ = plain.context(ids, lengths)(h)
+    assert not torch.allclose(s_plain[1, e:], plain.language.embed(ids)[1, int(content[1].nonzero()[0])])
+    for bad in (dict(what_reset=True), ):
+        with pytest.raises(ValueError, match="what_normalise"):
+            _what_where(what_normalise=True, **bad)
+    with pytest.raises(ValueError, match="what_normalise"):
+        CaptionDrawConfig(vocab_size=23, what_normalise=True)
+
+
 def test_blind_where_hides_which_digit_from_the_where_path():
     """With ``blind_where`` the where path reads every digit word as one shared token: swapping the digits of a
     caption leaves α_t and s^where_t unchanged (at any state) and changes s^what_t, which still averages the
