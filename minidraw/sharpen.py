@@ -68,7 +68,7 @@ Shapes: M images, C channels, B rows (height) and A columns (width), as everywhe
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Optional
 
 import torch
@@ -305,10 +305,9 @@ class Sharpener(nn.Module):
         # strays below 0 everywhere would draw black and never recover)
         out = _gan_losses(self.D, images, fake, (blurry, captions, lengths), self.cfg.r1)
         if self.cfg.l1 > 0:                                               # λ · mean |x̃ − x|, G's alone
-            out.l1 = (fake - images).abs().flatten(1).mean(1)              # (M,)
-            out.g_loss = out.g_loss + self.cfg.l1 * out.l1
-            out.loss = out.loss + self.cfg.l1 * out.l1
-            out.l1 = out.l1.detach()
+            distance = (fake - images).abs().flatten(1).mean(1)            # (M,)
+            out.g_loss, out.loss = out.g_loss + self.cfg.l1 * distance, out.loss + self.cfg.l1 * distance
+            out.l1 = distance.detach()
         return out
 
     @torch.no_grad()
@@ -335,12 +334,9 @@ def _gan_test_metrics(model: nn.Module, batches) -> dict[str, float]:
     with evaluating(model, 0) as dev:
         outs = [model(*(a.to(dev) for a in b)) for b in batches]
     cat = lambda name: torch.cat([getattr(o, name) for o in outs]).float()  # noqa: E731
-    out = {"test_d_loss": cat("d_loss").mean().item(), "test_g_loss": cat("g_loss").mean().item(),
-           "test_d_acc_real": (cat("d_real") > 0).float().mean().item(),
-           "test_d_acc_fake": (cat("d_fake") < 0).float().mean().item()}
-    if outs and outs[0].l1 is not None:
-        out["test_l1"] = cat("l1").mean().item()
-    return out
+    joined = SharpenOutput(*(cat(f.name) for f in fields(SharpenOutput) if f.name != "l1"),
+                           l1=cat("l1") if outs[0].l1 is not None else None)
+    return {f"test_{k}": v for k, v in joined.metrics().items()}           # the training log's numbers, held back
 
 
 def _gan_losses(D: nn.Module, real: Tensor, fake: Tensor, cond: tuple, r1: float) -> SharpenOutput:
