@@ -110,22 +110,26 @@ class WhatWhereDecoder(nn.Module):
 
     *Where* places the write window and asks the alignment; *what* writes the patch and never learns where
     it lands, so a digit it has drawn in one slot it can draw in any. Behaves as one ``nn.LSTMCell`` on
-    ``[z_t ; s_t ; s^what_t]``."""
+    ``[z_t ; s_t ; s^what_t]`` (``what_share``: s^what_t ends with the share m_t; ``what_reset``: s_t ends with
+    the restart flag r_t, which the what LSTM does not read but obeys)."""
 
     def __init__(self, cfg) -> None:
         super().__init__()
-        self.z_where, self.h_where, e = z_where(cfg), cfg.dec_size // 2, cfg.cond_size // 2
+        self.share = int(getattr(cfg, "what_share", False))                   # what_share: m_t, one more input
+        self.reset = bool(getattr(cfg, "what_reset", False))                   # what_reset: r_t, the restart flag
+        self.z_where, self.h_where = z_where(cfg), cfg.dec_size // 2
+        e = (cfg.cond_size - self.share - int(self.reset)) // 2                # s_t and s^what_t: e numbers each
         self.where = nn.LSTMCell(self.z_where + e, self.h_where)
-        self.what = nn.LSTMCell(cfg.z_size - self.z_where + e, cfg.dec_size - self.h_where)
+        self.what = nn.LSTMCell(cfg.z_size - self.z_where + e + self.share, cfg.dec_size - self.h_where)
         self.z_size, self.e = cfg.z_size, e
 
     def forward(self, inp: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
         z, e = inp[:, : self.z_size], self.e
-        s, s_what = inp[:, self.z_size: self.z_size + e], inp[:, self.z_size + e: self.z_size + 2 * e]
+        s, s_what = inp[:, self.z_size: self.z_size + e], inp[:, self.z_size + e: self.z_size + 2 * e + self.share]
         hw, cw = self.where(torch.cat([z[:, : self.z_where], s], -1),
                             (state[0][:, : self.h_where], state[1][:, : self.h_where]))
         h_what, c_what = state[0][:, self.h_where:], state[1][:, self.h_where:]
-        if inp.shape[1] > self.z_size + 2 * e:                                 # what_reset: r_t = 1 restarts
+        if self.reset:                                                         # what_reset: r_t = 1 restarts
             keep = 1 - inp[:, -1:]                                             # (M, 1)
             h_what, c_what = keep * h_what, keep * c_what
         hc, cc = self.what(torch.cat([z[:, self.z_where:], s_what], -1), (h_what, c_what))
@@ -356,6 +360,10 @@ class CaptionDrawConfig(DrawSizes):
     # Σ_j α_j [y_j content] E y_j / Σ_j α_j [y_j content], so the what LSTM reads *which* digit, never how much
     # of α falls on digit words — a profile that differs between slots, from which it can learn the slot
     what_normalise: bool = False
+    # with what_normalise, ours: and the share m_t = Σ_j α_j [y_j content] as one more number of the what LSTM's
+    # input, beside the identity, not multiplied into it: s^what_t = [Σ_j α_j c_j E y_j / m_t ; m_t]. The what
+    # path gets back *when* the window is on a digit, as a scalar it must read apart from *which* digit
+    what_share: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -379,6 +387,9 @@ class CaptionDrawConfig(DrawSizes):
         if self.what_normalise and (not self.what_where or self.what_reset):
             raise ValueError("what_normalise renormalises α over the content words of the what/where generator's "
                              "s^what: it needs what_where=True, and what_reset=False (which reads one word already)")
+        if self.what_share and not self.what_normalise:
+            raise ValueError("what_share gives the what path the share of α on the content words beside the identity "
+                             "that what_normalise divides it out of: it needs what_normalise=True")
         if self.what_reset and not self.what_where:
             raise ValueError("what_reset restarts the what LSTM of the what/where generator: it needs what_where=True")
         if self.where_values != "words" and not self.what_where:
@@ -400,7 +411,7 @@ class CaptionDrawConfig(DrawSizes):
             return 2 * self.lang_size if self.sentence_encoder == "autoencoder" else self.sentence_size
         if self.variant == "align":
             if self.what_where:                                  # [s_t ; s_t over the content words only]
-                return 2 * self.embed_size + int(self.what_reset)  # what_reset: and the restart flag
+                return 2 * self.embed_size + int(self.what_reset) + int(self.what_share)  # and r_t, or m_t
             return {"states": 2 * self.lang_size, "words": self.embed_size,
                     "both": 2 * self.lang_size + self.embed_size}[self.align_values]
         return 0 if self.variant == "draw" else 2 * self.lang_size
@@ -487,10 +498,12 @@ class CaptionDraw(nn.Module):
                 def context(h_dec):
                     s, alpha = self.align(h_dec[:, :where], keys, where_values, mask, checked=True)  # blind: no digit
                     w = alpha * content                                        # α_j [y_j content]  (M, L)
-                    if self.cfg.what_normalise:                                # / Σ_j α_j [y_j content]
-                        w = w / w.sum(-1, keepdim=True).clamp_min(torch.finfo(w.dtype).tiny)
+                    share = w.sum(-1, keepdim=True)                            # m_t = Σ_j α_j [y_j content]  (M, 1)
+                    if self.cfg.what_normalise:                                # / m_t
+                        w = w / share.clamp_min(torch.finfo(w.dtype).tiny)
                     s_what = torch.bmm(w[:, None, :], words).squeeze(1)      # Σ_j w_j E y_j  (M, embed_size)
-                    return torch.cat([s, s_what], -1), alpha                   # (M, 2·embed_size)
+                    extra = [share] if self.cfg.what_share else []             # what_share: m_t beside it
+                    return torch.cat([s, s_what, *extra], -1), alpha           # (M, 2·embed_size [+ 1])
                 return context
             return self._restarting_context(where, keys, where_values, mask, content, words)
         return lambda h_dec: self.align(h_dec, keys, values, mask, checked=True)  # (s_t, α_t)

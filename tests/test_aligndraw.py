@@ -340,6 +340,40 @@ def test_what_normalise_gives_the_what_path_which_digit_and_not_how_much_attenti
         CaptionDrawConfig(vocab_size=23, what_normalise=True)
 
 
+def test_what_share_gives_the_what_path_the_share_apart_from_the_digit():
+    """``what_share``: s^what_t = [Σ_j α_j c_j E y_j / m_t ; m_t] with m_t = Σ_j α_j c_j (naive sums): the identity
+    as with what_normalise, and the share of α on the content words as one more number, which the what LSTM reads
+    (its input grows by one) and the where LSTM does not; refused without what_normalise."""
+    from minidraw.data.mnist_captions import VOCAB
+    model = _what_where(what_normalise=True, what_share=True)
+    e = model.cfg.embed_size
+    assert model.cfg.cond_size == 2 * e + 1
+    dec = model.draw.decoder
+    assert dec.what.input_size == model.cfg.z_size - dec.z_where + e + 1 and dec.where.input_size == dec.z_where + e
+    ids, lengths = VOCAB.encode_batch(["the digit 3 is on the left of the digit 7 .",
+                                       "the digit 5 is at the top left of the image ."])
+    s, alpha = model.context(ids, lengths)(torch.randn(2, model.cfg.dec_size, generator=torch.Generator().manual_seed(4)))
+    words, content = model.language.embed(ids), (ids >= model.cfg.content_first) & (ids <= model.cfg.content_last)
+    share = [sum(float(alpha[m, j]) for j in range(ids.shape[1]) if content[m, j]) for m in range(2)]
+    naive = torch.stack([sum(alpha[m, j] * words[m, j] for j in range(ids.shape[1]) if content[m, j]) / share[m]
+                         for m in range(2)])
+    torch.testing.assert_close(s[:, e:2 * e], naive)
+    torch.testing.assert_close(s[:, -1], torch.tensor(share))
+    assert 0 < min(share) and max(share) < 1
+    # the share reaches h^what and only h^what
+    state = (torch.zeros(2, model.cfg.dec_size), torch.zeros(2, model.cfg.dec_size))
+    inp = torch.cat([torch.zeros(2, model.cfg.z_size), s], -1)
+    bumped = inp.clone()
+    bumped[:, -1] += 1.0
+    h, h2 = dec(inp, state)[0], dec(bumped, state)[0]
+    where = model.cfg.dec_size // 2
+    assert torch.equal(h[:, :where], h2[:, :where]) and not torch.allclose(h[:, where:], h2[:, where:])
+    out = model(torch.rand(2, 1, 60, 60), ids, lengths)                  # the whole step runs, the bound is finite
+    assert torch.isfinite(out.bound).all()
+    with pytest.raises(ValueError, match="what_share"):
+        _what_where(what_share=True)
+
+
 def test_blind_where_hides_which_digit_from_the_where_path():
     """With ``blind_where`` the where path reads every digit word as one shared token: swapping the digits of a
     caption leaves α_t and s^where_t unchanged (at any state) and changes s^what_t, which still averages the
