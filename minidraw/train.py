@@ -252,7 +252,7 @@ def fit(model, batches, cfg: TrainConfig, progress: bool = True, *, out: Optiona
                 if evaluation is not None and (done or (cfg.eval_every and step % cfg.eval_every == 0)) and rank == 0:
                     result = evaluation(getattr(model, "module", model))
                     record({"step": step, "seconds": round(time.perf_counter() - start, 3), **result})
-                    bar.write(f"step {step}: " + ", ".join(f"{k} {v:.1f}" for k, v in result.items()
+                    bar.write(f"step {step}: " + ", ".join(f"{k} {v:.4g}" for k, v in result.items()
                                                          if isinstance(v, float)))
                 if out and (done or stopping or step % cfg.checkpoint_every == 0
                             or time.perf_counter() - last_ckpt > 60 * cfg.checkpoint_minutes):
