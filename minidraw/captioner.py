@@ -29,7 +29,7 @@ each step looked (z_t's two coordinates) and the words so far with every content
 shared token: the state then follows the sentence's shape and the places, never the identities,
 and only the content words read what is there.
 
-**Position words** (ours, ``position_first``..``position_last``): content words scored from the
+**Position words** (ours, ``position_first`` to ``position_last``): content words scored from the
 features still leave the words that say *where* — "left", "top", "above" — to the LSTM, whose
 state knows which digit it has just named. On held-out scenes that is most of the mistakes: with
 no training picture of a 4 in the left slot, "the digit 4 is on the" is followed by "right", the
@@ -338,7 +338,7 @@ class Captioner(nn.Module):
     def beam(self, images: Tensor, width: int = 3, max_len: Optional[int] = None,
              length_penalty: float = 0.0) -> Decoded:
         """Beam search with ``width`` partial captions per image; finished captions are ranked by
-        log p / (n + 1)^``length_penalty``. Width 1 is greedy decoding."""
+        log p / (n + 1) to the power ``length_penalty``. Width 1 is greedy decoding."""
         if width < 1:
             raise ValueError(f"width must be 1 or more, got {width}")
         max_len = max_len or self.cfg.max_len

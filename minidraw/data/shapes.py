@@ -212,7 +212,7 @@ _BLOCK_PIXELS = 1 << 16  # scenes are drawn in blocks of this many pixels (64 at
 
 
 def render(scene: Scene, size: int = 32) -> torch.Tensor:
-    """Draw ``scene`` on a ``size``×``size`` canvas: images ``(M, 3, B, A)`` float32 in [0, 1],
+    """Draw ``scene`` on a ``size`` × ``size`` canvas: images ``(M, 3, B, A)`` float32 in [0, 1],
     ``A = B = size`` (the paper's width and height).
 
     Vectorised over blocks of scenes; blocks keep the temporaries small enough to

@@ -7,7 +7,7 @@ where, so small classifiers can check it.
 
 **MNIST with captions.** A caption names one or two digits, each in a *slot*
 (:func:`~minidraw.data.mnist_captions.slot_corners`: a 28×28 window whose top-left
-corner the data set jitters by 0..``jitter`` pixels). For each named digit:
+corner the data set jitters by 0 to ``jitter`` pixels). For each named digit:
 
 1. *Its region.* Of two named digits each owns the half of the canvas nearer its
    slot (left / right of the middle column, above / below the middle row); the

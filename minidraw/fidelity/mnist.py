@@ -93,7 +93,7 @@ def slot_regions(slots: np.ndarray, side: int = mc.CANVAS, jitter: int = 4) -> t
 
 
 def _window_sums(x: torch.Tensor, k: int) -> torch.Tensor:
-    """Sums of every ``k``×``k`` window of ``x (N, C, B, A)``: ``(N, C, B-k+1, A-k+1)``, from an integral image."""
+    """Sums of every ``k`` × ``k`` window of ``x (N, C, B, A)``: ``(N, C, B-k+1, A-k+1)``, from an integral image."""
     s = F.pad(x.cumsum(-1).cumsum(-2), (1, 0, 1, 0))                           # (N, C, B+1, A+1)
     return s[..., k:, k:] - s[..., :-k, k:] - s[..., k:, :-k] + s[..., :-k, :-k]
 
