@@ -360,9 +360,10 @@ class CaptionDrawConfig(DrawSizes):
     # Σ_j α_j [y_j content] E y_j / Σ_j α_j [y_j content], so the what LSTM reads *which* digit, never how much
     # of α falls on digit words — a profile that differs between slots, from which it can learn the slot
     what_normalise: bool = False
-    # with what_normalise, ours: and the share m_t = Σ_j α_j [y_j content] as one more number of the what LSTM's
-    # input, beside the identity, not multiplied into it: s^what_t = [Σ_j α_j c_j E y_j / m_t ; m_t]. The what
-    # path gets back *when* the window is on a digit, as a scalar it must read apart from *which* digit
+    # with what_normalise or what_reset, ours: and the share m_t = Σ_j α_j [y_j content] as one more number of the
+    # what LSTM's input, beside the identity, not multiplied into it: s^what_t = [Σ_j α_j c_j E y_j / m_t ; m_t]
+    # (what_reset: [E y_{k_t} ; m_t]). The what path gets back *when* the window is on a digit, as a scalar it
+    # must read apart from *which* digit
     what_share: bool = False
 
     def __post_init__(self) -> None:
@@ -387,9 +388,9 @@ class CaptionDrawConfig(DrawSizes):
         if self.what_normalise and (not self.what_where or self.what_reset):
             raise ValueError("what_normalise renormalises α over the content words of the what/where generator's "
                              "s^what: it needs what_where=True, and what_reset=False (which reads one word already)")
-        if self.what_share and not self.what_normalise:
-            raise ValueError("what_share gives the what path the share of α on the content words beside the identity "
-                             "that what_normalise divides it out of: it needs what_normalise=True")
+        if self.what_share and not (self.what_normalise or self.what_reset):
+            raise ValueError("what_share gives the what path the share of α on the content words beside an identity "
+                             "that does not carry it: it needs what_normalise=True or what_reset=True")
         if self.what_reset and not self.what_where:
             raise ValueError("what_reset restarts the what LSTM of the what/where generator: it needs what_where=True")
         if self.where_values != "words" and not self.what_where:
@@ -510,7 +511,7 @@ class CaptionDraw(nn.Module):
 
     def _restarting_context(self, where: int, keys: Tensor, where_values: Tensor, mask: Tensor, content: Tensor,
                             words: Tensor) -> Context:
-        """``what_reset``: s_t = [s^where_t ; E y_{k_t} ; r_t] with k_t the content word α_t weighs most and
+        """``what_reset``: s_t = [s^where_t ; E y_{k_t} ; (m_t with what_share ;) r_t] with k_t the content word α_t weighs most and
         r_t = [k_t ≠ k_{t−1}] the what LSTM's restart (0 at the first step); E y_{k_t} passes gradients to α
         straight through, as the α-weighted mean of the content words' embeddings. The context remembers k_{t−1}:
         build a new one for each pass over the T steps (as ``forward`` and ``generate`` do)."""
@@ -534,7 +535,8 @@ class CaptionDraw(nn.Module):
             s_what = s_what + soft - soft.detach()
             restart = (torch.zeros_like(k, dtype=s.dtype) if last[0] is None else (k != last[0]).to(s.dtype))
             last[0] = k
-            return torch.cat([s, s_what, restart[:, None]], -1), alpha
+            extra = [(alpha * content).sum(-1, keepdim=True)] if self.cfg.what_share else []   # m_t  (M, 1)
+            return torch.cat([s, s_what, *extra, restart[:, None]], -1), alpha
         return context
 
     def forward(self, images: Tensor, captions: Optional[Tensor] = None, lengths: Optional[Tensor] = None,

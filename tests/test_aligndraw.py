@@ -372,6 +372,15 @@ def test_what_share_gives_the_what_path_the_share_apart_from_the_digit():
     assert torch.isfinite(out.bound).all()
     with pytest.raises(ValueError, match="what_share"):
         _what_where(what_share=True)
+    # with what_reset: s^what_t = [E y_k ; m_t], then the restart flag r_t, which stays last
+    reset = _what_where(what_reset=True, what_share=True)
+    assert reset.cfg.cond_size == 2 * e + 2 and reset.draw.decoder.what.input_size == dec.what.input_size
+    s, alpha = reset.context(ids, lengths)(torch.randn(2, model.cfg.dec_size, generator=torch.Generator().manual_seed(5)))
+    words = reset.language.embed(ids)
+    torch.testing.assert_close(s[:, 2 * e], (alpha * content).sum(-1))
+    assert s[:, -1].tolist() == [0.0, 0.0]                                  # the first step never restarts
+    k = [max(content[m].nonzero().squeeze(1).tolist(), key=lambda j: alpha[m, j].item()) for m in range(2)]
+    torch.testing.assert_close(s[:, e:2 * e], torch.stack([words[m, k[m]] for m in range(2)]))
 
 
 def test_blind_where_hides_which_digit_from_the_where_path():
