@@ -4,6 +4,7 @@ Per page (the root page and every chapter of ``_toc.yml``) it checks that
 
 * the maths rendered: every ``.math`` element holds MathJax output and no raw ``\\[``, ``\\(`` or
   ``$$`` is left in the text outside code;
+* a cell's printed output is one block, however many times it printed;
 * markdown tables became HTML tables: no ``| --- |`` row survives as text outside code, and the
   page has at least as many ``<table>`` elements as its source has markdown tables;
 * every ``<img>`` loaded (``naturalWidth > 0``);
@@ -162,6 +163,8 @@ Promise.all(imgs.concat(frameImgs).map(waitImg)).then(() => done({
     .map(e => e.innerText.slice(0, 300)),
   outputs: [...document.querySelectorAll(".cell_output")].map(e => e.innerText),
   stderr: [...document.querySelectorAll(".cell_output .stderr")].map(e => e.innerText),
+  split_outputs: [...document.querySelectorAll(".cell_output")]
+    .filter(e => e.querySelectorAll(":scope > .output.stream").length > 1).map(e => e.innerText.slice(0, 120)),
   colab: [...document.querySelectorAll("a[href*='colab.research.google.com']")].map(a => a.href),
   animations: animations.map(a => ({
     id: a.id,
@@ -267,6 +270,15 @@ def test_no_error_output(rendered, page):
     # A chapter may print a caught exception on purpose (stdout); one on stderr is not meant.
     errors = [m.group(0) for o in info["stderr"] for m in ERROR_LINE.finditer(o)]
     assert not errors, f"{page}: a cell reports an error on stderr: {errors[:3]}"
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_printed_output_is_one_block(rendered, page):
+    """A cell that prints, computes and prints again shows one block of text (nb_merge_streams), not a grey box
+    per print."""
+    _page_exists(page)
+    split = rendered(page)["split_outputs"]
+    assert not split, f"{page}: a cell's printed output is split into several blocks: {split[:2]}"
 
 
 def _colab_link(page: str) -> str:
