@@ -31,6 +31,22 @@ def test_chapter_committed_stripped(path):
             assert cell["outputs"] == [], f"{path.name}: run `make strip` before committing"
 
 
+CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")   # every control character but newline and tab
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+def test_chapter_text_has_no_control_characters(path):
+    """A cell written from a Python string that was not raw turns ``\\big`` into a backspace and ``\\text``
+    into a tab; MathJax then shows "ig(" and "ext{...}". No cell has control characters, and no markdown
+    cell a tab."""
+    for i, cell in enumerate(json.loads(path.read_text())["cells"]):
+        source = "".join(cell["source"])
+        bad = sorted({hex(ord(ch)) for ch in CONTROL.findall(source)})
+        assert not bad, f"{path.name}, cell {i}: control characters {bad}"
+        if cell["cell_type"] == "markdown":
+            assert "\t" not in source, f"{path.name}, cell {i}: a tab in markdown (a \\t that lost its backslash?)"
+
+
 # --- The set-up cell: this release, from the configured repository; Colab's GPU ------------------
 
 def setup_cell_problems(source: str) -> list[str]:
