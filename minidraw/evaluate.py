@@ -265,7 +265,7 @@ def generate(model, dataset, n: int = 500, seed: int = 0, batch_size: int = 500,
 
 def caption_fidelity(images: torch.Tensor, texts: list[str], dataset, classifiers=None):
     """Fidelity of ``images`` to ``texts`` with the checker that fits ``dataset`` (MNIST captions or
-    shapes); its classifier comes from the cache folder ``classifiers`` (default ~/.cache/minidraw)
+    shapes); its classifier comes from the cache folder ``classifiers`` (default ~/.cache/minidraw/classifiers)
     or is trained there."""
     from .data.mnist_captions import MnistCaptions
     from .data.shapes import ShapesCaptions

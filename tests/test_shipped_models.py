@@ -2,8 +2,8 @@
 
 Every file in ``minidraw/weights/registry.txt`` is loaded, its sha256 recomputed here, and the
 model measured again: caption fidelity on 200 captions per split (seen, held-out compositions)
-and, for unconditional DRAW, the test bound. The floors are the measured values (model cards,
-1,000 captions per split) less a margin for the smaller sample: 200 captions give a standard
+and, for unconditional DRAW, the test bound. The floors are the measured values (model cards:
+1,000 captions per split for the drawing models, 500 for the sharpeners) less a margin for the smaller sample: 200 captions give a standard
 error of up to 3.5 points, 25 captions per template up to 10.
 """
 import hashlib
@@ -35,7 +35,7 @@ BOUND_CEILINGS = {"draw-mnist": 95.0}    # test −L, nats per image, on 500 tes
 # sharpener: (the drawing model it sharpens, the least relative gain in edge strength on 100 of its test
 # drawings — None: none expected yet —, fidelity floors after sharpening on 200 captions per split)
 SHARPENER_CHECKS = {
-    "sharpen-mnist": ("aligndraw-mnist", 0.12, 88.0, 75.0),    # measured +22 % (plain drawer); card: 94.4 / 83.6 % after
+    "sharpen-mnist": ("aligndraw-mnist", 0.12, 88.0, 75.0),    # measured +21.2 % on aligndraw-mnist's drawings; card: 94.4 / 83.6 % after
     # with pix2pix's L1 term: measured +22.7 %; it lowers held-out fidelity (card: 96.6 / 82.8 % after, 97.0 / 87.6 before)
     "sharpen-shapes": ("aligndraw-shapes", 0.12, 90.0, 75.0),
 }
