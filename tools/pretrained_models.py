@@ -171,6 +171,17 @@ def machine() -> str:
     return f"{os.cpu_count()}-core {cpu} CPU, {threads} thread(s), torch {torch.__version__}, Python {platform.python_version()}"
 
 
+# What a card must say beyond its measurements: findings about the model that a user of the weights should know
+NOTES_DIR = Path(__file__).resolve().parents[1] / "minidraw" / "recipes"
+
+
+def notes(name: str) -> list[str]:
+    """The card's notes, from ``minidraw/recipes/NAME.notes.md`` when there is one (kept beside the recipe, so a
+    re-export keeps them)."""
+    path = NOTES_DIR / f"{name}.notes.md"
+    return ["", "## Notes", "", path.read_text().strip()] if path.is_file() else []
+
+
 def card(name: str, result: dict, minutes: float | None, where: str) -> str:
     from minidraw import pretrained
     info = pretrained.info(name)
@@ -208,7 +219,7 @@ def card(name: str, result: dict, minutes: float | None, where: str) -> str:
         held = result.get("fidelity_heldout_by_template", {})
         for t, v in result["fidelity_seen_by_template"].items():
             lines.append(f"| {t} | {v:.1f} | {held.get(t, float('nan')):.1f} |")
-    return "\n".join(lines + settings(ckpt, train))
+    return "\n".join(lines + notes(name) + settings(ckpt, train))
 
 
 def settings(ckpt: dict, train: dict) -> list[str]:
