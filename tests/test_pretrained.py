@@ -220,3 +220,16 @@ def test_the_suite_cannot_reach_the_network_but_can_reach_loopback():
     server.listen(1)
     socket.create_connection(server.getsockname(), timeout=1).close()      # loopback is allowed
     server.close()
+
+
+def test_every_card_carries_its_notes():
+    """A note kept beside a recipe (``minidraw/recipes/NAME.notes.md``: what a user of the weights must know, e.g.
+    seed variance) appears in that model's card, so a re-export that drops it fails here."""
+    from pathlib import Path
+    recipes = Path(pretrained.__file__).parent / "recipes"
+    notes = sorted(recipes.glob("*.notes.md"))
+    assert notes, "no card notes found"
+    for path in notes:
+        name = path.name[: -len(".notes.md")]
+        card = (Path(pretrained.__file__).parent / "weights" / f"{name}.md").read_text()
+        assert "## Notes" in card and path.read_text().strip() in card, f"{name}.md lacks its notes ({path.name})"
