@@ -525,17 +525,19 @@ class CaptionDraw(nn.Module):
 
         def context(h_dec):
             s, alpha = self.align(h_dec[:, :where], keys, where_values, mask, checked=True)
+            w = alpha * content                                                # α_j [y_j content]  (M, L)
+            share = w.sum(-1, keepdim=True)                                    # m_t  (M, 1)
             mass = torch.zeros(M, n + 1, device=alpha.device, dtype=alpha.dtype)
-            mass.scatter_add_(1, order, alpha * content)                       # (M, n+1): α on each content word
+            mass.scatter_add_(1, order, w)                                     # (M, n+1): α on each content word
             k = mass[:, 1:].argmax(-1)                                         # (M,) 0-based: which content word
             s_what = words[rows, where_of[rows, k]]                            # (M, embed_size)  E y_{k_t}
             # straight through: the value is E y_{k_t}, the gradient that of the α-weighted average over the
             # content words, Σ_j α_j c_j E y_j / Σ_j α_j c_j — without it α gets no signal from the what path
-            soft = torch.bmm((alpha * content)[:, None, :], words).squeeze(1) / (alpha * content).sum(-1, True).clamp_min(1e-6)
+            soft = torch.bmm(w[:, None, :], words).squeeze(1) / share.clamp_min(1e-6)
             s_what = s_what + soft - soft.detach()
             restart = (torch.zeros_like(k, dtype=s.dtype) if last[0] is None else (k != last[0]).to(s.dtype))
             last[0] = k
-            extra = [(alpha * content).sum(-1, keepdim=True)] if self.cfg.what_share else []   # m_t  (M, 1)
+            extra = [share] if self.cfg.what_share else []                     # what_share: m_t beside it
             return torch.cat([s, s_what, *extra, restart[:, None]], -1), alpha
         return context
 
