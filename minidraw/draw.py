@@ -226,10 +226,11 @@ class Draw(nn.Module):
 
     # ---- inference: the bound ----------------------------------------------------
     def forward(self, x: Tensor, context: Optional[Context] = None, keep_canvases: bool = False,
-                noise: Optional[Tensor] = None) -> DrawOutput:
+                noise: Optional[Tensor] = None, keep_what: bool = False) -> DrawOutput:
         """Encode ``x (M, C, B, A)`` in [0, 1], decode, and score: one sample of the bound.
 
-        ``noise (T, M, z_size)`` fixes the ε of every z_t = μ_t + σ_t ε (drawn when not given).
+        ``noise (T, M, z_size)`` fixes the ε of every z_t = μ_t + σ_t ε (drawn when not given);
+        ``keep_what`` (``what_where``) keeps h^what_t of every step in ``.h_what``.
         """
         cfg = self.cfg
         check_images(x, (cfg.C, cfg.B, cfg.A), self.c0.dtype)
@@ -238,7 +239,7 @@ class Draw(nn.Module):
             raise ValueError(f"noise must have shape {(cfg.T, M, cfg.z_size)}, got {tuple(noise.shape)}")
         dec, canvas = self._start(M, x.device, x.dtype)
         enc = (x.new_zeros(M, cfg.enc_size), x.new_zeros(M, cfg.enc_size))
-        gaussians, reads, writes, canvases, alphas = [], [], [], [], []
+        gaussians, reads, writes, canvases, alphas, what = [], [], [], [], [], []
         for t in range(cfg.T):
             x_hat = x - torch.sigmoid(canvas)                                  # x̂_t = x − σ(c_{t−1})
             r, w_read = self.read(x, x_hat, dec[0])                            # r_t (M, 2·C·N·N)
@@ -251,6 +252,8 @@ class Draw(nn.Module):
             dec, alpha = self._decode(z, dec, context)                         # h^dec_t
             delta, w_write = self.write(dec[0])
             canvas = canvas + delta                                            # c_t = c_{t−1} + write(h^dec_t)
+            if keep_what:
+                what.append(dec[0][:, cfg.dec_size // 2:])                     # h^what_t (M, dec_size − dec_size//2)
             reads.append(w_read)
             writes.append(w_write)
             if keep_canvases:
@@ -265,7 +268,8 @@ class Draw(nn.Module):
         return DrawOutput(canvas=canvas, nll=bernoulli_nll(canvas, x), kl=latents.kl(),  # KL_t (M, T)
                           log_qz=None, log_pz=None, read=stack_windows(reads), write=stack_windows(writes),
                           canvases=torch.stack(canvases) if keep_canvases else None,
-                          alpha=torch.stack(alphas, 1) if alphas else None, latents=latents)
+                          alpha=torch.stack(alphas, 1) if alphas else None, latents=latents,
+                          h_what=torch.stack(what, 1) if what else None)
 
     @torch.no_grad()
     def iwae(self, x: Tensor, K: int = 50, context_for: Optional[Callable[[int], Context]] = None) -> Tensor:
@@ -281,11 +285,13 @@ class Draw(nn.Module):
 
     # ---- generation ----------------------------------------------------------------
     @torch.no_grad()
-    def generate(self, M: int, context: Optional[Context] = None, temperature: float = 1.0) -> Generated:
-        """Draw ``M`` images from the prior: z_t ~ p(z_t | z_<t) (scaled by ``temperature``)."""
+    def generate(self, M: int, context: Optional[Context] = None, temperature: float = 1.0,
+                 keep_what: bool = False) -> Generated:
+        """Draw ``M`` images from the prior: z_t ~ p(z_t | z_<t) (scaled by ``temperature``); ``keep_what``:
+        h^what_t of every step in ``.h_what``."""
         device, dtype = self.c0.device, self.c0.dtype
         dec, canvas = self._start(M, device, dtype)
-        canvases, writes, alphas = [], [], []
+        canvases, writes, alphas, what = [], [], [], []
         for t in range(self.cfg.T):
             mu_p, logsigma_p = self.prior_params(dec[0], t)
             z = mu_p + temperature * torch.exp(logsigma_p) * torch.randn_like(mu_p)  # z_t ~ p(z_t | z_<t)
@@ -296,9 +302,12 @@ class Draw(nn.Module):
             writes.append(w_write)
             if alpha is not None:
                 alphas.append(alpha)
+            if keep_what:
+                what.append(dec[0][:, self.cfg.dec_size // 2:])
         steps = torch.stack(canvases)                                           # (T, M, C, B, A)
         return Generated(images=steps[-1], canvases=steps, write=stack_windows(writes),
-                         alpha=torch.stack(alphas, 1) if alphas else None)
+                         alpha=torch.stack(alphas, 1) if alphas else None,
+                         h_what=torch.stack(what, 1) if what else None)
 
 
 # ---- caption-conditioned DRAW: alignDRAW and its variants ---------------------------
@@ -365,9 +374,19 @@ class CaptionDrawConfig(DrawSizes):
     # (what_reset: [E y_{k_t} ; m_t]). The what path gets back *when* the window is on a digit, as a scalar it
     # must read apart from *which* digit
     what_share: bool = False
+    # what_where, ours, training only: an adversary learns to tell from h^what_t which of the caption's other
+    # words (all but the content words: "left", "top", "corner", ...) the caption holds, and the what path is
+    # trained, with weight λ = what_adversary, to leave it no better than the batch's word frequencies, so it
+    # cannot know the layout it draws into. 0: none. Never part of the bound. See WhatAdversary.
+    what_adversary: float = 0.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if not self.what_adversary >= 0:
+            raise ValueError(f"what_adversary is a weight λ >= 0 (0: no adversary), got {self.what_adversary}")
+        if self.what_adversary and not self.what_where:
+            raise ValueError("what_adversary hides the caption's layout words from the what LSTM: "
+                             "it needs what_where=True")
         self._require(1, "embed_size", "lang_size", "align_size", "sentence_size")
         self._require(0, "vocab_size", "sentence_pretrain_steps")
         if self.variant not in VARIANTS:
@@ -424,6 +443,45 @@ class CaptionDrawConfig(DrawSizes):
         return f"{type(self).__name__}(" + ", ".join(f"{k}={v!r}" for k, v in items) + ")"
 
 
+class WhatAdversary(nn.Module):
+    """``what_adversary``: an adversary f that reads h^what_t and guesses which of the caption's *other* words
+    y ∈ {0, 1}^V it holds (every word but padding and the content words: the layout), and a term for the what
+    path that makes the guess worthless. With BCE the binary cross-entropy summed over those words,
+
+        aux = λ Σ_t ( BCE(f(sg h^what_t), y)  +  BCE(f_sg(h^what_t), ȳ) ),     ȳ = the batch's mean of y
+
+    (sg: no gradient through it; f_sg: f with its weights held). f learns from the first term; the second pushes
+    everything that feeds h^what_t (the what LSTM, its z, the encoder, α) to make f's guess the uninformed one,
+    the word frequencies ȳ — towards the mean, not away from the truth: to make a guess wrong on purpose h^what
+    would have to know the truth, and a reversed gradient trains exactly that in.
+
+    ``nats`` = BCE(ȳ, y) − BCE(f(h^what_t), y), per step: how much f reads of the layout (0: nothing)."""
+
+    def __init__(self, cfg, hidden: int = 64) -> None:
+        super().__init__()
+        told = torch.ones(cfg.vocab_size, dtype=torch.bool)
+        told[0] = False                                                        # <pad>
+        told[cfg.content_first: cfg.content_last + 1] = False                  # what the what path may know
+        self.register_buffer("told", told, persistent=False)
+        self.weight = cfg.what_adversary
+        self.f = nn.Sequential(nn.Linear(cfg.dec_size - cfg.dec_size // 2, hidden), nn.Tanh(),
+                               nn.Linear(hidden, int(told.sum())))
+
+    def forward(self, h_what: Tensor, captions: Tensor) -> tuple[Tensor, Tensor]:
+        """``(aux (M,), nats ())`` for h^what of every step ``(M, T, H)`` and the captions ``(M, L)``."""
+        y = torch.zeros(captions.shape[0], self.told.numel(), device=captions.device)
+        y = y.scatter(1, captions, 1.0)[:, self.told]                           # (M, V') the other words held
+        y_bar = y.mean(0, keepdim=True).expand_as(y)                            # (M, V') uninformed
+        bce = lambda logits, target: F.binary_cross_entropy_with_logits(      # noqa: E731 summed over words
+            logits.float(), target[:, None].expand(-1, logits.shape[1], -1), reduction="none").sum(-1)
+        own = bce(self.f(h_what.detach()), y)                                   # (M, T) f learns
+        held = {k: v.detach() for k, v in self.f.named_parameters()}
+        confusion = bce(torch.func.functional_call(self.f, held, (h_what,)), y_bar)   # (M, T) h^what learns
+        prior = F.binary_cross_entropy(y_bar.clamp(1e-6, 1 - 1e-6), y, reduction="none").sum(-1)   # (M,)
+        nats = (prior[:, None] - own).mean().detach()
+        return self.weight * (own + confusion).sum(1), nats
+
+
 class CaptionDraw(nn.Module):
     """alignDRAW and its variants: a language model, a conditioning rule, and the DRAW core.
 
@@ -448,6 +506,7 @@ class CaptionDraw(nn.Module):
         # set once by text.pretrain_sentence_encoder and travel in the checkpoint)
         self.frozen_language = (LanguageModel(cfg.vocab_size, cfg.embed_size, cfg.lang_size).requires_grad_(False)
                                 if self.internal_encoder else None)
+        self.adversary = WhatAdversary(cfg) if cfg.what_adversary else None    # training only
 
     @property
     def internal_encoder(self) -> bool:
@@ -544,13 +603,20 @@ class CaptionDraw(nn.Module):
     def forward(self, images: Tensor, captions: Optional[Tensor] = None, lengths: Optional[Tensor] = None,
                 sentence: Optional[Tensor] = None, keep_canvases: bool = False,
                 noise: Optional[Tensor] = None) -> DrawOutput:
-        """One sample of the bound of ``images`` given their captions (α per step in ``.alpha``)."""
-        return self.draw(images, self.context(captions, lengths, sentence), keep_canvases, noise)
+        """One sample of the bound of ``images`` given their captions (α per step in ``.alpha``; in training,
+        ``what_adversary``'s term in ``.aux``)."""
+        adversary = self.adversary is not None and self.training
+        out = self.draw(images, self.context(captions, lengths, sentence), keep_canvases, noise, keep_what=adversary)
+        if adversary:
+            out.aux, out.adversary_nats = self.adversary(out.h_what, captions)
+        return out
 
     @torch.no_grad()
     def generate(self, captions: Optional[Tensor] = None, lengths: Optional[Tensor] = None,
-                 sentence: Optional[Tensor] = None, M: Optional[int] = None, temperature: float = 1.0) -> Generated:
-        """Draw one image per caption from the prior p(z_t | z_<t, y) (``M`` images for ``draw``)."""
+                 sentence: Optional[Tensor] = None, M: Optional[int] = None, temperature: float = 1.0,
+                 keep_what: bool = False) -> Generated:
+        """Draw one image per caption from the prior p(z_t | z_<t, y) (``M`` images for ``draw``); ``keep_what``
+        (``what_where``): h^what_t of every step in ``.h_what``."""
         if M is None:
             given = [v for v in (captions, sentence) if v is not None]
             if not given and self.cfg.variant == "draw":
@@ -560,7 +626,9 @@ class CaptionDraw(nn.Module):
                                  + (", or sentence embeddings (M, sentence_size)"
                                     if self.cfg.variant == "skipthought" else ""))
             M = len(given[0])
-        return self.draw.generate(M, self.context(captions, lengths, sentence), temperature)
+        if keep_what and not self.cfg.what_where:
+            raise ValueError("keep_what keeps the what LSTM's states: this model has no what/where split")
+        return self.draw.generate(M, self.context(captions, lengths, sentence), temperature, keep_what)
 
     @torch.no_grad()
     def iwae(self, images: Tensor, captions: Optional[Tensor] = None, lengths: Optional[Tensor] = None,

@@ -16,6 +16,12 @@ split — drawn and checked beside captions of seen compositions (``test``):
 (:func:`most_attended_words`, the per-step cousin of :func:`minidraw.align.most_attended`), and
 the average α each word of the vocabulary receives over many captions (:func:`attention_per_word`).
 
+**What the what path knows of the layout** (``what_where`` models): a fresh copy of the adversary of
+``what_adversary`` (:class:`minidraw.draw.WhatAdversary`) trained on the what LSTM's states h^what_t while
+the model draws, asked which of the caption's words other than the content words (the layout: "left",
+"top", "corner", ...) the caption holds; :func:`layout_probe` gives the nats per step it reads beyond the
+words' frequencies, on captions it was not trained on. 0: the what path cannot tell the layout.
+
 **Temperature**: the same caption drawn with the prior's σ scaled by 0, 0.5, 1
 (:func:`temperatures`): at 0 every z_t is the prior's mean, so what changes is what the noise adds.
 
@@ -172,6 +178,46 @@ def novel_compositions(model, data, n: int = 200, seed: int = 0, classifiers=Non
         texts = dataset.texts(np.arange(len(images)))
         out[name] = Drawn(texts, images, caption_fidelity(images, texts, dataset, classifiers).correct)
     return out
+
+
+# ---- what the what path knows ----------------------------------------------------------------
+def layout_probe(model, data, n: int = 2000, steps: int = 1500, seed: int = 0, generate: bool = True,
+                 lr: float = 3e-3) -> dict[str, float]:
+    """Train a fresh :class:`minidraw.draw.WhatAdversary` on h^what_t of ``n`` captions of ``data`` (the model
+    drawing from the prior with ``generate``, else its posterior pass over the data's images) and score it on
+    ``n // 4`` others: ``{"train": nats, "test": nats}`` per step that it reads of the layout words beyond their
+    frequencies, and ``"all"``: the most there is to read, the words' cross-entropy under their frequencies
+    (the model is not changed; its random state is restored)."""
+    from .draw import WhatAdversary
+    from .runtime import evaluating
+    if not getattr(model.cfg, "what_where", False):
+        raise ValueError("layout_probe reads the what LSTM of a what/where model (what_where=True)")
+    cfg = type(model.cfg).from_dict({**model.cfg.to_dict(), "what_adversary": 1.0})
+
+    def states(index):
+        b = data.batch(index)
+        with evaluating(model, seed) as device, torch.no_grad():
+            ids, lengths = b.captions.to(device), b.lengths.to(device)
+            if generate:
+                return model.generate(ids, lengths, keep_what=True).h_what, ids
+            return model.draw(b.images.to(device), model.context(ids, lengths), keep_what=True).h_what, ids
+
+    (h, ids), (h_test, ids_test) = states(np.arange(n)), states(np.arange(n, n + n // 4))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        probe = WhatAdversary(cfg).to(h.device)
+        opt = torch.optim.Adam(probe.parameters(), lr=lr)
+        for _ in range(steps):                                       # h is fixed: only the guess f learns
+            i = torch.randint(0, n, (256,))
+            aux, _ = probe(h[i], ids[i])
+            opt.zero_grad()
+            aux.mean().backward()
+            opt.step()
+        with torch.no_grad():
+            y = torch.zeros(len(ids_test), cfg.vocab_size, device=h.device).scatter(1, ids_test, 1.0)[:, probe.told]
+            total = torch.nn.functional.binary_cross_entropy(y.mean(0).expand_as(y).clamp(1e-6, 1 - 1e-6), y,
+                                                             reduction="none").sum(-1).mean()
+            return {"train": float(probe(h, ids)[1]), "test": float(probe(h_test, ids_test)[1]), "all": float(total)}
 
 
 # ---- alignment -------------------------------------------------------------------------------

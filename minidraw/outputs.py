@@ -125,6 +125,14 @@ class DrawOutput:
     canvases: Optional[Tensor] = None  # (T, M, C, B, A) c_t after each step, when asked for
     alpha: Optional[Tensor] = None     # (M, T, L) alignment per step, when the context gives one
     latents: Optional[Latents] = None  # DRAW: every step's Gaussians, from which log_qz and log_pz follow
+    h_what: Optional[Tensor] = None    # (M, T, H) h^what_t of every step, when asked for (what_where)
+    aux: Optional[Tensor] = None       # (M,) training only, added to −L for the gradient, never part of it
+    adversary_nats: Optional[Tensor] = None   # what_adversary: nats per step the adversary reads of the layout
+
+    def metrics(self) -> dict[str, float]:
+        """Numbers the trainer logs beside the bound: what the adversary reads, when there is one."""
+        e = self.adversary_nats
+        return {} if e is None else {"adversary_nats": round(float(e), 5)}
 
     @property
     def bound(self) -> Tensor:
@@ -155,3 +163,4 @@ class Generated:
     canvases: Tensor           # (T, M, C, B, A) σ(c_t) after each step
     write: Window              # fields (M, T)
     alpha: Optional[Tensor] = None  # (M, T, L)
+    h_what: Optional[Tensor] = None  # (M, T, H) h^what_t of every step, when asked for (what_where)

@@ -137,16 +137,20 @@ def train_step(model, opt: torch.optim.Optimizer, batch: Batch, cfg: TrainConfig
                metrics: Optional[dict] = None, **kw) -> float:
     """One optimiser step on ``batch``; returns the loss (−L in nats per image for the drawing models,
     L_D + L_G for the sharpener). Raises on a non-finite loss. A model whose output has ``metrics()``
-    (the sharpener: each player's loss, D's accuracy) fills ``metrics`` with them."""
+    (the sharpener: each player's loss, D's accuracy; ``what_adversary``: the adversary's error) fills
+    ``metrics`` with them. An output's ``aux`` (``what_adversary``) joins the gradient, not the returned loss."""
     where = next(model.parameters()).device.type
     amp = torch.autocast(where, dtype=torch.bfloat16) if _use_bf16(model, cfg) else nullcontext()
     with amp:
         out = model(*batch, **kw)
         loss = (out.loss if hasattr(out, "loss") else out.bound).float().mean()   # −L, nats per image
-    if not torch.isfinite(loss):
-        raise TrainingDiverged(f"the {'loss' if hasattr(out, 'loss') else 'bound'} became {loss.item()} at step {step}")
+        aux = getattr(out, "aux", None)                 # training-only terms (what_adversary): in the gradient,
+        objective = loss if aux is None else loss + aux.float().mean()             # not in the logged bound
+    if not torch.isfinite(objective):
+        what = "loss" if hasattr(out, "loss") else "bound" if not torch.isfinite(loss) else "adversary's term"
+        raise TrainingDiverged(f"the {what} became {objective.item()} at step {step}")
     opt.zero_grad(set_to_none=True)
-    loss.backward()
+    objective.backward()
     clip_each(model.parameters(), cfg.clip)
     opt.step()
     if metrics is not None and hasattr(out, "metrics"):
@@ -340,9 +344,16 @@ def init_weights(model, source: str) -> None:
             raise ValueError(f"init={source!r} is neither a checkpoint file nor a shipped model "
                              f"({', '.join(pretrained.list()) or 'none shipped'})")
         saved, _ = load(pretrained.path(source))
-    if saved.cfg.to_dict() != model.cfg.to_dict():
+    # what_adversary's adversary is a training-only part: it may be added to a model that had none (a new
+    # adversary, starting fresh) or left behind; every other field and weight must agree
+    mine, theirs = ({k: v for k, v in c.to_dict().items() if k != "what_adversary"} for c in (model.cfg, saved.cfg))
+    if mine != theirs:
         raise ValueError(f"init={source!r} holds a different model ({saved.cfg}); give the same configuration")
-    model.load_state_dict({k: v.to(model.state_dict()[k].dtype) for k, v in saved.state_dict().items()})
+    state, adversary = model.state_dict(), lambda k: "adversary" in k.split(".")   # noqa: E731
+    weights = {k: v.to(state[k].dtype) for k, v in saved.state_dict().items() if not adversary(k)}
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    if unexpected or not all(map(adversary, missing)):
+        raise ValueError(f"init={source!r}: weights do not match the model (missing {missing}, unexpected {unexpected})")
 
 
 def run(cfg: TrainConfig, out: Optional[str | os.PathLike] = None, progress: bool = True):

@@ -1,4 +1,6 @@
 """alignDRAW and its variants: one DRAW step, four ways of reading the caption."""
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -597,6 +599,105 @@ def test_without_where_latent_no_part_of_z_reaches_the_where_path():
     assert model.generate(ids, lengths).images.shape == (2, 1, 60, 60)
     with pytest.raises(ValueError, match="needs what_where=True"):
         CaptionDrawConfig(vocab_size=23, where_latent=False)
+
+
+def test_what_adversary_trains_the_guess_on_the_truth_and_the_what_path_towards_the_mean():
+    """``what_adversary``: aux = λ Σ_t (BCE(f(sg h^what_t), y) + BCE(f_sg(h^what_t), ȳ)) over the caption's words
+    other than padding and digits, against naive loops over captions, steps and words: f's gradient is that of
+    its own cross-entropy alone, h^what's that of the held f's distance from the batch frequencies ȳ alone;
+    ``nats`` is what f gains over ȳ."""
+    from minidraw.data.mnist_captions import VOCAB
+    lam = 3.0
+    model = _what_where(what_adversary=lam)
+    adversary, cfg = model.adversary, model.cfg
+    ids, _ = VOCAB.encode_batch(["the digit 3 is on the top of the digit 7 .",
+                                 "the digit 5 is at the bottom right of the image .",
+                                 "the digit 1 is on the left of the digit 1 ."])
+    M, T, H = 3, 4, cfg.dec_size - cfg.dec_size // 2
+    h = torch.randn(M, T, H, generator=torch.Generator().manual_seed(0)).requires_grad_()
+    aux, nats = adversary(h, ids)
+    aux.sum().backward()
+    mine = [p.grad.clone() for p in adversary.parameters()]
+    others = [i for i in range(1, cfg.vocab_size) if not cfg.content_first <= i <= cfg.content_last]
+    assert len(others) == adversary.f[-1].out_features
+    y = torch.tensor([[float(i in row.tolist()) for i in others] for row in ids])            # (M, V')
+    assert y[0, others.index(VOCAB.encode("top")[0])] == 1 and y[0, others.index(VOCAB.encode("left")[0])] == 0
+    y_bar = y.mean(0)
+
+    def bce(logit, target):                                    # one word's binary cross-entropy, by hand
+        p = torch.sigmoid(logit)
+        return -(target * torch.log(p) + (1 - target) * torch.log(1 - p))
+
+    adversary.zero_grad()
+    own = sum(bce(adversary.f(h.detach()[m, t])[k], y[m, k])
+              for m in range(M) for t in range(T) for k in range(len(others)))
+    (lam * own).backward()
+    for a, b in zip(mine, adversary.parameters()):
+        torch.testing.assert_close(a, b.grad)                                     # f learns to read the layout
+    frozen = copy.deepcopy(adversary.f).requires_grad_(False)
+    h2 = h.detach().clone().requires_grad_()
+    confusion = sum(bce(frozen(h2[m, t])[k], y_bar[k]) for m in range(M) for t in range(T) for k in range(len(others)))
+    (lam * confusion).backward()
+    torch.testing.assert_close(aux.sum(), lam * (own + confusion).detach())
+    torch.testing.assert_close(h.grad, h2.grad)                                   # h^what: towards ȳ, nothing else
+    prior = sum(bce(torch.logit(y_bar[k].clamp(1e-6, 1 - 1e-6)), y[m, k]) for m in range(M) for k in range(len(others)))
+    torch.testing.assert_close(nats, (prior * T - own.detach()) / (M * T))
+
+
+def test_what_adversary_joins_the_gradient_and_never_the_bound():
+    """With the adversary, one sample of the bound is the same as without it (same weights, same noise), the
+    adversary's term comes out only in training, and one training step returns the bound, logs what the
+    adversary reads and moves the adversary's weights; the setting is checked."""
+    from minidraw.data.mnist_captions import VOCAB
+    model, plain = _what_where(what_adversary=2.0), _what_where()
+    missing, unexpected = plain.load_state_dict(model.state_dict(), strict=False)
+    assert not missing and unexpected and all(k.startswith("adversary.") for k in unexpected)
+    ids, lengths = VOCAB.encode_batch(["the digit 3 is on the top of the digit 7 .",
+                                       "the digit 5 is at the bottom right of the image ."])
+    images = (torch.rand(2, 1, 60, 60, generator=torch.Generator().manual_seed(1)) < 0.2).float()
+    noise = torch.randn(model.cfg.T, 2, model.cfg.z_size, generator=torch.Generator().manual_seed(2))
+    out = model(images, ids, lengths, noise=noise)
+    torch.testing.assert_close(out.bound, plain(images, ids, lengths, noise=noise).bound)
+    assert out.aux.shape == (2,) and (out.aux > 0).all() and out.adversary_nats is not None
+    assert out.h_what.shape == (2, model.cfg.T, model.cfg.dec_size - model.cfg.dec_size // 2)
+    assert plain(images, ids, lengths, noise=noise).aux is None
+    model.eval()
+    assert model(images, ids, lengths, noise=noise).aux is None              # evaluation: the bound alone
+    model.train()
+    cfg = train.TrainConfig(lr=1e-2, cpu_bf16=False)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    before = [p.detach().clone() for p in model.adversary.parameters()]
+    logged: dict = {}
+    torch.manual_seed(3)
+    loss = train.train_step(model, opt, (images, ids, lengths), cfg, 1, metrics=logged)
+    torch.manual_seed(3)
+    assert loss == pytest.approx(plain(images, ids, lengths).bound.mean().item(), rel=1e-6)  # the bound, no aux
+    assert "adversary_nats" in logged
+    assert all(not torch.equal(a, b) for a, b in zip(before, model.adversary.parameters()))
+    with pytest.raises(ValueError, match="needs what_where"):
+        CaptionDrawConfig(vocab_size=23, what_adversary=1.0)
+    with pytest.raises(ValueError, match="λ >= 0"):
+        _what_where(what_adversary=-1.0)
+
+
+def test_an_adversary_can_be_added_to_saved_weights_and_nothing_else(tmp_path):
+    """``init=`` a model saved without the adversary: every weight is copied and the adversary starts fresh; the
+    other way round the adversary is left behind; any other difference is still refused."""
+    from minidraw.checkpoint import save
+    plain, adversarial = _what_where(), _what_where(what_adversary=5.0)
+    with torch.no_grad():
+        for p in plain.parameters():
+            p.add_(1.0)                                                       # unlike a fresh model's
+    save(tmp_path / "plain.pt", plain)
+    train.init_weights(adversarial, str(tmp_path / "plain.pt"))
+    for k, v in plain.state_dict().items():
+        assert torch.equal(adversarial.state_dict()[k], v), k
+    save(tmp_path / "adversarial.pt", adversarial)
+    back = _what_where()
+    train.init_weights(back, str(tmp_path / "adversarial.pt"))
+    assert all(torch.equal(back.state_dict()[k], v) for k, v in plain.state_dict().items())
+    with pytest.raises(ValueError, match="different model"):
+        train.init_weights(_what_where(what_adversary=5.0, what_reset=True), str(tmp_path / "plain.pt"))
 
 
 def test_what_where_trains_and_checks_its_settings(batch):

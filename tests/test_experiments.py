@@ -114,3 +114,26 @@ def test_flip_and_novel_compositions_are_checked(shipped):
     novel = E.novel_compositions(model, "shapes", n=20, classifiers=classifiers)
     assert set(novel) == {"seen", "held-out"} and len(novel["held-out"].texts) == 20
     assert all(shapes.ShapesCaptions("heldout").is_heldout(t) for t in novel["held-out"].texts)
+
+
+def test_layout_probe_reads_nothing_from_a_blank_what_path_and_the_layout_from_the_shipped_one():
+    """A what LSTM with every weight zero has h^what = 0 at every step: the probe can read nothing of the layout
+    beyond the words' frequencies. The shipped MNIST model's what path, trained without an adversary, tells the
+    probe much of it (the alignDRAW chapter measures how much, and what the adversary takes away)."""
+    from minidraw import pretrained
+    from minidraw.data.mnist_captions import MnistCaptions
+    from minidraw.draw import CaptionDraw
+    data = MnistCaptions("train")
+    model, _ = pretrained.load("aligndraw-mnist")
+    read = E.layout_probe(model, data, n=800, steps=600)
+    assert 1.0 < read["test"] < read["all"], read
+    blank = CaptionDraw(model.cfg)
+    with torch.no_grad():
+        for p in blank.draw.decoder.what.parameters():
+            p.zero_()
+    state = torch.get_rng_state()
+    none = E.layout_probe(blank, data, n=800, steps=600)
+    assert abs(none["test"]) < 0.05 and none["all"] == pytest.approx(read["all"]), none
+    assert torch.equal(state, torch.get_rng_state())                              # the caller's noise is kept
+    with pytest.raises(ValueError, match="what/where"):
+        E.layout_probe(pretrained.load("aligndraw-shapes")[0], data)
