@@ -201,6 +201,9 @@ def export(checkpoint: str | os.PathLike, name: str, weights_dir: str | os.PathL
     ``vocab``, ``train``, ``step`` and ``data`` — no optimiser state — and its
     sha256 replaces ``name``'s line in ``<weights_dir>/registry.txt``
     (``weights_dir`` defaults to ``minidraw/weights/``).
+
+    A run that went on from the weights it replaces (trained with ``init=NAME``) is their next stage:
+    ``step`` counts every stage's steps, and ``stages`` lists each stage's steps and training settings.
     """
     from .sample import vocabulary_for
     from .checkpoint import load as load_checkpoint
@@ -216,6 +219,11 @@ def export(checkpoint: str | os.PathLike, name: str, weights_dir: str | os.PathL
     folder = _dir(weights_dir)
     folder.mkdir(parents=True, exist_ok=True)
     dest = folder / MODELS[name]["file"]
+    if ckpt.get("train", {}).get("init") == name and dest.is_file():     # the next stage of the weights it replaces
+        before = torch.load(dest, map_location="cpu", weights_only=True)
+        stages = before.get("stages") or [{"step": before.get("step", 0), "train": before.get("train", {})}]
+        payload["stages"] = [*stages, {"step": ckpt.get("step", 0), "train": ckpt.get("train", {})}]
+        payload["step"] = sum(stage["step"] for stage in payload["stages"])
     _atomic_write(dest, lambda f: torch.save(payload, f))
     line = f"{dest.name} {pooch.file_hash(str(dest), alg='sha256')}\n"
     reg = folder / REGISTRY

@@ -105,6 +105,28 @@ def test_export_again_replaces_the_registry_line(checkpoint, weights, tmp_path):
     assert sorted(p.name for p in d.iterdir()) == ["aligndraw-mnist.md", "aligndraw-mnist.pt", "registry.txt"]
 
 
+def test_a_run_from_the_shipped_weights_exports_as_their_next_stage(checkpoint, weights, tmp_path, mnist_dir,
+                                                                    monkeypatch):
+    """A run trained with ``init=NAME`` from the weights it then replaces: the file counts both stages' steps and
+    lists each stage's steps and settings; a run that did not start from them replaces them as before."""
+    d = tmp_path / "w"
+    shutil.copytree(weights, d)
+    monkeypatch.setenv("MINIDRAW_DATA", str(mnist_dir.parent))
+    monkeypatch.setattr(pretrained, "WEIGHTS_DIR", d)                      # init=aligndraw-mnist reads this folder
+    train.run(train.load_config("aligndraw_mnist_small", None, [*TINY, "max_steps=3", "init=aligndraw-mnist"]),
+              tmp_path / "next", progress=False)
+    pretrained.export(tmp_path / "next" / "checkpoint.pt", "aligndraw-mnist", weights_dir=d)
+    saved = torch.load(d / "aligndraw-mnist.pt", weights_only=True)
+    assert saved["step"] == 2 + 3
+    assert [s["step"] for s in saved["stages"]] == [2, 3]
+    assert saved["stages"][0]["train"]["init"] == "" and saved["stages"][1]["train"]["init"] == "aligndraw-mnist"
+    pretrained.export(tmp_path / "next" / "checkpoint.pt", "aligndraw-mnist", weights_dir=d)   # a third stage
+    assert [s["step"] for s in torch.load(d / "aligndraw-mnist.pt", weights_only=True)["stages"]] == [2, 3, 3]
+    pretrained.export(checkpoint, "aligndraw-mnist", weights_dir=d)        # from scratch: one stage again
+    saved = torch.load(d / "aligndraw-mnist.pt", weights_only=True)
+    assert saved["step"] == 2 and "stages" not in saved
+
+
 # ---- what goes wrong ------------------------------------------------------------------------------
 def test_a_corrupted_copy_is_refused(weights, tmp_path):
     d = tmp_path / "w"

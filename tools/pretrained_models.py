@@ -150,12 +150,30 @@ def curve_rows(run: Path) -> list[dict]:
     return out
 
 
-def write_curve(name: str, run: Path) -> Path:
+def read_curve_rows(path: Path) -> list[dict]:
+    """The rows of a committed curve, numbers as numbers."""
+    with open(path, newline="") as f:
+        return [{k: (int(v) if k == "step" else float(v)) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def continues(name: str, run: Path) -> bool:
+    """Did ``run`` go on from the shipped weights of ``name`` (``init=NAME``), as their next stage?"""
+    ckpt = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)
+    return ckpt.get("train", {}).get("init") == name
+
+
+def write_curve(name: str, run: Path, after: bool = False) -> Path:
+    """``minidraw/recipes/curves/NAME.csv`` from ``run``; ``after``: the run went on from the shipped weights, so its
+    rows follow the committed curve's, their steps and minutes counted on from its last row."""
     rows = curve_rows(run)
     if not rows:
         raise SystemExit(f"{run}: no evaluations in metrics.jsonl (train with eval_every > 0)")
     CURVES.mkdir(parents=True, exist_ok=True)
     path = CURVES / f"{name}.csv"
+    if after:
+        before = read_curve_rows(path)
+        step, minutes = before[-1]["step"], before[-1]["minutes"]
+        rows = before + [{**r, "step": r["step"] + step, "minutes": round(r["minutes"] + minutes, 2)} for r in rows]
     with open(path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[-1]))
         w.writeheader()
@@ -193,10 +211,12 @@ def card(name: str, result: dict, minutes: float | None, where: str) -> str:
              f"| file | `{info['file']}` ({Path(pretrained.path(name)).stat().st_size / 1e6:.2f} MB, float16 weights, no optimiser state) |",
              f"| sha256 | `{info['sha256']}` |",
              f"| data | {ckpt.get('data', '?')} |",
-             f"| steps | {ckpt.get('step')} (batch {train.get('batch_size')}) |",
+             f"| steps | {ckpt.get('step')} (batch {train.get('batch_size')})"
+             + (f", in {len(ckpt['stages'])} stages (below) |" if ckpt.get("stages") else " |"),
              f"| wall time | {minutes:.0f} minutes of training |" if minutes else "| wall time | unknown |",
              f"| machine | {where} |",
              f"| exported | {datetime.date.today().isoformat()} |",
+             f"| recipe | in stages, below (`minidraw/recipes/{name}.toml`) |" if ckpt.get("stages") and name in recipes() else
              f"| recipe | `minidraw train --config {name} --out RUN` (`minidraw/recipes/{name}.toml`) |"
              if name in recipes() else
              "| recipe | see the training settings below |",
@@ -219,7 +239,37 @@ def card(name: str, result: dict, minutes: float | None, where: str) -> str:
         held = result.get("fidelity_heldout_by_template", {})
         for t, v in result["fidelity_seen_by_template"].items():
             lines.append(f"| {t} | {v:.1f} | {held.get(t, float('nan')):.1f} |")
-    return "\n".join(lines + notes(name) + settings(ckpt, train))
+    return "\n".join(lines + notes(name) + stages(name, ckpt) + settings(ckpt, train))
+
+
+def stages(name: str, ckpt: dict) -> list[str]:
+    """For weights trained in stages, each one: its steps, and the settings that differ from the stage before."""
+    if not ckpt.get("stages"):
+        return []
+    lines = ["", "## Stages", "", "Each stage went on from the weights of the one before (`init`, a fresh optimiser):", ""]
+    previous: dict = {}
+    for k, stage in enumerate(ckpt["stages"], 1):
+        train = stage["train"]
+        before = flat(previous)          # a setting the stage before did not have yet (a newer field) kept its default
+        changed = {key: v for key, v in flat(train).items()
+                   if key != "init" and (key.startswith("model.") or key in before) and before.get(key) != v}
+        how = (f"`minidraw train --config {name} --out RUN`" if k == 1 and name in recipes_names() else
+               "from the stage before: `--set init=RUN/checkpoint.pt " + " ".join(f"{key}={v}" for key, v in
+                                                                                 changed.items()) + "`")
+        lines.append(f"{k}. {stage['step']:,} steps, {how}")
+        previous = train
+    return lines
+
+
+def flat(train: dict) -> dict:
+    """Training settings as ``--set`` keys: ``{"lr": .., "model.z_size": ..}``."""
+    return {**{k: v for k, v in train.items() if k != "model"},
+            **{f"model.{k}": v for k, v in (train.get("model") or {}).items()}}
+
+
+def recipes_names() -> list[str]:
+    from minidraw.train import recipes
+    return recipes()
 
 
 def settings(ckpt: dict, train: dict) -> list[str]:
@@ -302,6 +352,9 @@ def write_card(name: str, run: Path | None, classifiers: str | None) -> Path:
         from minidraw.train import read_metrics
         rows = [r for r in read_metrics(run) if r["step"] <= (result["step"] or 0)]
         minutes = wall_minutes(rows)[-1] if rows else None
+    elif (CURVES / f"{name}.csv").is_file():          # every stage's minutes: the committed curve's last row
+        rows = [r for r in read_curve_rows(CURVES / f"{name}.csv") if r["step"] <= (result["step"] or 0)]
+        minutes = rows[-1]["minutes"] if rows else None
     path = Path(pretrained.path(name)).with_suffix(".md")
     path.write_text(card(name, result, minutes, machine()))
     print(f"{path}: " + (f"(the shipped {result['drawer']}) " if "drawer" in result else "") + summary(result))
@@ -318,9 +371,10 @@ def export(name: str, run: Path, force: bool, classifiers: str | None) -> None:
     if not (force or better(new, old)):
         print(f"the run does not improve on the shipped {name}; nothing exported (--force to export anyway)")
         return
-    print(f"exported {pretrained.export(ckpt, name)}")
-    write_curve(name, run)
-    write_card(name, run, classifiers)
+    after = name in pretrained.list() and continues(name, run)
+    print(f"exported {pretrained.export(ckpt, name)}" + (" as the next stage of the shipped weights" if after else ""))
+    write_curve(name, run, after)
+    write_card(name, None if after else run, classifiers)
 
 
 def main(argv=None) -> int:
