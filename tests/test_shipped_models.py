@@ -23,8 +23,8 @@ SHIPPED = pretrained.list()
 # name: (seen %, held-out %, worst seen template %, worst held-out template %) that 200 captions per
 # split must reach (None: no floor).
 FIDELITY_FLOORS = {
-    # what/where generator (28,000 steps): held-out vertical pairs 43-44 % on its card, every other template above 93 %
-    "aligndraw-mnist": (90.0, 77.0, 80.0, 25.0),    # card: 97.6 / 84.1 %, worst templates 94.3 / 42.7 %
+    # what/where generator, 28,000 steps and 3,000 with what_adversary: held-out vertical pairs 68-71 % on its card
+    "aligndraw-mnist": (88.0, 80.0, 70.0, 45.0),    # card: 93.2 / 86.7 %, worst templates 89.9 / 68.4 %
     # one generator LSTM: it does not draw held-out vertical pairs (0-1 % on its card): no held-out template floor
     "aligndraw-mnist-plain": (88.0, 55.0, 70.0, None),    # card: 95.3 / 64.8 %, worst seen template 85.1 %
     "aligndraw-shapes": (90.0, 82.0, 70.0, 55.0),   # card: 97.2 / 88.3 %, worst templates 91.2 / 76.7 %
@@ -35,7 +35,7 @@ BOUND_CEILINGS = {"draw-mnist": 95.0}    # test −L, nats per image, on 500 tes
 # sharpener: (the drawing model it sharpens, the least relative gain in edge strength on 100 of its test
 # drawings — None: none expected yet —, fidelity floors after sharpening on 200 captions per split)
 SHARPENER_CHECKS = {
-    "sharpen-mnist": ("aligndraw-mnist", 0.12, 88.0, 75.0),    # measured +21.2 % on aligndraw-mnist's drawings; card: 94.4 / 83.6 % after
+    "sharpen-mnist": ("aligndraw-mnist", 0.12, 82.0, 75.0),    # measured +23.0 % on aligndraw-mnist's drawings; card: 88.2 / 82.8 % after
     # with pix2pix's L1 term: measured +22.7 %; it lowers held-out fidelity (card: 96.6 / 82.8 % after, 97.0 / 87.6 before)
     "sharpen-shapes": ("aligndraw-shapes", 0.12, 90.0, 75.0),
 }
