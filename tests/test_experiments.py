@@ -135,5 +135,9 @@ def test_layout_probe_reads_nothing_from_a_blank_what_path_and_the_layout_from_t
     none = E.layout_probe(blank, data, n=800, steps=600)
     assert abs(none["test"]) < 0.05 and none["all"] == pytest.approx(read["all"]), none
     assert torch.equal(state, torch.get_rng_state())                              # the caller's noise is kept
+    shapes, vocab = pretrained.load("aligndraw-shapes")
     with pytest.raises(ValueError, match="what/where"):
-        E.layout_probe(pretrained.load("aligndraw-shapes")[0], data)
+        E.layout_probe(shapes, data)
+    ids, lengths = vocab.encode_batch(["a small red square is at the top left on a black background ."])
+    with pytest.raises(ValueError, match="no what/where split"):
+        shapes.generate(ids, lengths, keep_what=True)
