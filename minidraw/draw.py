@@ -467,17 +467,23 @@ class WhatAdversary(nn.Module):
         self.f = nn.Sequential(nn.Linear(cfg.dec_size - cfg.dec_size // 2, hidden), nn.Tanh(),
                                nn.Linear(hidden, int(told.sum())))
 
-    def forward(self, h_what: Tensor, captions: Tensor) -> tuple[Tensor, Tensor]:
-        """``(aux (M,), nats ())`` for h^what of every step ``(M, T, H)`` and the captions ``(M, L)``."""
+    def layout(self, captions: Tensor) -> tuple[Tensor, Tensor]:
+        """``(y, prior)``: which of the other words each caption ``(M, L)`` holds, ``(M, V')`` in {0, 1}, and the
+        uninformed guess's cross-entropy BCE(ȳ, y) summed over the words, ``(M,)``: the most there is to read."""
         y = torch.zeros(captions.shape[0], self.told.numel(), device=captions.device)
         y = y.scatter(1, captions, 1.0)[:, self.told]                           # (M, V') the other words held
         y_bar = y.mean(0, keepdim=True).expand_as(y)                            # (M, V') uninformed
+        return y, F.binary_cross_entropy(y_bar.clamp(1e-6, 1 - 1e-6), y, reduction="none").sum(-1)
+
+    def forward(self, h_what: Tensor, captions: Tensor) -> tuple[Tensor, Tensor]:
+        """``(aux (M,), nats ())`` for h^what of every step ``(M, T, H)`` and the captions ``(M, L)``."""
+        y, prior = self.layout(captions)                                        # (M, V'), (M,)
         bce = lambda logits, target: F.binary_cross_entropy_with_logits(      # noqa: E731 summed over words
             logits.float(), target[:, None].expand(-1, logits.shape[1], -1), reduction="none").sum(-1)
         own = bce(self.f(h_what.detach()), y)                                   # (M, T) f learns
         held = {k: v.detach() for k, v in self.f.named_parameters()}
+        y_bar = y.mean(0, keepdim=True).expand_as(y)                            # (M, V') uninformed
         confusion = bce(torch.func.functional_call(self.f, held, (h_what,)), y_bar)   # (M, T) h^what learns
-        prior = F.binary_cross_entropy(y_bar.clamp(1e-6, 1 - 1e-6), y, reduction="none").sum(-1)   # (M,)
         nats = (prior[:, None] - own).mean().detach()
         return self.weight * (own + confusion).sum(1), nats
 

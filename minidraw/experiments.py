@@ -214,10 +214,8 @@ def layout_probe(model, data, n: int = 2000, steps: int = 1500, seed: int = 0, g
             aux.mean().backward()
             opt.step()
         with torch.no_grad():
-            y = torch.zeros(len(ids_test), cfg.vocab_size, device=h.device).scatter(1, ids_test, 1.0)[:, probe.told]
-            total = torch.nn.functional.binary_cross_entropy(y.mean(0).expand_as(y).clamp(1e-6, 1 - 1e-6), y,
-                                                             reduction="none").sum(-1).mean()
-            return {"train": float(probe(h, ids)[1]), "test": float(probe(h_test, ids_test)[1]), "all": float(total)}
+            return {"train": float(probe(h, ids)[1]), "test": float(probe(h_test, ids_test)[1]),
+                    "all": float(probe.layout(ids_test)[1].mean())}
 
 
 # ---- alignment -------------------------------------------------------------------------------

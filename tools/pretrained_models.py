@@ -156,12 +156,6 @@ def read_curve_rows(path: Path) -> list[dict]:
         return [{k: (int(v) if k == "step" else float(v)) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
-def continues(name: str, run: Path) -> bool:
-    """Did ``run`` go on from the shipped weights of ``name`` (``init=NAME``), as their next stage?"""
-    ckpt = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)
-    return ckpt.get("train", {}).get("init") == name
-
-
 def write_curve(name: str, run: Path, after: bool = False) -> Path:
     """``minidraw/recipes/curves/NAME.csv`` from ``run``; ``after``: the run went on from the shipped weights, so its
     rows follow the committed curve's, their steps and minutes counted on from its last row."""
@@ -244,6 +238,7 @@ def card(name: str, result: dict, minutes: float | None, where: str) -> str:
 
 def stages(name: str, ckpt: dict) -> list[str]:
     """For weights trained in stages, each one: its steps, and the settings that differ from the stage before."""
+    from minidraw.train import recipes
     if not ckpt.get("stages"):
         return []
     lines = ["", "## Stages", "", "Each stage went on from the weights of the one before (`init`, a fresh optimiser):", ""]
@@ -253,7 +248,7 @@ def stages(name: str, ckpt: dict) -> list[str]:
         before = flat(previous)          # a setting the stage before did not have yet (a newer field) kept its default
         changed = {key: v for key, v in flat(train).items()
                    if key != "init" and (key.startswith("model.") or key in before) and before.get(key) != v}
-        how = (f"`minidraw train --config {name} --out RUN`" if k == 1 and name in recipes_names() else
+        how = (f"`minidraw train --config {name} --out RUN`" if k == 1 and name in recipes() else
                "from the stage before: `--set init=RUN/checkpoint.pt " + " ".join(f"{key}={v}" for key, v in
                                                                                  changed.items()) + "`")
         lines.append(f"{k}. {stage['step']:,} steps, {how}")
@@ -265,11 +260,6 @@ def flat(train: dict) -> dict:
     """Training settings as ``--set`` keys: ``{"lr": .., "model.z_size": ..}``."""
     return {**{k: v for k, v in train.items() if k != "model"},
             **{f"model.{k}": v for k, v in (train.get("model") or {}).items()}}
-
-
-def recipes_names() -> list[str]:
-    from minidraw.train import recipes
-    return recipes()
 
 
 def settings(ckpt: dict, train: dict) -> list[str]:
@@ -371,8 +361,9 @@ def export(name: str, run: Path, force: bool, classifiers: str | None) -> None:
     if not (force or better(new, old)):
         print(f"the run does not improve on the shipped {name}; nothing exported (--force to export anyway)")
         return
-    after = name in pretrained.list() and continues(name, run)
-    print(f"exported {pretrained.export(ckpt, name)}" + (" as the next stage of the shipped weights" if after else ""))
+    dest = pretrained.export(ckpt, name)                  # it decides whether the run is the next stage
+    after = "stages" in torch.load(dest, map_location="cpu", weights_only=True)
+    print(f"exported {dest}" + (" as the next stage of the shipped weights" if after else ""))
     write_curve(name, run, after)
     write_card(name, None if after else run, classifiers)
 
