@@ -192,6 +192,8 @@ class TrainConfig:
     compile: bool = False
     data: str = ""                # data folder (MNIST IDX files / prepared COCO); "" = the default
     init: str = ""                # start from these weights (a checkpoint file or a pretrained name), fresh optimiser
+    ema: float = 0.0              # > 0: also keep θ̄, the exponential moving average of the weights with this decay
+                                  # (e.g. 0.999); evaluations, the checkpoint's model and exports are θ̄
 
 
 def _convert(value: str, like):

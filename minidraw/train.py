@@ -25,6 +25,11 @@ written to a temporary file and renamed (a kill never leaves a half-written
 at the end, and on Ctrl-C / SIGTERM. They load with ``weights_only=True``: a
 checkpoint from a stranger cannot run code.
 
+**Weight averaging.** With ``ema = d`` (e.g. 0.999) the run also keeps θ̄, the exponential moving average
+of the weights (:func:`weight_average`). θ̄ is what the run evaluates, what its checkpoint holds as the model
+(so ``minidraw sample``, ``evaluate``, ``init=`` and exports all take θ̄) — the trained weights travel beside
+it as ``live``, and a resumed run goes on from those.
+
 **Many GPUs.** Under ``torchrun`` (``WORLD_SIZE`` > 1) each process takes its
 slice of the global batch and PyTorch's DistributedDataParallel averages the
 gradients; rank 0 writes checkpoints and metrics. The processes agree on stopping
@@ -47,6 +52,7 @@ from typing import Callable, Optional
 
 import torch
 import torch.distributed as dist
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
 from .checkpoint import kind_of, load, read, save  # noqa: F401 - re-exported: minidraw.train.load/save
@@ -91,6 +97,27 @@ def learning_rate(cfg: TrainConfig, step: int) -> float:
     progress = min(1.0, max(0, step - 1) / max(1, cfg.max_steps - 1))     # 0 at the first step, 1 at the last
     low = cfg.lr * cfg.lr_min
     return warm * (low + (cfg.lr - low) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def weight_average(model, decay: float) -> Optional[AveragedModel]:
+    """``ema`` > 0: the exponential moving average of the weights (Polyak averaging), one update after every
+    optimiser step — ``None`` when ``decay`` is 0::
+
+        θ̄_1 = θ_1,    θ̄_k = d · θ̄_{k−1} + (1 − d) · θ_k            (d = decay; about 1 / (1 − d) steps' memory)
+
+    The trained weights θ_k wander about a valley floor from step to step; θ̄ is their centre, and what a run
+    evaluates, checkpoints as its model and exports (torch.optim.swa_utils.AveragedModel)."""
+    if not decay:
+        return None
+    if not 0 < decay < 1:
+        raise ValueError(f"ema (the average's decay) must lie in [0, 1), got {decay}")
+    return AveragedModel(_bare(model), multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=False)
+
+
+def _bare(model):
+    """The model inside torch.compile and DistributedDataParallel wrappers."""
+    model = getattr(model, "_orig_mod", model)
+    return getattr(model, "module", model)
 
 
 def clip_each(params, max_norm: float) -> None:
@@ -195,14 +222,17 @@ class _Stop:
 def fit(model, batches, cfg: TrainConfig, progress: bool = True, *, out: Optional[str | os.PathLike] = None,
         test: Optional[list] = None, opt: Optional[torch.optim.Optimizer] = None, start_step: int = 0,
         extra: Optional[dict] = None, rank: int = 0,
-        evaluation: Optional[Callable[[torch.nn.Module], dict]] = None) -> list[dict]:
+        evaluation: Optional[Callable[[torch.nn.Module], dict]] = None,
+        ema: Optional[AveragedModel] = None) -> list[dict]:
     """The training loop of every model; returns the log (one dict per step, and evaluations).
 
     ``batches``: a tensor of images, a callable ``step -> batch`` (:class:`Batches`), or an
     iterator of batches. With ``out`` a directory, it checkpoints (and resumes through
     :func:`run`) and appends ``metrics.jsonl``; ``test`` (a list of batches) is evaluated
     every ``eval_every`` steps, and so is ``evaluation(model) -> dict`` (e.g. caption fidelity),
-    whose numbers go into the log beside the step and the wall time.
+    whose numbers go into the log beside the step and the wall time. With ``cfg.ema`` (or ``ema``, an
+    :func:`weight_average` to go on with) the average θ̄ follows every step; evaluations score θ̄, and the
+    checkpoint's model is θ̄ with the trained weights beside it (``live``), so resuming is exact.
     """
     if isinstance(batches, torch.Tensor):
         batches = Batches(batches, cfg.batch_size, cfg.seed, device=batches.device)
@@ -210,14 +240,18 @@ def fit(model, batches, cfg: TrainConfig, progress: bool = True, *, out: Optiona
         it = iter(batches)
         batches = lambda step: next(it)  # noqa: E731
     opt = opt or make_optimizer(cfg.optimizer, model.parameters(), cfg.lr, cfg.beta1)
-    key = "bound" if getattr(getattr(model, "module", model), "has_bound", True) else "loss"  # the sharpener: a loss
+    bare = _bare(model)
+    ema = ema if ema is not None else weight_average(bare, cfg.ema)
+    shown = ema.module if ema is not None else bare                     # what evaluations score and checkpoints hold
+    key = "bound" if getattr(bare, "has_bound", True) else "loss"       # the sharpener: a loss
     out = Path(out) if out is not None and rank == 0 else None
     metrics = open(out / METRICS, "a", buffering=1) if out else None   # line-buffered: a kill loses no line
     log, start, last_ckpt, running, step = [], time.perf_counter(), time.perf_counter(), None, start_step
 
     def checkpoint(step):
-        save(out / CHECKPOINT, model, {**(extra or {}), "train": asdict(cfg), "step": step,
-                                       "optimizer": opt.state_dict()})
+        live = {"live": bare.state_dict(), "ema_updates": int(ema.n_averaged)} if ema is not None else {}
+        save(out / CHECKPOINT, shown, {**(extra or {}), "train": asdict(cfg), "step": step,
+                                       "optimizer": opt.state_dict(), **live})
 
     def record(entry):
         log.append(entry)
@@ -240,6 +274,8 @@ def fit(model, batches, cfg: TrainConfig, progress: bool = True, *, out: Optiona
                              else "no checkpoint was written")
                     raise TrainingDiverged(f"{e}; training stopped, {where}. Lower the learning rate "
                                            "(--set lr=...) and resume.") from None
+                if ema is not None:
+                    ema.update_parameters(bare)                      # θ̄_k = d θ̄_{k−1} + (1 − d) θ_k
                 elapsed = time.perf_counter() - start
                 running = loss if running is None else 0.98 * running + 0.02 * loss
                 record({"step": step, key: loss, "seconds": round(elapsed, 3), **extras})
@@ -250,11 +286,11 @@ def fit(model, batches, cfg: TrainConfig, progress: bool = True, *, out: Optiona
                                              stop.requested])
                 done = step == cfg.max_steps or timed_out
                 if test is not None and (done or (cfg.eval_every and step % cfg.eval_every == 0)) and rank == 0:
-                    mean, se = dataset_bound(getattr(model, "module", model), test)
+                    mean, se = dataset_bound(shown, test)
                     record({"step": step, "test_bound": mean, "test_se": se})
                     bar.write(f"step {step}: test −L = {mean:.2f} ± {se:.2f} nats")
                 if evaluation is not None and (done or (cfg.eval_every and step % cfg.eval_every == 0)) and rank == 0:
-                    result = evaluation(getattr(model, "module", model))
+                    result = evaluation(shown)
                     record({"step": step, "seconds": round(time.perf_counter() - start, 3), **result})
                     bar.write(f"step {step}: " + ", ".join(f"{k} {v:.4g}" for k, v in result.items()
                                                          if isinstance(v, float)))
@@ -379,7 +415,7 @@ def run(cfg: TrainConfig, out: Optional[str | os.PathLike] = None, progress: boo
         saved, ckpt = load(ckpt_path, map_location=device)
         if saved.cfg.to_dict() != model_cfg.to_dict():
             raise ValueError(f"{ckpt_path} holds a different model ({saved.cfg}); use another --out to start afresh")
-        model.load_state_dict(saved.state_dict())
+        model.load_state_dict(ckpt["live"] if "live" in ckpt else saved.state_dict())   # ema: the trained weights
         opt.load_state_dict(ckpt["optimizer"])
         start = int(ckpt["step"])
         if rank == 0:   # drop metrics a killed run wrote after its last checkpoint: the curve replays them
@@ -399,6 +435,10 @@ def run(cfg: TrainConfig, out: Optional[str | os.PathLike] = None, progress: boo
         if rank == 0:
             print(f"frozen sentence encoder: caption autoencoder, {loss:.3f} nats per word after "
                   f"{model_cfg.sentence_pretrain_steps} steps")
+    ema = weight_average(model, cfg.ema)
+    if ema is not None and start > 0 and "live" in ckpt:                # the average goes on where it was
+        ema.module.load_state_dict(saved.state_dict())
+        ema.n_averaged.fill_(int(ckpt["ema_updates"]))
     if rank == 0:
         print(source)
     net = model
@@ -418,7 +458,7 @@ def run(cfg: TrainConfig, out: Optional[str | os.PathLike] = None, progress: boo
             scene = accuracy_evaluation(test_src, cfg.eval_fidelity)
             evaluation = (lambda m: {**m.test_metrics(held_back), **scene(m)})  # noqa: E731
     log = fit(net, batches, cfg, progress, out=out, test=test, opt=opt, start_step=start, extra=extra, rank=rank,
-              evaluation=evaluation)
+              evaluation=evaluation, ema=ema)
     if out and rank == 0:
         plot_metrics(out)
-    return model, log
+    return (ema.module if ema is not None else model), log

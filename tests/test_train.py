@@ -135,6 +135,35 @@ def test_resume_continues_the_same_curve(tmp_path):
     assert ckpt["step"] == 6 and ckpt["train"]["max_steps"] == 6 and model.cfg.T == 2
 
 
+def test_ema_is_the_moving_average_of_the_trained_weights_and_leaves_training_alone(tmp_path):
+    thetas = []                                                                 # θ_1, θ_2, θ_3 of a run without ema
+    for k in (1, 2, 3):
+        model, _ = train.run(tiny(f"max_steps={k}"), tmp_path / "plain", progress=False)
+        thetas.append({n: t.clone() for n, t in model.state_dict().items()})
+    averaged, _ = train.run(tiny("max_steps=3", "ema=0.5"), tmp_path / "ema", progress=False)
+    saved, ckpt = train.load(tmp_path / "ema" / "checkpoint.pt")
+    assert ckpt["ema_updates"] == 3
+    for name, t in saved.state_dict().items():
+        assert torch.equal(ckpt["live"][name], thetas[2][name])                 # training is unchanged
+        naive = 0.25 * thetas[0][name] + 0.25 * thetas[1][name] + 0.5 * thetas[2][name]   # θ̄_3, d = ½
+        assert torch.allclose(t, naive, atol=1e-6), name
+        assert torch.equal(averaged.state_dict()[name], t)                      # run returns θ̄
+
+
+def test_ema_resumes_exactly(tmp_path):
+    _, straight = train.run(tiny("max_steps=6", "ema=0.9", "eval_every=3"), tmp_path / "a", progress=False)
+    train.run(tiny("max_steps=3", "ema=0.9", "eval_every=3", "checkpoint_every=3"), tmp_path / "b", progress=False)
+    _, resumed = train.run(tiny("max_steps=6", "ema=0.9", "eval_every=3"), tmp_path / "b", progress=False)
+    assert [r["bound"] for r in resumed if "bound" in r] == [r["bound"] for r in straight if "bound" in r][3:]
+    assert [r["test_bound"] for r in resumed if "test_bound" in r] == [r["test_bound"] for r in straight
+                                                                        if "test_bound" in r][1:]   # θ̄ scored
+    (a, ca), (b, cb) = (train.load(tmp_path / d / "checkpoint.pt") for d in "ab")
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    assert all(torch.equal(ca["live"][k], cb["live"][k]) for k in ca["live"])
+    with pytest.raises(ValueError, match="ema"):
+        train.run(tiny("max_steps=1", "ema=1.5"), tmp_path / "c", progress=False)
+
+
 def test_nonfinite_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(tmp_path):
     cfg = tiny("max_steps=10")
     model = build(preset(cfg.preset, **cfg.model))
