@@ -379,9 +379,19 @@ class CaptionDrawConfig(DrawSizes):
     # trained, with weight λ = what_adversary, to leave it no better than the batch's word frequencies, so it
     # cannot know the layout it draws into. 0: none. Never part of the bound. See WhatAdversary.
     what_adversary: float = 0.0
+    # what_where with where_latent, ours, training only: the KL term of z^where weighted β = where_kl in the training
+    # objective, NLL + β Σ_t KL^where_t + Σ_t KL^what_t. β > 1 makes a nat in z^where dearer than one in z^what, so
+    # the digit's shape moves into the what path and z^where keeps the placement. 1: the bound itself. The bound
+    # that is logged, evaluated and reported is always the true one (β = 1).
+    where_kl: float = 1.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if not self.where_kl >= 0:
+            raise ValueError(f"where_kl is a weight β >= 0 on z^where's KL term (1: the bound), got {self.where_kl}")
+        if self.where_kl != 1 and not (self.what_where and self.where_latent):
+            raise ValueError("where_kl weights the KL of z^where, the where LSTM's half of z_t: it needs "
+                             "what_where=True and where_latent=True")
         if not self.what_adversary >= 0:
             raise ValueError(f"what_adversary is a weight λ >= 0 (0: no adversary), got {self.what_adversary}")
         if self.what_adversary and not self.what_where:
@@ -615,6 +625,9 @@ class CaptionDraw(nn.Module):
         out = self.draw(images, self.context(captions, lengths, sentence), keep_canvases, noise, keep_what=adversary)
         if adversary:
             out.aux, out.adversary_nats = self.adversary(out.h_what, captions)
+        if self.training and self.cfg.where_kl != 1:                          # (β − 1) Σ_t KL^where_t, (M,)
+            extra = (self.cfg.where_kl - 1) * out.latents.kl(dims=slice(0, z_where(self.cfg))).sum(1)
+            out.aux = extra if out.aux is None else out.aux + extra
         return out
 
     @torch.no_grad()

@@ -94,9 +94,10 @@ class Latents:
         """The sampled z_t = μ_t + σ_t ε_t, ``(M, T, z_size)``."""
         return self.mu + torch.exp(self.logsigma) * self.eps
 
-    def kl(self) -> Tensor:
-        """KL(q(z_t | ·) || p(z_t | z_<t)) per step, ``(M, T)``."""
-        return gaussian_kl(self.mu, self.logsigma, self.mu_p, self.logsigma_p).sum(-1)
+    def kl(self, dims: slice = slice(None)) -> Tensor:
+        """KL(q(z_t | ·) || p(z_t | z_<t)) per step, ``(M, T)``; of the numbers ``dims`` of z_t only, when given."""
+        d = dims
+        return gaussian_kl(self.mu[..., d], self.logsigma[..., d], self.mu_p[..., d], self.logsigma_p[..., d]).sum(-1)
 
     def log_q(self) -> Tensor:
         """log q(z | x) of the sampled z, summed over steps: ``(M,)``."""

@@ -381,8 +381,10 @@ def init_weights(model, source: str) -> None:
                              f"({', '.join(pretrained.list()) or 'none shipped'})")
         saved, _ = load(pretrained.path(source))
     # what_adversary's adversary is a training-only part: it may be added to a model that had none (a new
-    # adversary, starting fresh) or left behind; every other field and weight must agree
-    mine, theirs = ({k: v for k, v in c.to_dict().items() if k != "what_adversary"} for c in (model.cfg, saved.cfg))
+    # adversary, starting fresh) or left behind; where_kl only weighs a term of the training objective. Every
+    # other field and weight must agree
+    mine, theirs = ({k: v for k, v in c.to_dict().items() if k not in ("what_adversary", "where_kl")}
+                    for c in (model.cfg, saved.cfg))
     if mine != theirs:
         raise ValueError(f"init={source!r} holds a different model ({saved.cfg}); give the same configuration")
     state, adversary = model.state_dict(), lambda k: "adversary" in k.split(".")   # noqa: E731

@@ -1,9 +1,12 @@
 """alignDRAW and its variants: one DRAW step, four ways of reading the caption."""
 import copy
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from minidraw import train
 from minidraw.configs import preset
@@ -678,6 +681,42 @@ def test_what_adversary_joins_the_gradient_and_never_the_bound():
         CaptionDrawConfig(vocab_size=23, what_adversary=1.0)
     with pytest.raises(ValueError, match="λ >= 0"):
         _what_where(what_adversary=-1.0)
+
+
+def test_where_kl_weighs_z_where_in_training_only():
+    """``where_kl = β``: in training, aux = (β − 1) Σ_t KL(q(z^where_t) || p(z^where_t)) over the where LSTM's half of
+    z_t (the closed form of torch.distributions), so the objective is NLL + β KL^where + KL^what; the bound is the
+    same sample as without it, evaluation adds nothing, and init= from weights trained without it works."""
+    from torch.distributions import Normal, kl_divergence
+    from minidraw.data.mnist_captions import VOCAB
+    beta = 3.0
+    model, plain = _what_where(where_kl=beta), _what_where()
+    assert torch.equal(nn.utils.parameters_to_vector(model.parameters()), nn.utils.parameters_to_vector(plain.parameters()))
+    ids, lengths = VOCAB.encode_batch(["the digit 3 is at the top of the digit 7 .",
+                                       "the digit 5 is at the bottom right of the image ."])
+    images = (torch.rand(2, 1, 60, 60, generator=torch.Generator().manual_seed(1)) < 0.2).float()
+    noise = torch.randn(model.cfg.T, 2, model.cfg.z_size, generator=torch.Generator().manual_seed(2))
+    out = model(images, ids, lengths, noise=noise)
+    torch.testing.assert_close(out.bound, plain(images, ids, lengths, noise=noise).bound)
+    l, half = out.latents, model.cfg.z_size // 2                                # z^where: the first half of z_t
+    naive = kl_divergence(Normal(l.mu[..., :half], l.logsigma[..., :half].exp()),
+                          Normal(l.mu_p[..., :half], l.logsigma_p[..., :half].exp())).sum((1, 2))   # (M,)
+    torch.testing.assert_close(out.aux, (beta - 1) * naive)
+    assert (naive > 0).all() and plain(images, ids, lengths, noise=noise).aux is None
+    model.eval()
+    assert model(images, ids, lengths, noise=noise).aux is None
+    both = _what_where(where_kl=beta, what_adversary=2.0)
+    both.train()
+    torch.testing.assert_close(both(images, ids, lengths, noise=noise).aux,
+                               _what_where(what_adversary=2.0)(images, ids, lengths, noise=noise).aux + (beta - 1) * naive)
+    from minidraw.checkpoint import save
+    with tempfile.TemporaryDirectory() as d:
+        save(Path(d) / "plain.pt", plain)
+        train.init_weights(_what_where(where_kl=beta), str(Path(d) / "plain.pt"))   # a training-only weight
+    with pytest.raises(ValueError, match="where_latent"):
+        _what_where(where_kl=2.0, where_latent=False)
+    with pytest.raises(ValueError, match="β >= 0"):
+        _what_where(where_kl=-1.0)
 
 
 def test_an_adversary_can_be_added_to_saved_weights_and_nothing_else(tmp_path):
