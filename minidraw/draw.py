@@ -285,11 +285,18 @@ class Draw(nn.Module):
 
     # ---- generation ----------------------------------------------------------------
     @torch.no_grad()
-    def generate(self, M: int, context: Optional[Context] = None, temperature: float = 1.0,
+    def generate(self, M: int, context: Optional[Context] = None, temperature: float | tuple[float, float] = 1.0,
                  keep_what: bool = False) -> Generated:
-        """Draw ``M`` images from the prior: z_t ~ p(z_t | z_<t) (scaled by ``temperature``); ``keep_what``:
-        h^what_t of every step in ``.h_what``."""
+        """Draw ``M`` images from the prior: z_t ~ p(z_t | z_<t) (σ scaled by ``temperature``; ``what_where``: a
+        pair (τ^where, τ^what) scales z^where and z^what apart); ``keep_what``: h^what_t of every step in ``.h_what``."""
         device, dtype = self.c0.device, self.c0.dtype
+        if isinstance(temperature, (tuple, list)):                             # (τ^where, τ^what) per number of z_t
+            if not (getattr(self.cfg, "what_where", False) and len(temperature) == 2):
+                raise ValueError("a pair of temperatures (z^where, z^what) needs a what/where generator; "
+                                 f"give one number, got {temperature!r}")
+            zw = z_where(self.cfg)
+            temperature = torch.tensor([float(temperature[0])] * zw + [float(temperature[1])] * (self.cfg.z_size - zw),
+                                       device=device, dtype=dtype)             # (z_size,)
         dec, canvas = self._start(M, device, dtype)
         canvases, writes, alphas, what = [], [], [], []
         for t in range(self.cfg.T):
@@ -632,10 +639,11 @@ class CaptionDraw(nn.Module):
 
     @torch.no_grad()
     def generate(self, captions: Optional[Tensor] = None, lengths: Optional[Tensor] = None,
-                 sentence: Optional[Tensor] = None, M: Optional[int] = None, temperature: float = 1.0,
-                 keep_what: bool = False) -> Generated:
-        """Draw one image per caption from the prior p(z_t | z_<t, y) (``M`` images for ``draw``); ``keep_what``
-        (``what_where``): h^what_t of every step in ``.h_what``."""
+                 sentence: Optional[Tensor] = None, M: Optional[int] = None,
+                 temperature: float | tuple[float, float] = 1.0, keep_what: bool = False) -> Generated:
+        """Draw one image per caption from the prior p(z_t | z_<t, y) (``M`` images for ``draw``), σ scaled by
+        ``temperature`` (``what_where``: or by a pair (τ^where, τ^what)); ``keep_what`` (``what_where``): h^what_t of
+        every step in ``.h_what``."""
         if M is None:
             given = [v for v in (captions, sentence) if v is not None]
             if not given and self.cfg.variant == "draw":

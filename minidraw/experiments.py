@@ -22,6 +22,10 @@ the model draws, asked which of the caption's words other than the content words
 "top", "corner", ...) the caption holds; :func:`layout_probe` gives the nats per step it reads beyond the
 words' frequencies, on captions it was not trained on. 0: the what path cannot tell the layout.
 
+**Which noise breaks a drawing** (``what_where`` models): :func:`noise_sources` draws the same captions with the
+where path's latents z^where and the what path's z^what at separate temperatures, 0 (the prior's mean) or 1, and
+checks them: which of the two paths' noise turns a right drawing wrong.
+
 **Temperature**: the same caption drawn with the prior's σ scaled by 0, 0.5, 1
 (:func:`temperatures`): at 0 every z_t is the prior's mean, so what changes is what the noise adds.
 
@@ -216,6 +220,35 @@ def layout_probe(model, data, n: int = 2000, steps: int = 1500, seed: int = 0, g
         with torch.no_grad():
             return {"train": float(probe(h, ids)[1]), "test": float(probe(h_test, ids_test)[1]),
                     "all": float(probe.layout(ids_test)[1].mean())}
+
+
+# ---- which noise breaks a drawing ---------------------------------------------------------------
+def noise_sources(model, data, templates: Sequence[int] = (2, 3), n: int = 400, seed: int = 0,
+                  pairs: Sequence[tuple[float, float]] = ((1, 1), (0, 0), (0, 1), (1, 0)),
+                  classifiers=None) -> dict[tuple[float, float], float]:
+    """Caption fidelity (%) of the first ``n`` captions of ``data`` whose template is one of ``templates`` (MNIST
+    with captions: 2, 3 are "top of", "bottom of"), drawn with z^where and z^what at each pair of temperatures
+    (τ^where, τ^what) of ``pairs`` and the same seed: at (0, 1) only the what path's latents are sampled, at (1, 0)
+    only the where path's (``what_where`` models)."""
+    from .evaluate import caption_fidelity
+    from .runtime import evaluating
+    if not getattr(model.cfg, "what_where", False):
+        raise ValueError("noise_sources samples z^where and z^what apart: it needs a what/where model (what_where=True)")
+    chosen, i = [], 0
+    while len(chosen) < n and i < 100 * n:                                    # the data's own order, filtered
+        block = np.arange(i, i + 1000)
+        chosen += [int(j) for j, t in zip(block, data.scenes(block)["template"]) if t in templates]
+        i += 1000
+    if len(chosen) < n:
+        raise ValueError(f"{type(data).__name__} has fewer than {n} captions of templates {list(templates)}")
+    index = np.array(chosen[:n])
+    b, texts = data.batch(index), data.texts(index)
+    out = {}
+    for pair in pairs:
+        with evaluating(model, seed) as device:
+            images = model.generate(b.captions.to(device), b.lengths.to(device), temperature=tuple(pair)).images
+        out[tuple(pair)] = 100.0 * float(caption_fidelity(images.float().cpu(), texts, data, classifiers).correct.mean())
+    return out
 
 
 # ---- alignment -------------------------------------------------------------------------------

@@ -1,6 +1,9 @@
 """minidraw.experiments: same noise, flipping words, novel compositions, most attended words."""
 from __future__ import annotations
 
+import copy
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -106,7 +109,6 @@ def test_colour_flip_changes_the_object_region(shipped, tmp_path):
 
 
 def test_flip_and_novel_compositions_are_checked(shipped):
-    from pathlib import Path
     classifiers = Path(__file__).resolve().parents[1] / "book" / "checkpoints" / "classifiers"
     model, vocab = shipped
     f = E.flip(model, vocab, CAPTION, "white", list(shapes.BACKGROUNDS), n=4, classifiers=classifiers)
@@ -156,3 +158,38 @@ def test_layout_probe_reads_nothing_from_a_blank_what_path_and_everything_from_o
     ids, lengths = vocab.encode_batch(["a small red square is at the top left on a black background ."])
     with pytest.raises(ValueError, match="no what/where split"):
         shapes.generate(ids, lengths, keep_what=True)
+
+
+def test_a_pair_of_temperatures_scales_z_where_and_z_what_apart():
+    """(τ, τ) is the temperature τ, bit for bit; with the where LSTM deaf to z^where, τ^where changes nothing and
+    τ^what does — and the other way round — so each number of the pair reaches its own half of z_t."""
+    from minidraw import pretrained
+    from minidraw.data.mnist_captions import MnistCaptions
+    from minidraw.runtime import evaluating
+    model, vocab = pretrained.load("aligndraw-mnist")
+    ids, lengths = vocab.encode_batch(["the digit 2 is at the top of the digit 7 .",
+                                       "the digit 4 is at the bottom left of the image ."] * 2)
+
+    def draw(m, temperature):
+        with evaluating(m, 0):
+            return m.generate(ids, lengths, temperature=temperature).images
+
+    for t in (0.0, 0.5, 1.0):
+        assert torch.equal(draw(model, (t, t)), draw(model, t))
+    zw = model.cfg.z_size // 2
+    for half, deaf in (("where", slice(0, zw)), ("what", slice(0, model.cfg.z_size - zw))):
+        m = copy.deepcopy(model)
+        with torch.no_grad():
+            getattr(m.draw.decoder, half).weight_ih[:, deaf].zero_()               # the LSTM no longer reads its z
+        same, other = ((0.0, 1.0), (1.0, 0.0)) if half == "where" else ((1.0, 0.0), (0.0, 1.0))
+        assert torch.equal(draw(m, same), draw(m, (1.0, 1.0))), half
+        assert not torch.equal(draw(m, other), draw(m, (1.0, 1.0))), half
+    shapes, svocab = pretrained.load("aligndraw-shapes")
+    sids, slengths = svocab.encode_batch(["a small red square is at the top left on a black background ."])
+    with pytest.raises(ValueError, match="what/where"):
+        shapes.generate(sids, slengths, temperature=(0.0, 1.0))
+    with pytest.raises(ValueError, match="what/where"):
+        E.noise_sources(shapes, MnistCaptions("heldout"))
+    classifiers = Path(__file__).resolve().parents[1] / "book" / "checkpoints" / "classifiers"
+    rates = E.noise_sources(model, MnistCaptions("heldout"), n=60, pairs=((1, 1), (0, 0)), classifiers=classifiers)
+    assert set(rates) == {(1, 1), (0, 0)} and all(0 <= r <= 100 for r in rates.values())
