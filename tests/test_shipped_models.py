@@ -23,7 +23,7 @@ SHIPPED = pretrained.list()
 # name: (seen %, held-out %, worst seen template %, worst held-out template %) that 200 captions per
 # split must reach (None: no floor).
 FIDELITY_FLOORS = {
-    # what/where generator, 28,000 steps and 3,000 with what_adversary: held-out vertical pairs 68-71 % on its card
+    # what/where generator, 28,000 steps and 3,000 with what_adversary and where_kl: held-out vertical pairs 75-77 % on its card
     "aligndraw-mnist": (88.0, 80.0, 70.0, 45.0),    # card: 94.5 / 89.1 %, worst templates 92.2 / 75.2 %
     # one generator LSTM: it does not draw held-out vertical pairs (0-1 % on its card): no held-out template floor
     "aligndraw-mnist-plain": (88.0, 55.0, 70.0, None),    # card: 95.3 / 64.8 %, worst seen template 85.1 %
