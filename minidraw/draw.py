@@ -346,6 +346,8 @@ class CaptionDrawConfig(DrawSizes):
     """
 
     DERIVED: ClassVar[tuple[str, ...]] = ("cond_size",)
+    # settings of training only, not of the model: weights trained with other values serve as init= (train.init_weights)
+    TRAINING_ONLY: ClassVar[tuple[str, ...]] = ("what_adversary", "where_kl")
 
     variant: str = "align"
     vocab_size: int = 23    # word ids, <pad> included (MNIST with captions: 22 words + <pad>)

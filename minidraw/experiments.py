@@ -234,14 +234,10 @@ def noise_sources(model, data, templates: Sequence[int] = (2, 3), n: int = 400, 
     from .runtime import evaluating
     if not getattr(model.cfg, "what_where", False):
         raise ValueError("noise_sources samples z^where and z^what apart: it needs a what/where model (what_where=True)")
-    chosen, i = [], 0
-    while len(chosen) < n and i < 100 * n:                                    # the data's own order, filtered
-        block = np.arange(i, i + 1000)
-        chosen += [int(j) for j, t in zip(block, data.scenes(block)["template"]) if t in templates]
-        i += 1000
-    if len(chosen) < n:
+    scan = np.arange(100 * n)                                                  # the data's own order, filtered
+    index = scan[np.isin(data.scenes(scan)["template"], templates)][:n]
+    if len(index) < n:
         raise ValueError(f"{type(data).__name__} has fewer than {n} captions of templates {list(templates)}")
-    index = np.array(chosen[:n])
     b, texts = data.batch(index), data.texts(index)
     out = {}
     for pair in pairs:

@@ -96,8 +96,8 @@ class Latents:
 
     def kl(self, dims: slice = slice(None)) -> Tensor:
         """KL(q(z_t | ·) || p(z_t | z_<t)) per step, ``(M, T)``; of the numbers ``dims`` of z_t only, when given."""
-        d = dims
-        return gaussian_kl(self.mu[..., d], self.logsigma[..., d], self.mu_p[..., d], self.logsigma_p[..., d]).sum(-1)
+        return gaussian_kl(self.mu[..., dims], self.logsigma[..., dims], self.mu_p[..., dims],
+                           self.logsigma_p[..., dims]).sum(-1)
 
     def log_q(self) -> Tensor:
         """log q(z | x) of the sampled z, summed over steps: ``(M,)``."""

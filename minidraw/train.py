@@ -380,11 +380,11 @@ def init_weights(model, source: str) -> None:
             raise ValueError(f"init={source!r} is neither a checkpoint file nor a shipped model "
                              f"({', '.join(pretrained.list()) or 'none shipped'})")
         saved, _ = load(pretrained.path(source))
-    # what_adversary's adversary is a training-only part: it may be added to a model that had none (a new
-    # adversary, starting fresh) or left behind; where_kl only weighs a term of the training objective. Every
-    # other field and weight must agree
-    mine, theirs = ({k: v for k, v in c.to_dict().items() if k not in ("what_adversary", "where_kl")}
-                    for c in (model.cfg, saved.cfg))
+    # settings of training only (CaptionDrawConfig.TRAINING_ONLY) may differ: what_adversary's adversary may be added
+    # to a model that had none (a new adversary, starting fresh) or left behind, where_kl only weighs a term of the
+    # objective. Every other field and weight must agree
+    skip = getattr(type(model.cfg), "TRAINING_ONLY", ())
+    mine, theirs = ({k: v for k, v in c.to_dict().items() if k not in skip} for c in (model.cfg, saved.cfg))
     if mine != theirs:
         raise ValueError(f"init={source!r} holds a different model ({saved.cfg}); give the same configuration")
     state, adversary = model.state_dict(), lambda k: "adversary" in k.split(".")   # noqa: E731

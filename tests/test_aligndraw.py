@@ -647,18 +647,24 @@ def test_what_adversary_trains_the_guess_on_the_truth_and_the_what_path_towards_
     torch.testing.assert_close(nats, (prior * T - own.detach()) / (M * T))
 
 
+def _two_scenes(cfg):
+    """Two captions (a vertical pair, a corner), random binary 60×60 images and the noise ε of every step, fixed."""
+    from minidraw.data.mnist_captions import VOCAB
+    ids, lengths = VOCAB.encode_batch(["the digit 3 is at the top of the digit 7 .",
+                                       "the digit 5 is at the bottom right of the image ."])
+    images = (torch.rand(2, 1, 60, 60, generator=torch.Generator().manual_seed(1)) < 0.2).float()
+    noise = torch.randn(cfg.T, 2, cfg.z_size, generator=torch.Generator().manual_seed(2))
+    return images, ids, lengths, noise
+
+
 def test_what_adversary_joins_the_gradient_and_never_the_bound():
     """With the adversary, one sample of the bound is the same as without it (same weights, same noise), the
     adversary's term comes out only in training, and one training step returns the bound, logs what the
     adversary reads and moves the adversary's weights; the setting is checked."""
-    from minidraw.data.mnist_captions import VOCAB
     model, plain = _what_where(what_adversary=2.0), _what_where()
     missing, unexpected = plain.load_state_dict(model.state_dict(), strict=False)
     assert not missing and unexpected and all(k.startswith("adversary.") for k in unexpected)
-    ids, lengths = VOCAB.encode_batch(["the digit 3 is on the top of the digit 7 .",
-                                       "the digit 5 is at the bottom right of the image ."])
-    images = (torch.rand(2, 1, 60, 60, generator=torch.Generator().manual_seed(1)) < 0.2).float()
-    noise = torch.randn(model.cfg.T, 2, model.cfg.z_size, generator=torch.Generator().manual_seed(2))
+    images, ids, lengths, noise = _two_scenes(model.cfg)
     out = model(images, ids, lengths, noise=noise)
     torch.testing.assert_close(out.bound, plain(images, ids, lengths, noise=noise).bound)
     assert out.aux.shape == (2,) and (out.aux > 0).all() and out.adversary_nats is not None
@@ -688,14 +694,10 @@ def test_where_kl_weighs_z_where_in_training_only():
     z_t (the closed form of torch.distributions), so the objective is NLL + β KL^where + KL^what; the bound is the
     same sample as without it, evaluation adds nothing, and init= from weights trained without it works."""
     from torch.distributions import Normal, kl_divergence
-    from minidraw.data.mnist_captions import VOCAB
     beta = 3.0
     model, plain = _what_where(where_kl=beta), _what_where()
     assert torch.equal(nn.utils.parameters_to_vector(model.parameters()), nn.utils.parameters_to_vector(plain.parameters()))
-    ids, lengths = VOCAB.encode_batch(["the digit 3 is at the top of the digit 7 .",
-                                       "the digit 5 is at the bottom right of the image ."])
-    images = (torch.rand(2, 1, 60, 60, generator=torch.Generator().manual_seed(1)) < 0.2).float()
-    noise = torch.randn(model.cfg.T, 2, model.cfg.z_size, generator=torch.Generator().manual_seed(2))
+    images, ids, lengths, noise = _two_scenes(model.cfg)
     out = model(images, ids, lengths, noise=noise)
     torch.testing.assert_close(out.bound, plain(images, ids, lengths, noise=noise).bound)
     l, half = out.latents, model.cfg.z_size // 2                                # z^where: the first half of z_t
