@@ -30,10 +30,20 @@ class ConfigDict:
     """
 
     DERIVED: ClassVar[tuple[str, ...]] = ()
+    # Settings that were removed from the package, each with the value that gives the model it still builds: a
+    # file that stored that value loads (the setting is dropped), one that stored another is refused by name.
+    WITHDRAWN: ClassVar[dict[str, object]] = {}
 
     @classmethod
     def from_dict(cls, d: dict):
         known = {f.name for f in fields(cls)}
+        for name, value in cls.WITHDRAWN.items():
+            if name in d and name not in known:
+                if d[name] != value:
+                    raise ValueError(f"{cls.__name__}: this configuration sets {name}={d[name]!r}, a setting that was "
+                                     f"removed from minidraw (only {name}={value!r} is built now); load it with the "
+                                     "minidraw release that trained it")
+                d = {k: v for k, v in d.items() if k != name}
         unknown = sorted(set(d) - known - set(cls.DERIVED))
         if unknown:
             raise ValueError(f"unknown {cls.__name__} field(s) {unknown}; known: {sorted(known)}")
