@@ -1,8 +1,7 @@
 """Checkpoints: a model's configuration and weights in one file, loaded without running code.
 
-A checkpoint is ``{"kind", "config", "model", ...}`` — the model's kind
-(``draw``, ``caption``, ``baseline``, ``sharpener``, ``captioner``), its configuration as a dict, its
-``state_dict`` — plus whatever the trainer adds (training settings, step,
+A checkpoint is ``{"kind", "config", "model", ...}`` — the model's kind (a name of
+:data:`minidraw.models.KINDS`), its configuration as a dict, its ``state_dict`` — plus whatever the trainer adds (training settings, step,
 optimiser state, vocabulary). :func:`save` writes it atomically (a temporary
 file, fsync, rename: a kill never leaves half a file); :func:`load` reads it
 with ``weights_only=True``, so a file that holds other Python objects — a pickle
@@ -17,31 +16,74 @@ from pathlib import Path
 import torch
 
 from .errors import CheckpointError
+from .models import from_dict, kind_of, kind_of_config
 
-KINDS = ("draw", "caption", "baseline", "sharpener", "captioner", "lapgan")
-
-
-def _config_class(kind: str):
-    from .baselines import BaselineConfig
-    from .draw import CaptionDrawConfig, DrawConfig
-    from .captioner import CaptionerConfig
-    from .sharpen import LapGanConfig, SharpenConfig
-    return {"caption": CaptionDrawConfig, "baseline": BaselineConfig, "draw": DrawConfig,
-            "sharpener": SharpenConfig, "captioner": CaptionerConfig, "lapgan": LapGanConfig}[kind]
+# Settings that earlier releases stored in a caption model's configuration and that are gone or moved: the
+# extension's switches (with the one value each is still built with), and the terms of training only.
+_EXTENSION = {"what_where": False, "content_first": 0, "content_last": 0, "where_latent": True, "local_write": False,
+              "blind_where": False, "blind_where_keys": True, "where_values": "words", "what_reset": False,
+              "what_normalise": False, "what_share": False}
+_TRAINING_ONLY = ("what_adversary", "where_kl", "sentence_pretrain_steps")
+_COMPOSE_PRESETS = {"aligndraw_mnist_small": "compose_mnist_small", "aligndraw_mnist_paper": "compose_mnist_paper"}
 
 
-def kind_of(model) -> str:
-    """``"draw"``, ``"caption"``, ``"baseline"``, ``"sharpener"``, ``"captioner"`` or ``"lapgan"``: which
-    configuration class ``model.cfg`` is."""
-    from .baselines import BaselineConfig
-    from .captioner import CaptionerConfig
-    from .draw import CaptionDrawConfig
-    from .sharpen import LapGanConfig, SharpenConfig
-    return ("baseline" if isinstance(model.cfg, BaselineConfig) else
-            "lapgan" if isinstance(model.cfg, LapGanConfig) else
-            "captioner" if isinstance(model.cfg, CaptionerConfig) else
-            "caption" if isinstance(model.cfg, CaptionDrawConfig) else
-            "sharpener" if isinstance(model.cfg, SharpenConfig) else "draw")
+def _drop(config: dict, defaults: dict, where: str) -> dict:
+    """``config`` without the keys of ``defaults``; ``CheckpointError`` for one that holds another value."""
+    for key, value in defaults.items():
+        if key in config and config[key] != value:
+            raise CheckpointError(f"{where} was trained with {key}={config[key]!r}, a setting that was removed from "
+                                  f"minidraw (only {key}={value!r} is built now); load it with the release that "
+                                  "trained it")
+    return {k: v for k, v in config.items() if k not in defaults}
+
+
+def upgrade(ckpt: dict, where: str = "the checkpoint") -> dict:
+    """A checkpoint written by an earlier release, in today's terms (a new dict; the file is not touched).
+
+    Before the paper's alignDRAW and our extension were two kinds (``caption`` and ``compose``), one
+    configuration held both, and the training-only terms (``what_adversary``, ``where_kl``) and their adversary's
+    weights were part of the model. Here a caption model with word-valued alignment or the what/where split
+    becomes a ``compose`` model, the training-only terms move to the training settings (and the adversary's
+    weights to ``"objective"``, from which a resumed run goes on), and switches that still hold the one value
+    built now are dropped."""
+    kind, config = ckpt["kind"], dict(ckpt["config"])
+    if kind not in ("draw", "caption"):
+        return ckpt
+    ckpt = dict(ckpt)
+    train = dict(ckpt.get("train") or {})
+    overrides = dict(train.get("model") or {})
+    if kind == "draw":
+        config = _drop(config, {k: _EXTENSION[k] for k in ("what_where", "where_latent", "local_write")}, where)
+    else:
+        for key in _TRAINING_ONLY:                                      # the objective's, not the model's
+            for d in (config, overrides):
+                if key in d:
+                    train.setdefault(key, d.pop(key))
+        values = config.pop("align_values", "states")
+        overrides.pop("align_values", None)
+        if values == "both":
+            raise CheckpointError(f"{where} was trained with align_values='both', a setting that was removed from "
+                                  "minidraw; load it with the release that trained it")
+        if values == "words" or config.get("what_where"):
+            kind = "compose"
+            config["what_where"] = overrides["what_where"] = bool(config.get("what_where", False))
+            if "preset" in train:
+                train["preset"] = _COMPOSE_PRESETS.get(train["preset"], train["preset"])
+        else:
+            config = _drop(config, _EXTENSION, where)
+            for key in _EXTENSION:
+                overrides.pop(key, None)
+        state = ckpt["model"]
+        objective = {k: v for k, v in state.items() if k.startswith("adversary.")}
+        ckpt["model"] = {k: v for k, v in state.items() if not k.startswith("adversary.")}
+        if objective:
+            ckpt["objective"] = objective
+        if "live" in ckpt:
+            ckpt["live"] = {k: v for k, v in ckpt["live"].items() if not k.startswith("adversary.")}
+    if "train" in ckpt:
+        ckpt["train"] = {**train, "model": overrides}
+    ckpt["kind"], ckpt["config"] = kind, config
+    return ckpt
 
 
 def save(path: str | os.PathLike, model, extra: dict | None = None) -> None:
@@ -52,7 +94,7 @@ def save(path: str | os.PathLike, model, extra: dict | None = None) -> None:
     model = getattr(model, "module", model)  # unwrap DistributedDataParallel
     model = getattr(model, "_orig_mod", model)  # unwrap torch.compile
     with open(tmp, "wb") as f:
-        torch.save({"kind": kind_of(model), "config": model.cfg.to_dict(), "model": model.state_dict(),
+        torch.save({"kind": kind_of(model).name, "config": model.cfg.to_dict(), "model": model.state_dict(),
                     **(extra or {})}, f)
         f.flush()
         os.fsync(f.fileno())
@@ -96,11 +138,10 @@ def read(path: str | os.PathLike, map_location="cpu") -> dict:
 
 def load(path: str | os.PathLike, map_location="cpu"):
     """``(model, checkpoint)``, loaded with ``weights_only=True`` (no arbitrary unpickling)."""
-    ckpt = read(path, map_location)
+    ckpt = upgrade(read(path, map_location), str(path))
     try:
-        from .configs import build
-        cfg = _config_class(ckpt["kind"] if ckpt["kind"] in KINDS else "draw").from_dict(ckpt["config"])
-        model = build(cfg)
+        cfg = from_dict(ckpt["kind"], ckpt["config"])
+        model = kind_of_config(cfg).model(cfg)
         model.load_state_dict(ckpt["model"])
     except Exception as e:   # noqa: BLE001
         raise CheckpointError(f"{path} is not a readable minidraw checkpoint ({type(e).__name__}: "

@@ -1,8 +1,8 @@
 """Every configuration in one place: named model presets — the papers' hyper-parameters for GPUs,
-and small ones for a laptop CPU — with the training settings they bring; :func:`build`, the model a
-configuration describes; :class:`TrainConfig`, a training run's settings, and :func:`load_config`,
-which layers defaults, preset, a TOML file or shipped recipe (``minidraw/recipes/*.toml``) and
-``key=value`` overrides."""
+and small ones for a laptop CPU — each with the data set it learns from and the training settings it
+brings; :class:`TrainConfig`, a training run's settings, and :func:`load_config`, which layers
+defaults, preset, a TOML file or shipped recipe (``minidraw/recipes/*.toml``) and ``key=value``
+overrides. The model a configuration describes is :func:`minidraw.models.build`'s."""
 from __future__ import annotations
 
 import os
@@ -10,102 +10,106 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Iterable, Optional
 
-from torch import nn
+from .aligndraw import CaptionDrawConfig
+from .baselines import BaselineConfig
+from .captioner import CaptionerConfig
+from .compose import ComposeDrawConfig
+from .draw import DrawConfig
+from .sharpen import LapGanConfig, SharpenConfig
 
-from .baselines import BaselineConfig, ConditionalVAE
-from .captioner import Captioner, CaptionerConfig
-from .draw import CaptionDraw, CaptionDrawConfig, Draw, DrawConfig
-from .sharpen import LapGan, LapGanConfig, SharpenConfig, Sharpener
-
-
-def build(cfg) -> nn.Module:
-    """The model a configuration describes: :class:`~minidraw.draw.CaptionDraw`, plain
-    :class:`~minidraw.draw.Draw`, a baseline :class:`~minidraw.baselines.ConditionalVAE`, the
-    :class:`~minidraw.sharpen.Sharpener`, the LAPGAN baseline :class:`~minidraw.sharpen.LapGan` or the
-    :class:`~minidraw.captioner.Captioner`."""
-    if isinstance(cfg, BaselineConfig):
-        return ConditionalVAE(cfg)
-    if isinstance(cfg, SharpenConfig):
-        return Sharpener(cfg)
-    if isinstance(cfg, LapGanConfig):
-        return LapGan(cfg)
-    if isinstance(cfg, CaptionerConfig):
-        return Captioner(cfg)
-    if isinstance(cfg, CaptionDrawConfig):
-        return CaptionDraw(cfg)
-    if isinstance(cfg, DrawConfig):
-        return Draw(cfg)
-    raise TypeError(f"no model for a {type(cfg).__name__}; give a DrawConfig, CaptionDrawConfig, BaselineConfig, "
-                    "SharpenConfig, LapGanConfig or CaptionerConfig")
+# the data sets a preset names (minidraw.data.select.data_for reads each)
+DATA_SETS = ("mnist", "mnist_captions", "shapes", "coco")
 
 
-PRESETS: dict[str, DrawConfig | BaselineConfig | SharpenConfig | LapGanConfig | CaptionerConfig] = {
+@dataclass(frozen=True)
+class Preset:
+    """A named model configuration and the data set it learns from."""
+
+    model: object
+    data: str
+
+    def __post_init__(self) -> None:
+        if self.data not in DATA_SETS:
+            raise ValueError(f"data must be one of {DATA_SETS}, got {self.data!r}")
+
+
+PRESETS: dict[str, Preset] = {
     # Gregor et al. (2015), binarised MNIST with attention: 28×28, 64 steps, read 2×2, write 5×5,
     # 256-unit LSTMs, 100-d z, N(0, I) prior. Their bound: −log p(x) ≤ 80.97 nats.
-    "draw_mnist_paper": DrawConfig(A=28, B=28, C=1, T=64, read_N=2, write_N=5, enc_size=256, dec_size=256,
-                                   z_size=100, learned_prior=False),
+    "draw_mnist_paper": Preset(DrawConfig(A=28, B=28, C=1, T=64, read_N=2, write_N=5, enc_size=256, dec_size=256,
+                                          z_size=100, learned_prior=False), "mnist"),
     # A DRAW that draws recognisable digits after a few minutes on a 2-core CPU. A 5×5 read (not
     # 2×2) gets it off the "average digit" plateau (~206 nats) within the first minute.
-    "draw_mnist_small": DrawConfig(A=28, B=28, C=1, T=10, read_N=5, write_N=5, enc_size=128, dec_size=128,
-                                   z_size=10, learned_prior=True),
+    "draw_mnist_small": Preset(DrawConfig(A=28, B=28, C=1, T=10, read_N=5, write_N=5, enc_size=128, dec_size=128,
+                                          z_size=10, learned_prior=True), "mnist"),
     # alignDRAW, the authors' released configurations (DESIGN §2 table).
-    "aligndraw_mnist_paper": CaptionDrawConfig(A=60, B=60, C=1, T=32, read_N=8, write_N=8, enc_size=300,
-                                               dec_size=300, z_size=150, canvas_init=-10.0, variant="align",
-                                               vocab_size=23, embed_size=128, lang_size=128, align_size=512),
-    "aligndraw_coco_paper": CaptionDrawConfig(A=32, B=32, C=3, T=32, read_N=9, write_N=9, enc_size=550,
-                                              dec_size=550, z_size=275, variant="align", vocab_size=0,
-                                              embed_size=128, lang_size=128, align_size=512),
+    "aligndraw_mnist_paper": Preset(CaptionDrawConfig(A=60, B=60, C=1, T=32, read_N=8, write_N=8, enc_size=300,
+                                                      dec_size=300, z_size=150, canvas_init=-10.0, variant="align",
+                                                      vocab_size=23, embed_size=128, lang_size=128, align_size=512), "mnist_captions"),
+    "aligndraw_coco_paper": Preset(CaptionDrawConfig(A=32, B=32, C=3, T=32, read_N=9, write_N=9, enc_size=550,
+                                                     dec_size=550, z_size=275, variant="align", vocab_size=0,
+                                                     embed_size=128, lang_size=128, align_size=512), "coco"),
     # Small alignDRAWs for a 2-core CPU: a few minutes of training places digits / shapes.
-    "aligndraw_mnist_small": CaptionDrawConfig(A=60, B=60, C=1, T=12, read_N=6, write_N=6, enc_size=128,
-                                               dec_size=128, z_size=16, canvas_init=-10.0, variant="align",
-                                               vocab_size=23, embed_size=32, lang_size=64, align_size=64),
-    "aligndraw_shapes_small": CaptionDrawConfig(A=32, B=32, C=3, T=8, read_N=4, write_N=5, enc_size=128,
-                                                dec_size=128, z_size=16, variant="align", vocab_size=31,
-                                                embed_size=32, lang_size=64, align_size=64),
+    "aligndraw_mnist_small": Preset(CaptionDrawConfig(A=60, B=60, C=1, T=12, read_N=6, write_N=6, enc_size=128,
+                                                      dec_size=128, z_size=16, canvas_init=-10.0, variant="align",
+                                                      vocab_size=23, embed_size=32, lang_size=64, align_size=64), "mnist_captions"),
+    "aligndraw_shapes_small": Preset(CaptionDrawConfig(A=32, B=32, C=3, T=8, read_N=4, write_N=5, enc_size=128,
+                                                       dec_size=128, z_size=16, variant="align", vocab_size=31,
+                                                       embed_size=32, lang_size=64, align_size=64), "shapes"),
+    # Ours (minidraw.compose): alignDRAW with word-valued alignment and the what/where generator, the sizes of
+    # aligndraw_mnist_small; word ids 13..22 are the digits, the content words the what path reads.
+    "compose_mnist_small": Preset(ComposeDrawConfig(A=60, B=60, C=1, T=12, read_N=6, write_N=6, enc_size=128,
+                                                    dec_size=128, z_size=16, canvas_init=-10.0, vocab_size=23,
+                                                    embed_size=32, lang_size=64, align_size=64, content_first=13,
+                                                    content_last=22), "mnist_captions"),
+    "compose_mnist_paper": Preset(ComposeDrawConfig(A=60, B=60, C=1, T=32, read_N=8, write_N=8, enc_size=300,
+                                                    dec_size=300, z_size=150, canvas_init=-10.0, vocab_size=23,
+                                                    embed_size=128, lang_size=128, align_size=512, content_first=13,
+                                                    content_last=22), "mnist_captions"),
     # The paper's baselines, conditional VAEs on the sentence vector (minidraw.baselines). The paper
     # gives no sizes for them: these are ours. The small ones have about as many parameters as
     # aligndraw_*_small (~0.4 M) and the same language model.
-    "fcvae_mnist_small": BaselineConfig(A=60, B=60, C=1, kind="fc", vocab_size=23, embed_size=32, lang_size=64,
-                                        hidden=48, z_size=32),
-    "convvae_mnist_small": BaselineConfig(A=60, B=60, C=1, kind="conv", vocab_size=23, embed_size=32,
-                                          lang_size=64, channels=16, z_size=32),
-    "fcvae_shapes_small": BaselineConfig(A=32, B=32, C=3, kind="fc", vocab_size=31, embed_size=32, lang_size=64,
-                                         hidden=56, z_size=32),
-    "convvae_shapes_small": BaselineConfig(A=32, B=32, C=3, kind="conv", vocab_size=31, embed_size=32,
-                                           lang_size=64, channels=16, z_size=32),
-    "fcvae_coco_paper": BaselineConfig(A=32, B=32, C=3, kind="fc", vocab_size=0, embed_size=128, lang_size=128,
-                                       hidden=1024, z_size=150),
-    "convvae_coco_paper": BaselineConfig(A=32, B=32, C=3, kind="conv", vocab_size=0, embed_size=128,
-                                         lang_size=128, channels=64, z_size=150),
+    "fcvae_mnist_small": Preset(BaselineConfig(A=60, B=60, C=1, kind="fc", vocab_size=23, embed_size=32, lang_size=64,
+                                               hidden=48, z_size=32), "mnist_captions"),
+    "convvae_mnist_small": Preset(BaselineConfig(A=60, B=60, C=1, kind="conv", vocab_size=23, embed_size=32,
+                                                 lang_size=64, channels=16, z_size=32), "mnist_captions"),
+    "fcvae_shapes_small": Preset(BaselineConfig(A=32, B=32, C=3, kind="fc", vocab_size=31, embed_size=32, lang_size=64,
+                                                hidden=56, z_size=32), "shapes"),
+    "convvae_shapes_small": Preset(BaselineConfig(A=32, B=32, C=3, kind="conv", vocab_size=31, embed_size=32,
+                                                  lang_size=64, channels=16, z_size=32), "shapes"),
+    "fcvae_coco_paper": Preset(BaselineConfig(A=32, B=32, C=3, kind="fc", vocab_size=0, embed_size=128, lang_size=128,
+                                              hidden=1024, z_size=150), "coco"),
+    "convvae_coco_paper": Preset(BaselineConfig(A=32, B=32, C=3, kind="conv", vocab_size=0, embed_size=128,
+                                                lang_size=128, channels=64, z_size=150), "coco"),
     # The sharpener (minidraw.sharpen): one caption-conditioned LAPGAN level. The paper preset has the
     # released generator's sizes (kernels 7, 7, 5; 128, 128, C filters); the small ones fit a CPU.
-    "sharpen_mnist_small": SharpenConfig(A=60, B=60, C=1, vocab_size=23, embed_size=32, lang_size=64, g_hidden=32,
-                                         g_kernel=5, g_last_kernel=5, d_hidden=16),
-    "sharpen_shapes_small": SharpenConfig(A=32, B=32, C=3, vocab_size=31, embed_size=32, lang_size=64, g_hidden=32,
-                                          g_kernel=5, g_last_kernel=5, d_hidden=32),
-    "sharpen_coco_paper": SharpenConfig(A=32, B=32, C=3, vocab_size=0, embed_size=128, lang_size=128, g_hidden=128,
-                                        g_kernel=7, g_last_kernel=5, d_hidden=64),
+    "sharpen_mnist_small": Preset(SharpenConfig(A=60, B=60, C=1, vocab_size=23, embed_size=32, lang_size=64, g_hidden=32,
+                                                g_kernel=5, g_last_kernel=5, d_hidden=16), "mnist_captions"),
+    "sharpen_shapes_small": Preset(SharpenConfig(A=32, B=32, C=3, vocab_size=31, embed_size=32, lang_size=64, g_hidden=32,
+                                                 g_kernel=5, g_last_kernel=5, d_hidden=32), "shapes"),
+    "sharpen_coco_paper": Preset(SharpenConfig(A=32, B=32, C=3, vocab_size=0, embed_size=128, lang_size=128, g_hidden=128,
+                                               g_kernel=7, g_last_kernel=5, d_hidden=64), "coco"),
     # The LAPGAN baseline's coarse level (minidraw.sharpen.LapGan): a fully connected caption-conditioned GAN
     # at half size (30×30, 16×16), sharpened to full size by the sharpener of the same data. COCO: wider, for a GPU.
-    "lapgan_mnist_small": LapGanConfig(A=60, B=60, C=1, vocab_size=23, embed_size=32, lang_size=64, z_size=64,
-                                       g_hidden=256, d_hidden=128),
-    "lapgan_shapes_small": LapGanConfig(A=32, B=32, C=3, vocab_size=31, embed_size=32, lang_size=64, z_size=64,
-                                        g_hidden=256, d_hidden=128),
-    "lapgan_coco_paper": LapGanConfig(A=32, B=32, C=3, vocab_size=0, embed_size=128, lang_size=128, z_size=100,
-                                      g_hidden=1200, d_hidden=600),
+    "lapgan_mnist_small": Preset(LapGanConfig(A=60, B=60, C=1, vocab_size=23, embed_size=32, lang_size=64, z_size=64,
+                                              g_hidden=256, d_hidden=128), "mnist_captions"),
+    "lapgan_shapes_small": Preset(LapGanConfig(A=32, B=32, C=3, vocab_size=31, embed_size=32, lang_size=64, z_size=64,
+                                               g_hidden=256, d_hidden=128), "shapes"),
+    "lapgan_coco_paper": Preset(LapGanConfig(A=32, B=32, C=3, vocab_size=0, embed_size=128, lang_size=128, z_size=100,
+                                             g_hidden=1200, d_hidden=600), "coco"),
     # The image-to-text captioner (minidraw.captioner, "Show, Attend and Tell" in small): a CNN grid
     # (7×7 for MNIST's 60×60, 8×8 for 32×32 images) read by an LSTM with soft attention. Xu et al.
     # read a pretrained VGG's 14×14×512 grid of 224×224 photographs; the COCO preset instead learns
     # its CNN on the 32×32 images alignDRAW draws.
-    "captioner_mnist_small": CaptionerConfig(A=60, B=60, C=1, vocab_size=23, channels=16, stem_stride=2, pools=2,
-                                             feature_size=64, embed_size=32, hidden_size=128, align_size=64,
-                                             max_len=12, content_first=13, content_last=22),  # the digits
-    "captioner_shapes_small": CaptionerConfig(A=32, B=32, C=3, vocab_size=31, channels=16, stem_stride=1, pools=2,
-                                              feature_size=64, embed_size=32, hidden_size=128, align_size=64,
-                                              max_len=18, content_first=15, content_last=28),  # size .. background
-    "captioner_coco_paper": CaptionerConfig(A=32, B=32, C=3, vocab_size=0, channels=64, stem_stride=1, pools=2,
-                                            feature_size=256, embed_size=128, hidden_size=512, align_size=256,
-                                            max_len=20),
+    "captioner_mnist_small": Preset(CaptionerConfig(A=60, B=60, C=1, vocab_size=23, channels=16, stem_stride=2, pools=2,
+                                                    feature_size=64, embed_size=32, hidden_size=128, align_size=64,
+                                                    max_len=12, content_first=13, content_last=22), "mnist_captions"),  # the digits
+    "captioner_shapes_small": Preset(CaptionerConfig(A=32, B=32, C=3, vocab_size=31, channels=16, stem_stride=1, pools=2,
+                                                     feature_size=64, embed_size=32, hidden_size=128, align_size=64,
+                                                     max_len=18, content_first=15, content_last=28), "shapes"),  # size .. background
+    "captioner_coco_paper": Preset(CaptionerConfig(A=32, B=32, C=3, vocab_size=0, channels=64, stem_stride=1, pools=2,
+                                                   feature_size=256, embed_size=128, hidden_size=512, align_size=256,
+                                                   max_len=20), "coco"),
 }
 
 
@@ -133,12 +137,19 @@ def training_defaults(name: str) -> dict:
     return dict(TRAINING.get(name, {}))
 
 
-def preset(name: str, **overrides) -> DrawConfig | BaselineConfig:
+def preset(name: str, **overrides):
     """A copy of preset ``name`` with ``overrides`` applied (e.g. ``variant="noalign"``, ``kind="conv"``)."""
     if name not in PRESETS:
         raise KeyError(f"unknown preset {name!r}; presets: {', '.join(sorted(PRESETS))}")
-    cfg = PRESETS[name]
+    cfg = PRESETS[name].model
     return type(cfg).from_dict({**cfg.to_dict(), **overrides})
+
+
+def data_of(name: str) -> str:
+    """The data set preset ``name`` learns from: "mnist", "mnist_captions", "shapes" or "coco"."""
+    if name not in PRESETS:
+        raise KeyError(f"unknown preset {name!r}; presets: {', '.join(sorted(PRESETS))}")
+    return PRESETS[name].data
 
 
 # ---- the paper's comparison: one row of its table per model --------------------------------
@@ -194,6 +205,10 @@ class TrainConfig:
     init: str = ""                # start from these weights (a checkpoint file or a pretrained name), fresh optimiser
     ema: float = 0.0              # > 0: also keep θ̄, the exponential moving average of the weights with this decay
                                   # (e.g. 0.999); evaluations, the checkpoint's model and exports are θ̄
+    # terms of the training objective only, never of the model (minidraw.compose.CompositionObjective):
+    what_adversary: float = 0.0   # λ: an adversary keeps the caption's layout words out of h^what (0: none)
+    where_kl: float = 1.0         # β: the KL of z^where weighed β in NLL + β KL^where + KL^what (1: the bound)
+    sentence_pretrain_steps: int = 500   # skipthought with sentence_encoder="autoencoder": its pre-training steps
 
 
 def _convert(value: str, like):
@@ -262,7 +277,7 @@ def load_config(preset_name: Optional[str] = None, file: Optional[str] = None,
     # the layers: TrainConfig's defaults, the preset's own training settings (a *_paper preset's
     # optimiser, batch and rate), the TOML file, then --set
     cfg = TrainConfig(**{**training_defaults(name), **data, "model": dict(data.get("model", {}))})
-    model_defaults = PRESETS[cfg.preset].to_dict()
+    model_defaults = PRESETS[cfg.preset].model.to_dict()
     for item in sets:
         key, sep, value = item.partition("=")
         if not sep:

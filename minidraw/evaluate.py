@@ -418,9 +418,14 @@ def splits_for(train: dict, model_cfg, data: Optional[str] = None) -> dict:
     """The evaluation splits of a checkpoint's data: ``train``, ``test`` and, where the data has
     them, ``heldout`` compositions (MNIST with captions, shapes). ``train`` is the checkpoint's
     saved training settings."""
+    from .configs import PRESETS
     from .data.select import evaluation_splits
+    from .models import kind_of_config
     root = data if data is not None else (train.get("data") or None)
-    return evaluation_splits(str(train.get("preset", "")), model_cfg, int(train.get("seed", 0)), root)
+    name = str(train.get("preset", ""))
+    data_set = (PRESETS[name].data if name in PRESETS else
+                "mnist_captions" if kind_of_config(model_cfg).takes_caption else "mnist")
+    return evaluation_splits(data_set, int(train.get("seed", 0)), root)
 
 
 def evaluate(model, splits: dict, metrics: Iterable[str] = DEFAULT_METRICS, sizes: Sizes = Sizes(), seed: int = 0,

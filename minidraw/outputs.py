@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import TYPE_CHECKING, ClassVar, Optional
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from .bound import gaussian_kl, gaussian_log_prob
 
@@ -136,14 +136,7 @@ class DrawOutput:
     canvases: Optional[Tensor] = None  # (T, M, C, B, A) c_t after each step, when asked for
     alpha: Optional[Tensor] = None     # (M, T, L) alignment per step, when the context gives one
     latents: Optional[Latents] = None  # DRAW: every step's Gaussians, from which log_qz and log_pz follow
-    h_what: Optional[Tensor] = None    # (M, T, H) h^what_t of every step, when asked for (what_where)
-    aux: Optional[Tensor] = None       # (M,) training only, added to −L for the gradient, never part of it
-    adversary_nats: Optional[Tensor] = None   # what_adversary: nats per step the adversary reads of the layout
-
-    def metrics(self) -> dict[str, float]:
-        """Numbers the trainer logs beside the bound: what the adversary reads, when there is one."""
-        e = self.adversary_nats
-        return {} if e is None else {"adversary_nats": round(float(e), 5)}
+    states: Optional[Tensor] = None    # (M, T, dec_size) the generator's h^dec_t of every step, when asked for
 
     @property
     def bound(self) -> Tensor:
@@ -174,4 +167,17 @@ class Generated:
     canvases: Tensor           # (T, M, C, B, A) σ(c_t) after each step
     write: Window              # fields (M, T)
     alpha: Optional[Tensor] = None  # (M, T, L)
-    h_what: Optional[Tensor] = None  # (M, T, H) h^what_t of every step, when asked for (what_where)
+    states: Optional[Tensor] = None  # (M, T, dec_size) the generator's h^dec_t of every step, when asked for
+
+
+class Objective(nn.Module):
+    """A model and the terms that only training adds to its loss (e.g. an adversary). The trainer optimises the
+    objective, but saves, evaluates and exports ``model`` alone: nothing training-only is ever part of it."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def terms_state(self) -> dict[str, Tensor]:
+        """The objective's own weights, without the model's: what a checkpoint keeps to resume it."""
+        return {k: v for k, v in self.state_dict().items() if not k.startswith("model.")}

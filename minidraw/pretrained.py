@@ -26,7 +26,10 @@ import pooch
 import torch
 from torch import nn
 
+from .checkpoint import load as load_checkpoint
 from .data.download import cache_dir, downloader, one_line
+from .models import kind_of
+from .sample import VOCABULARIES, vocabulary_for
 from .text import EmptyCaptionError, UnknownWordError, Vocabulary, tokenize
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -34,29 +37,33 @@ REGISTRY = "registry.txt"
 REGISTRY_HEADER = "# <file> <sha256>, one a line (pooch's registry format); written by minidraw.pretrained.export\n"
 BASE_URL = "https://github.com/minidraw/minidraw/raw/main/minidraw/weights/"
 ENV_URL = "MINIDRAW_WEIGHTS_URL"
-# name -> its file, what it is, and the data set it learned from ("variant": what export checks)
+# name -> its file, what it is, the data set it learned from, and its kind of model (minidraw.models.KINDS) and,
+# for the caption models, variant: what export checks
 MODELS: dict[str, dict[str, Optional[str]]] = {
-    "aligndraw-mnist": {"file": "aligndraw-mnist.pt", "data": "mnist_captions", "variant": "align",
-                        "description": "alignDRAW on MNIST with captions (60×60, one or two digits), its generator "
-                                       "split into a where-LSTM and a what-LSTM (model.what_where)"},
-    "aligndraw-mnist-plain": {"file": "aligndraw-mnist-plain.pt", "data": "mnist_captions", "variant": "align",
-                              "description": "alignDRAW on MNIST with captions, one generator LSTM (the paper's layout)"},
-    "noaligndraw-mnist": {"file": "noaligndraw-mnist.pt", "data": "mnist_captions", "variant": "noalign",
+    "aligndraw-mnist": {"file": "aligndraw-mnist.pt", "data": "mnist_captions", "kind": "compose", "variant": "align",
+                        "description": "alignDRAW on MNIST with captions (60×60, one or two digits), ours: α averages "
+                                       "the word embeddings and the generator is split into a where-LSTM and a "
+                                       "what-LSTM (minidraw.compose)"},
+    "aligndraw-mnist-plain": {"file": "aligndraw-mnist-plain.pt", "data": "mnist_captions", "kind": "compose",
+                              "variant": "align",
+                              "description": "alignDRAW on MNIST with captions, one generator LSTM (the paper's "
+                                             "layout) and, ours, α averaging the word embeddings (minidraw.compose)"},
+    "noaligndraw-mnist": {"file": "noaligndraw-mnist.pt", "data": "mnist_captions", "kind": "caption", "variant": "noalign",
                           "description": "noalignDRAW (one sentence vector, no alignment) on MNIST with captions"},
-    "aligndraw-shapes": {"file": "aligndraw-shapes.pt", "data": "shapes", "variant": "align",
+    "aligndraw-shapes": {"file": "aligndraw-shapes.pt", "data": "shapes", "kind": "caption", "variant": "align",
                          "description": "alignDRAW on captioned shapes (32×32 colour)"},
-    "draw-mnist": {"file": "draw-mnist.pt", "data": "mnist", "variant": None,
+    "draw-mnist": {"file": "draw-mnist.pt", "data": "mnist", "kind": "draw", "variant": None,
                    "description": "unconditional DRAW on 28×28 binarised MNIST"},
-    "sharpen-mnist": {"file": "sharpen-mnist.pt", "data": "mnist_captions", "variant": "sharpener",
+    "sharpen-mnist": {"file": "sharpen-mnist.pt", "data": "mnist_captions", "kind": "sharpener", "variant": None,
                       "description": "the sharpener (one caption-conditioned LAPGAN level) for MNIST with captions"},
-    "sharpen-shapes": {"file": "sharpen-shapes.pt", "data": "shapes", "variant": "sharpener",
+    "sharpen-shapes": {"file": "sharpen-shapes.pt", "data": "shapes", "kind": "sharpener", "variant": None,
                        "description": "the sharpener (one caption-conditioned LAPGAN level) for captioned shapes"},
-    "lapgan-mnist": {"file": "lapgan-mnist.pt", "data": "mnist_captions", "variant": "lapgan",
+    "lapgan-mnist": {"file": "lapgan-mnist.pt", "data": "mnist_captions", "kind": "lapgan", "variant": None,
                      "description": "the LAPGAN baseline's coarse level (a caption-conditioned GAN at 30×30) for MNIST "
                                     "with captions; sharpen-mnist adds the finer level"},
-    "captioner-mnist": {"file": "captioner-mnist.pt", "data": "mnist_captions", "variant": "captioner",
+    "captioner-mnist": {"file": "captioner-mnist.pt", "data": "mnist_captions", "kind": "captioner", "variant": None,
                         "description": "the image-to-text captioner (soft attention) for MNIST with captions"},
-    "captioner-shapes": {"file": "captioner-shapes.pt", "data": "shapes", "variant": "captioner",
+    "captioner-shapes": {"file": "captioner-shapes.pt", "data": "shapes", "kind": "captioner", "variant": None,
                          "description": "the image-to-text captioner (soft attention) for captioned shapes"},
 }
 
@@ -157,8 +164,6 @@ def load(name: str, device: str | torch.device = "cpu", weights_dir: str | os.Pa
     The vocabulary is ``None`` for an unconditional model (``draw-mnist``).
     Loads through :func:`minidraw.train.load` (``weights_only=True``).
     """
-    from .sample import vocabulary_for
-    from .checkpoint import load as load_checkpoint
     model, ckpt = load_checkpoint(path(name, weights_dir, cache, progress), map_location=device)
     model = model.float().to(device).eval()
     return model, vocabulary_for(model, ckpt)
@@ -167,17 +172,12 @@ def load(name: str, device: str | torch.device = "cpu", weights_dir: str | os.Pa
 # ---- writing shipped weights ------------------------------------------------------------------
 def _check_fits(name: str, model: nn.Module, vocab: Optional[Vocabulary]) -> None:
     """``ValueError`` unless the checkpoint is the kind of model ``name`` promises."""
-    from .sample import takes_caption
-    from .captioner import Captioner
-    from .sharpen import LapGan, Sharpener
-    expected, data = MODELS[name]["variant"], MODELS[name]["data"]
-    variant = ("sharpener" if isinstance(model, Sharpener) else "captioner" if isinstance(model, Captioner) else
-               "lapgan" if isinstance(model, LapGan) else
-               getattr(model.cfg, "variant", type(model).__name__) if takes_caption(model) else None)
-    if variant != expected:
-        raise ValueError(f"{name} is {MODELS[name]['description']}, but the checkpoint holds "
-                         + ("an unconditional model" if variant is None else f"the {variant} variant"))
-    if expected is not None and vocab != _vocabularies()[data]:
+    entry, kind = MODELS[name], kind_of(model)
+    variant = getattr(model.cfg, "variant", None)
+    if kind.name != entry["kind"] or variant != entry["variant"]:
+        raise ValueError(f"{name} is {entry['description']}, but the checkpoint holds {kind.words}"
+                         + (f", the {variant} variant" if variant else ""))
+    if kind.takes_caption and vocab != VOCABULARIES[entry["data"]]:
         raise ValueError(f"{name} draws from {data} captions, but the checkpoint uses another vocabulary")
 
 
@@ -205,8 +205,6 @@ def export(checkpoint: str | os.PathLike, name: str, weights_dir: str | os.PathL
     A run that went on from the weights it replaces (trained with ``init=NAME``) is their next stage:
     ``step`` counts every stage's steps, and ``stages`` lists each stage's steps and training settings.
     """
-    from .sample import vocabulary_for
-    from .checkpoint import load as load_checkpoint
     if name not in MODELS:
         raise UnknownModelError(f"no pretrained model named {name!r}; the names are {', '.join(MODELS)}")
     model, ckpt = load_checkpoint(checkpoint)
@@ -234,11 +232,6 @@ def export(checkpoint: str | os.PathLike, name: str, weights_dir: str | os.PathL
 
 
 # ---- which model for a caption ------------------------------------------------------------------
-def _vocabularies() -> dict[str, Vocabulary]:
-    from .data import mnist_captions, shapes
-    return {"mnist_captions": mnist_captions.VOCAB, "shapes": shapes.VOCAB}
-
-
 def for_caption(caption: str) -> str:
     """The pretrained model for ``caption``: the first whose vocabulary holds every word
     (MNIST with captions -> ``aligndraw-mnist``, then captioned shapes -> ``aligndraw-shapes``).
@@ -252,11 +245,11 @@ def for_caption(caption: str) -> str:
     picks = {"mnist_captions": "aligndraw-mnist", "shapes": "aligndraw-shapes"}
     titles = {"mnist_captions": "MNIST with captions", "shapes": "captioned shapes"}
     missing = {}
-    for data, vocab in _vocabularies().items():
+    for data, vocab in VOCABULARIES.items():
         missing[data] = sorted({w for w in words if w not in vocab.content_words})
         if not missing[data]:
             return picks[data]
     lacks = "; ".join(f"{titles[d]} lacks {m}" for d, m in missing.items())
-    known = "; ".join(f"{titles[d]}: {' '.join(v.content_words)}" for d, v in _vocabularies().items())
+    known = "; ".join(f"{titles[d]}: {' '.join(v.content_words)}" for d, v in VOCABULARIES.items())
     raise UnknownWordError(f"no pretrained model knows every word of {caption!r} ({lacks}). The words they "
                            f"know — {known}")

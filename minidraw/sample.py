@@ -22,32 +22,25 @@ import torch
 from torch import nn
 
 from .attention import Window
-from .draw import CaptionDraw, Generated
+from .checkpoint import load
+from .configs import PRESETS
+from .data import mnist_captions, shapes
+from .errors import UserError
+from .models import IMAGE_TO_CAPTION, KINDS, SHARPENS, kind_of
+from .outputs import Generated
 from .runtime import evaluating
-from .text import Vocabulary, pad, tokenize
+from .text import FrozenSentenceEncoder, Vocabulary, pad, tokenize
 
 GENEROUS_MAX_WORDS = 64  # longest caption for a vocabulary with no known caption length (e.g. MS-COCO's)
 
 
-KIND_WORDS = {"draw": "an unconditional DRAW (a drawing model)", "caption": "a caption-to-image drawing model",
-              "baseline": "a baseline drawing model", "sharpener": "a sharpener",
-              "captioner": "a captioner (image to caption)", "lapgan": "the LAPGAN baseline"}   # a checkpoint's "kind", in words
-
-
 # ---- the caption's words ---------------------------------------------------------------
 def takes_caption(model: nn.Module) -> bool:
-    """Whether ``model`` reads or writes captions (every CaptionDraw variant but ``draw``; the baselines; the
-    sharpener; the captioner; the LAPGAN baseline)."""
-    from .baselines import ConditionalVAE
-    from .captioner import Captioner
-    from .sharpen import LapGan, LapGanPyramid, Sharpener
-    return (isinstance(model, (ConditionalVAE, Sharpener, Captioner, LapGan, LapGanPyramid))
-            or (isinstance(model, CaptionDraw) and model.cfg.variant != "draw"))
+    """Whether ``model`` reads or writes captions (every kind but the unconditional DRAW)."""
+    return kind_of(model).takes_caption
 
 
-def _known_vocabularies() -> dict[str, Vocabulary]:
-    from .data import mnist_captions, shapes
-    return {"mnist": mnist_captions.VOCAB, "shapes": shapes.VOCAB}
+VOCABULARIES = {"mnist_captions": mnist_captions.VOCAB, "shapes": shapes.VOCAB}   # the closed ones, by data set
 
 
 def vocabulary_for(model: nn.Module, ckpt: dict) -> Optional[Vocabulary]:
@@ -62,7 +55,7 @@ def vocabulary_for(model: nn.Module, ckpt: dict) -> Optional[Vocabulary]:
     if not takes_caption(model):
         return None
     size = model.cfg.vocab_size
-    known = _known_vocabularies()
+    known = VOCABULARIES
     if ckpt.get("vocab") is not None:
         try:
             vocab, source = Vocabulary.from_dict(ckpt["vocab"]), "the checkpoint's vocabulary"
@@ -70,10 +63,10 @@ def vocabulary_for(model: nn.Module, ckpt: dict) -> Optional[Vocabulary]:
             raise ValueError(f"the checkpoint's vocabulary is malformed ({type(e).__name__}: {e})") from e
     else:
         name = str((ckpt.get("train") or {}).get("preset", "") or "")
-        data = next((k for k in ("shapes", "mnist") if k in name), None)
-        if data is None and "coco" not in name:                     # MS-COCO's vocabulary is built from its corpus
+        data = PRESETS[name].data if name in PRESETS else None
+        if data is None:                                            # MS-COCO's vocabulary is built from its corpus
             data = next((k for k, v in known.items() if len(v) == size), None)
-        if data is None:
+        if data not in known:
             raise ValueError(f"the checkpoint stores no vocabulary, and neither its preset ({name or 'unknown'}) "
                              f"nor its vocab_size ({size}) names a known data set; save the model with its "
                              "vocabulary (checkpoint key 'vocab')")
@@ -86,7 +79,6 @@ def vocabulary_for(model: nn.Module, ckpt: dict) -> Optional[Vocabulary]:
 
 def max_words_for(vocab: Vocabulary) -> int:
     """The longest caption worth giving: 12 words for MNIST with captions, 18 for shapes, else 64."""
-    from .data import mnist_captions, shapes
     if vocab == mnist_captions.VOCAB:
         return max(len(tokenize(mnist_captions.caption_text(t, 0, 1)))              # 12
                    for t in range(len(mnist_captions.TEMPLATES)))
@@ -117,21 +109,18 @@ def refuse_non_drawing(kind: str, path, sharpener_hint: str, captioner_hint: str
     """One clear :class:`~minidraw.errors.UserError` when the checkpoint at ``path`` (of ``kind``) is a
     sharpener or a captioner, not a drawing model — or the LAPGAN baseline, where the command cannot take
     it (``lapgan_hint`` given); each hint says how the calling command takes that kind."""
-    from .errors import UserError
     hints = {"sharpener": sharpener_hint, "captioner": captioner_hint, "lapgan": lapgan_hint}
     if hints.get(kind):
         what = "not a drawing model" if kind != "lapgan" else "not one this command draws with"
-        raise UserError(f"{path} is {KIND_WORDS[kind]}, {what}: {hints[kind]}")
+        raise UserError(f"{path} is {KINDS[kind].words}, {what}: {hints[kind]}")
 
 
 def check_request(model: nn.Module, caption: Optional[str]) -> None:
     """``ValueError`` unless ``model`` draws (not a sharpener or a captioner) and a caption is given exactly
     when it draws from one."""
-    from .captioner import Captioner
-    from .sharpen import Sharpener
-    if isinstance(model, (Captioner, Sharpener)):
-        what = KIND_WORDS["captioner" if isinstance(model, Captioner) else "sharpener"]
-        raise ValueError(f"this model is {what}, not a drawing model: draw with alignDRAW, DRAW or a baseline")
+    kind = kind_of(model)
+    if kind.role in (IMAGE_TO_CAPTION, SHARPENS):
+        raise ValueError(f"this model is {kind.words}, not a drawing model: draw with alignDRAW, DRAW or a baseline")
     if takes_caption(model) and caption is None:
         raise ValueError(f"this model ({getattr(model.cfg, 'variant', type(model).__name__)}) draws from a "
                          "caption; give one with --caption")
@@ -152,8 +141,6 @@ def sample(model: nn.Module, vocab: Optional[Vocabulary], caption: Optional[str]
     check_request(model, caption)
     if caption is None:
         with evaluating(model, seed):
-            if isinstance(model, CaptionDraw):
-                return model.generate(M=n, temperature=temperature)
             return model.generate(n, temperature=temperature)
     if vocab is None:
         raise ValueError("a caption model needs a vocabulary")
@@ -162,7 +149,6 @@ def sample(model: nn.Module, vocab: Optional[Vocabulary], caption: Optional[str]
     ids, lengths = ids.expand(n, -1).to(device), lengths.expand(n).to(device)  # (n, L), (n,)
     sentence = None
     if getattr(model.cfg, "variant", None) == "skipthought" and model.cfg.sentence_encoder == "external":
-        from .text import FrozenSentenceEncoder
         sentence = FrozenSentenceEncoder()([caption]).to(device).expand(n, -1)  # (n, sentence_size)
         if sentence.shape[1] != model.cfg.sentence_size:
             raise ValueError(f"the sentence encoder gives {sentence.shape[1]} numbers, the model was trained "
@@ -177,8 +163,7 @@ def sharpen(sharpener: nn.Module, vocab: Vocabulary, images: torch.Tensor, capti
     """``images (M, C, B, A)`` sharpened by a :class:`~minidraw.sharpen.Sharpener`, each given its caption
     (one caption for all, or one per image), reproducibly from ``seed``. ``vocab``: the vocabulary
     the sharpener was trained with."""
-    from .sharpen import Sharpener
-    if not isinstance(sharpener, Sharpener):
+    if kind_of(sharpener).role != SHARPENS:
         raise ValueError(f"a sharpener is needed (a checkpoint of `minidraw train --preset sharpen_*`), got a "
                          f"{type(sharpener).__name__}")
     texts = [captions] * len(images) if isinstance(captions, str) else list(captions)
@@ -193,11 +178,9 @@ def check_sharpener_fits(sharpener: nn.Module, sharpener_vocab: Optional[Vocabul
                          vocab: Optional[Vocabulary]) -> None:
     """``ValueError`` unless ``sharpener`` can sharpen ``model``'s drawings: same image size and channels,
     and the same vocabulary for the captions."""
-    from .captioner import Captioner
-    from .sharpen import Sharpener
-    if not isinstance(sharpener, Sharpener):
-        held = ("a captioner (image to caption)" if isinstance(sharpener, Captioner) else
-                f"a {type(sharpener).__name__} drawing model")
+    kind = kind_of(sharpener)
+    if kind.role != SHARPENS:
+        held = kind.words if kind.role == IMAGE_TO_CAPTION else f"a {type(sharpener).__name__} drawing model"
         raise ValueError(f"--sharpen needs a sharpener checkpoint (`minidraw train --preset sharpen_*`), but this "
                          f"one holds {held}")
     want = tuple(getattr(model.cfg, k) for k in ("C", "B", "A"))
@@ -213,7 +196,6 @@ def check_sharpener_fits(sharpener: nn.Module, sharpener_vocab: Optional[Vocabul
 def load_sharpener(path, model: nn.Module, vocab: Optional[Vocabulary], map_location="cpu") -> nn.Module:
     """The sharpener checkpoint at ``path``, checked to fit ``model``'s drawings and ``vocab``
     (:func:`check_sharpener_fits`: a ``ValueError`` that says why not), in float32 on ``map_location``."""
-    from .checkpoint import load
     sharpener, ckpt = load(path, map_location=map_location)
     words = ckpt.get("vocab")
     check_sharpener_fits(sharpener, Vocabulary.from_dict(words) if words else None, model, vocab)

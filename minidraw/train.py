@@ -7,9 +7,13 @@
 **Configuration** lives in :mod:`minidraw.configs` (:class:`TrainConfig`,
 :func:`load_config`: defaults, then the preset's own training settings, a TOML file
 or recipe, then ``key=value`` overrides); batches in :mod:`minidraw.data.batches`;
-the command line in :mod:`minidraw.cli`. Both are re-exported here, so
-``train.TrainConfig`` and ``train.Batches`` keep working. The model's configuration
-is saved inside every checkpoint, so sampling needs nothing else.
+the command line in :mod:`minidraw.cli`. The model's configuration is saved inside
+every checkpoint, so sampling needs nothing else.
+
+**The objective** is −L in nats per image, averaged over the batch; a model kind with training-only
+terms (:mod:`minidraw.compose`: ``what_adversary``, ``where_kl``) is trained inside its
+:class:`~minidraw.outputs.Objective`, whose own weights ride in the checkpoint beside the model
+(``"objective"``) but never in it.
 
 **Optimiser** as in the authors' released code: RMSProp (decay 0.9, eps 1e-6),
 every parameter's gradient clipped to L2 norm 10; Adam is offered too. The loss
@@ -55,12 +59,17 @@ import torch.distributed as dist
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
-from .checkpoint import kind_of, load, read, save  # noqa: F401 - re-exported: minidraw.train.load/save
-from .configs import RECIPES, TrainConfig, build, load_config, preset, recipe, recipes  # noqa: F401
+from . import pretrained
+from .checkpoint import load, save
+from .configs import TrainConfig, data_of, preset
 from .data import select
-from .data.batches import Batch, Batches, caption_batches, fixed_batches  # noqa: F401 - re-exported
-from .data.select import TEST_SEED, mnist_binarized  # noqa: F401 - re-exported: minidraw.train.*
+from .data.batches import Batch, Batches, fixed_batches
 from .errors import UserError
+from .evaluate import Estimate, Sizes, bound_values, evaluate
+from .models import kind_of, kind_of_config
+from .outputs import Objective
+from .text import pretrain_sentence_encoder
+from .captioner import accuracy_evaluation
 from .runtime import device as pick_device
 from .runtime import bf16_native, forked_rng, seeded
 
@@ -127,13 +136,6 @@ def clip_each(params, max_norm: float) -> None:
             torch.nn.utils.clip_grad_norm_(p, max_norm)
 
 
-def data_for(cfg: TrainConfig, model_cfg):
-    """Training source, test source, a description, and the vocabulary (or None), for a run
-    (:func:`minidraw.data.select.data_for`: the training data follows ``cfg.seed``, the test data
-    does not)."""
-    return select.data_for(cfg.preset, model_cfg, cfg.seed, cfg.data or None)
-
-
 def step_seed(seed: int, rank: int, step: int) -> int:
     """The seed of the noise ε of step ``step`` on process ``rank``: like the batch, a pure function
     of (seed, rank, step), so a resumed run — on any number of processes — draws what the
@@ -145,7 +147,6 @@ def step_seed(seed: int, rank: int, step: int) -> int:
 def dataset_bound(model, batches, seed: int = 0) -> tuple[float, float]:
     """Mean −L in nats per image over ``batches`` (a tensor of images, or a list of batches), and its
     standard error; the caller's random state is left as it was."""
-    from .evaluate import Estimate, bound_values
     if isinstance(batches, torch.Tensor):
         batches = fixed_batches(batches, len(batches), device=batches.device)
     e = Estimate.of(bound_values(model, batches, seed))
@@ -241,17 +242,20 @@ def fit(model, batches, cfg: TrainConfig, progress: bool = True, *, out: Optiona
         batches = lambda step: next(it)  # noqa: E731
     opt = opt or make_optimizer(cfg.optimizer, model.parameters(), cfg.lr, cfg.beta1)
     bare = _bare(model)
-    ema = ema if ema is not None else weight_average(bare, cfg.ema)
-    shown = ema.module if ema is not None else bare                     # what evaluations score and checkpoints hold
-    key = "bound" if getattr(bare, "has_bound", True) else "loss"       # the sharpener: a loss
+    objective = bare if isinstance(bare, Objective) else None           # training-only terms around the model
+    inner = bare.model if objective is not None else bare
+    ema = ema if ema is not None else weight_average(inner, cfg.ema)
+    shown = ema.module if ema is not None else inner                    # what evaluations score and checkpoints hold
+    key = "bound" if kind_of(inner).has_bound else "loss"               # the sharpener: a loss
     out = Path(out) if out is not None and rank == 0 else None
     metrics = open(out / METRICS, "a", buffering=1) if out else None   # line-buffered: a kill loses no line
     log, start, last_ckpt, running, step = [], time.perf_counter(), time.perf_counter(), None, start_step
 
     def checkpoint(step):
-        live = {"live": bare.state_dict(), "ema_updates": int(ema.n_averaged)} if ema is not None else {}
+        live = {"live": inner.state_dict(), "ema_updates": int(ema.n_averaged)} if ema is not None else {}
+        terms = {"objective": objective.terms_state()} if objective is not None else {}
         save(out / CHECKPOINT, shown, {**(extra or {}), "train": asdict(cfg), "step": step,
-                                       "optimizer": opt.state_dict(), **live})
+                                       "optimizer": opt.state_dict(), **live, **terms})
 
     def record(entry):
         log.append(entry)
@@ -275,7 +279,7 @@ def fit(model, batches, cfg: TrainConfig, progress: bool = True, *, out: Optiona
                     raise TrainingDiverged(f"{e}; training stopped, {where}. Lower the learning rate "
                                            "(--set lr=...) and resume.") from None
                 if ema is not None:
-                    ema.update_parameters(bare)                      # θ̄_k = d θ̄_{k−1} + (1 − d) θ_k
+                    ema.update_parameters(inner)                     # θ̄_k = d θ̄_{k−1} + (1 − d) θ_k
                 elapsed = time.perf_counter() - start
                 running = loss if running is None else 0.98 * running + 0.02 * loss
                 record({"step": step, key: loss, "seconds": round(elapsed, 3), **extras})
@@ -313,7 +317,6 @@ def fidelity_evaluation(cfg: TrainConfig, test_src) -> Callable[[torch.nn.Module
     """``model -> {"fidelity_seen", "fidelity_heldout", ..._by_template}`` on the first
     ``cfg.eval_fidelity`` captions of the test and held-out splits: the learning curve of what
     the model draws, not only of its bound."""
-    from .evaluate import Sizes, evaluate
     heldout = select.heldout_for(test_src)
     if heldout is None:
         raise ValueError("eval_fidelity needs MNIST with captions or captioned shapes: caption fidelity has no "
@@ -342,125 +345,117 @@ def read_metrics(out: str | os.PathLike) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
 
 
-def plot_metrics(out: str | os.PathLike):
-    """The training curve from ``metrics.jsonl``, saved as ``metrics.png``: the bound per step (and
-    the test bound); for the sharpener, each player's loss and D's accuracy on real and fake."""
-    from matplotlib.figure import Figure   # not pyplot: no backend switch, safe inside notebooks
-    rows = read_metrics(out)
-    gan = any("d_loss" in r for r in rows)
-    fig = Figure(figsize=(10 if gan else 6, 3.5), layout="constrained")
-    axes = fig.subplots(1, 2 if gan else 1, squeeze=False)[0]
-    ax = axes[0]
-    for name, label in ((("d_loss", "L_D"), ("g_loss", "L_G")) if gan else (("bound", "training batch"),)):
-        ax.plot([r["step"] for r in rows if name in r], [r[name] for r in rows if name in r], alpha=0.5, label=label)
-    tests = [r for r in rows if "test_bound" in r]
-    if tests:
-        ax.errorbar([r["step"] for r in tests], [r["test_bound"] for r in tests],
-                    [r["test_se"] for r in tests], marker="o", label="test")
-    ax.set_xlabel("step"), ax.set_ylabel("loss (nats per image)" if gan else "−L (nats per image)"), ax.legend()
-    if gan:
-        for name, label in (("d_acc_real", "D right on real"), ("d_acc_fake", "D right on sharpened")):
-            axes[1].plot([r["step"] for r in rows if name in r], [r[name] for r in rows if name in r], alpha=0.5,
-                         label=label)
-        axes[1].axhline(0.5, color="grey", lw=0.8, ls="--")
-        axes[1].set_xlabel("step"), axes[1].set_ylabel("accuracy"), axes[1].legend()
-    fig.savefig(Path(out) / "metrics.png", dpi=100)
-    return fig
-
-
-def init_weights(model, source: str) -> None:
+def init_weights(model, source: str, objective: Optional[Objective] = None) -> None:
     """Copy the weights of ``source`` — a checkpoint file, or the name of a shipped model
     (:mod:`minidraw.pretrained`) — into ``model``; the two configurations must agree. This is how a
-    long run continues on a new machine from the last exported (float16) weights."""
+    long run continues on a new machine from the last exported (float16) weights. An ``objective``
+    whose terms the source checkpoint holds too (the same adversary) goes on from them."""
     if Path(source).is_file():
-        saved, _ = load(source)
+        saved, ckpt = load(source)
+    elif source in pretrained.list():
+        saved, ckpt = load(pretrained.path(source))
     else:
-        from . import pretrained
-        if source not in pretrained.list():
-            raise ValueError(f"init={source!r} is neither a checkpoint file nor a shipped model "
-                             f"({', '.join(pretrained.list()) or 'none shipped'})")
-        saved, _ = load(pretrained.path(source))
-    # settings of training only (CaptionDrawConfig.TRAINING_ONLY) may differ: what_adversary's adversary may be added
-    # to a model that had none (a new adversary, starting fresh) or left behind, where_kl only weighs a term of the
-    # objective. Every other field and weight must agree
-    skip = getattr(type(model.cfg), "TRAINING_ONLY", ())
-    mine, theirs = ({k: v for k, v in c.to_dict().items() if k not in skip} for c in (model.cfg, saved.cfg))
-    if mine != theirs:
+        raise ValueError(f"init={source!r} is neither a checkpoint file nor a shipped model "
+                         f"({', '.join(pretrained.list()) or 'none shipped'})")
+    if saved.cfg.to_dict() != model.cfg.to_dict() or type(saved.cfg) is not type(model.cfg):
         raise ValueError(f"init={source!r} holds a different model ({saved.cfg}); give the same configuration")
-    state, adversary = model.state_dict(), lambda k: "adversary" in k.split(".")   # noqa: E731
-    weights = {k: v.to(state[k].dtype) for k, v in saved.state_dict().items() if not adversary(k)}
-    missing, unexpected = model.load_state_dict(weights, strict=False)
-    if unexpected or not all(map(adversary, missing)):
-        raise ValueError(f"init={source!r}: weights do not match the model (missing {missing}, unexpected {unexpected})")
+    state = model.state_dict()
+    model.load_state_dict({k: v.to(state[k].dtype) for k, v in saved.state_dict().items()})
+    terms = ckpt.get("objective")
+    if objective is not None and terms:
+        mine = objective.terms_state()
+        if set(terms) == set(mine) and all(terms[k].shape == mine[k].shape for k in mine):
+            objective.load_state_dict({**terms, **{f"model.{k}": v for k, v in model.state_dict().items()}})
+
+
+def objective_for(model, cfg: TrainConfig):
+    """The model itself, or its kind's :class:`~minidraw.outputs.Objective` when the run asks for training-only
+    terms (``what_adversary``, ``where_kl``); ``ValueError`` for terms its kind has none of."""
+    if not (cfg.what_adversary or cfg.where_kl != 1):
+        return model
+    kind = kind_of(model)
+    if kind.objective is None:
+        raise ValueError(f"what_adversary and where_kl are terms of the what/where generator's training (preset "
+                         f"compose_*, model.what_where=true); {cfg.preset} is {kind.words}")
+    return kind.objective(model, cfg.what_adversary, cfg.where_kl)
 
 
 def run(cfg: TrainConfig, out: Optional[str | os.PathLike] = None, progress: bool = True):
-    """Train ``cfg`` (resuming from ``out/checkpoint.pt`` when there is one); returns ``(model, log)``."""
+    """Train ``cfg`` (resuming from ``out/checkpoint.pt`` when there is one); returns ``(model, log)``:
+    distributed set-up, data, the model, resume or init, then the loop."""
     rank, world, local = _distributed()
     device = pick_device(local_rank=local)
     model_cfg = preset(cfg.preset, **cfg.model)
-    train_src, test_src, source, vocab = data_for(cfg, model_cfg)
-    captioned = select._captioned(model_cfg)
-    if captioned and vocab is not None and model_cfg.vocab_size != len(vocab):
+    kind = kind_of_config(model_cfg)
+    train_src, test_src, source, vocab = select.data_for(data_of(cfg.preset), cfg.seed, cfg.data or None)
+    if kind.takes_caption and vocab is not None and model_cfg.vocab_size != len(vocab):
         model_cfg.vocab_size = len(vocab)    # e.g. COCO: the prepared vocabulary decides
     with seeded(cfg.seed):                 # the initial weights: a function of the seed
-        model = build(model_cfg).to(device)
-    opt = make_optimizer(cfg.optimizer, model.parameters(), cfg.lr, cfg.beta1)
-    start = 0
-    ckpt_path = Path(out) / CHECKPOINT if out else None
-    if out:
-        Path(out).mkdir(parents=True, exist_ok=True)
-        stale = ckpt_path.with_name(CHECKPOINT + ".tmp")
-        if stale.exists() and rank == 0:
-            stale.unlink()   # a checkpoint write that a kill interrupted; the previous one is intact
-    if ckpt_path and ckpt_path.exists():
-        saved, ckpt = load(ckpt_path, map_location=device)
-        if saved.cfg.to_dict() != model_cfg.to_dict():
-            raise ValueError(f"{ckpt_path} holds a different model ({saved.cfg}); use another --out to start afresh")
-        model.load_state_dict(ckpt["live"] if "live" in ckpt else saved.state_dict())   # ema: the trained weights
-        opt.load_state_dict(ckpt["optimizer"])
-        start = int(ckpt["step"])
-        if rank == 0:   # drop metrics a killed run wrote after its last checkpoint: the curve replays them
-            rows = [r for r in read_metrics(out) if r["step"] <= start]
-            (Path(out) / METRICS).write_text("".join(json.dumps(r) + "\n" for r in rows))
-            print(f"resuming {ckpt_path} at step {start}")
+        model = kind.model(model_cfg).to(device)
+        trainee = objective_for(model, cfg).to(device)   # the model, or it and its training-only terms
+    opt = make_optimizer(cfg.optimizer, trainee.parameters(), cfg.lr, cfg.beta1)
+    start, ckpt = _resume(out, model, trainee, opt, rank, device)
     if start == 0 and cfg.init:
-        init_weights(model, cfg.init)
+        init_weights(model, cfg.init, trainee if trainee is not model else None)
         if rank == 0:
             print(f"initialised from {cfg.init}")
-    elif start == 0 and getattr(model, "frozen_language", None) is not None:   # skipthought, offline encoder
-        from .text import pretrain_sentence_encoder
+    elif start == 0 and getattr(model, "internal_encoder", False):   # skipthought, offline encoder
         encoder, loss = pretrain_sentence_encoder(train_src, model_cfg.vocab_size, model_cfg.embed_size,
-                                                  model_cfg.lang_size, steps=model_cfg.sentence_pretrain_steps,
+                                                  model_cfg.lang_size, steps=cfg.sentence_pretrain_steps,
                                                   seed=cfg.seed, progress=progress and rank == 0)
         model.frozen_language.load_state_dict(encoder.state_dict())
         if rank == 0:
             print(f"frozen sentence encoder: caption autoencoder, {loss:.3f} nats per word after "
-                  f"{model_cfg.sentence_pretrain_steps} steps")
+                  f"{cfg.sentence_pretrain_steps} steps")
     ema = weight_average(model, cfg.ema)
     if ema is not None and start > 0 and "live" in ckpt:                # the average goes on where it was
-        ema.module.load_state_dict(saved.state_dict())
+        ema.module.load_state_dict(ckpt["model"])
         ema.n_averaged.fill_(int(ckpt["ema_updates"]))
     if rank == 0:
         print(source)
-    net = model
+    net = trainee
     if world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local] if device.type == "cuda" else None)
+        net = torch.nn.parallel.DistributedDataParallel(trainee, device_ids=[local] if device.type == "cuda" else None)
     if cfg.compile:
         net = torch.compile(net)
     batches = Batches(train_src, cfg.batch_size, cfg.seed, rank, world, device)
     test = fixed_batches(test_src, cfg.eval_examples, device=device) if rank == 0 else None
     extra = {"data": source, **({"vocab": vocab.to_dict()} if vocab is not None else {})}
     evaluation = fidelity_evaluation(cfg, test_src) if cfg.eval_fidelity > 0 and rank == 0 else None
-    if not getattr(model, "has_bound", True):   # the sharpener, the captioner: their own test numbers, no bound
+    if not kind.has_bound:   # the sharpener, the captioner: their own test numbers, no bound
         held_back, test = test, None
         evaluation = (lambda m: m.test_metrics(held_back)) if rank == 0 else None  # noqa: E731
-        if rank == 0 and cfg.eval_fidelity > 0 and kind_of(model) == "captioner" and select.heldout_for(test_src) is not None:
-            from .captioner import accuracy_evaluation   # and how often its caption describes the right scene
-            scene = accuracy_evaluation(test_src, cfg.eval_fidelity)
+        if rank == 0 and cfg.eval_fidelity > 0 and kind.name == "captioner" and select.heldout_for(test_src) is not None:
+            scene = accuracy_evaluation(test_src, cfg.eval_fidelity)   # how often its caption describes the scene
             evaluation = (lambda m: {**m.test_metrics(held_back), **scene(m)})  # noqa: E731
     log = fit(net, batches, cfg, progress, out=out, test=test, opt=opt, start_step=start, extra=extra, rank=rank,
               evaluation=evaluation, ema=ema)
-    if out and rank == 0:
-        plot_metrics(out)
     return (ema.module if ema is not None else model), log
+
+
+def _resume(out, model, trainee, opt, rank: int, device) -> tuple[int, dict]:
+    """``(step, checkpoint)`` of the run in ``out`` put back into ``model``, its objective ``trainee`` and ``opt``;
+    ``(0, {})`` for a new run."""
+    if not out:
+        return 0, {}
+    ckpt_path = Path(out) / CHECKPOINT
+    Path(out).mkdir(parents=True, exist_ok=True)
+    stale = ckpt_path.with_name(CHECKPOINT + ".tmp")
+    if stale.exists() and rank == 0:
+        stale.unlink()   # a checkpoint write that a kill interrupted; the previous one is intact
+    if not ckpt_path.exists():
+        return 0, {}
+    saved, ckpt = load(ckpt_path, map_location=device)
+    if saved.cfg.to_dict() != model.cfg.to_dict() or type(saved.cfg) is not type(model.cfg):
+        raise ValueError(f"{ckpt_path} holds a different model ({saved.cfg}); use another --out to start afresh")
+    model.load_state_dict(ckpt["live"] if "live" in ckpt else saved.state_dict())   # ema: the trained weights
+    if trainee is not model:
+        trainee.load_state_dict({**ckpt.get("objective", {}),
+                                 **{f"model.{k}": v for k, v in model.state_dict().items()}})
+    opt.load_state_dict(ckpt["optimizer"])
+    start = int(ckpt["step"])
+    if rank == 0:   # drop metrics a killed run wrote after its last checkpoint: the curve replays them
+        rows = [r for r in read_metrics(out) if r["step"] <= start]
+        (Path(out) / METRICS).write_text("".join(json.dumps(r) + "\n" for r in rows))
+        print(f"resuming {ckpt_path} at step {start}")
+    return start, ckpt

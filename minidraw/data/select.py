@@ -1,6 +1,6 @@
 """Which data a preset trains and is evaluated on: the one place that decides.
 
-:func:`data_for` gives a preset's training and test sources — binarised MNIST for
+:func:`data_for` gives a data set's training and test sources — binarised MNIST for
 plain DRAW, captioned shapes, MS-COCO, or MNIST with captions — and
 :func:`evaluation_splits` adds the held-out compositions (and, for COCO, the test
 split instead of the dev split the trainer watches). The training data follows
@@ -14,7 +14,10 @@ from typing import Optional
 
 import torch
 
+from .coco import CocoCaptions
 from .mnist import binarize, digit_pools
+from .mnist_captions import MnistCaptions
+from .shapes import ShapesCaptions
 
 TEST_SEED = 0   # the seed of every test and held-out split: fixed, whatever the training seed
 
@@ -26,43 +29,31 @@ def mnist_binarized(root=None) -> tuple[torch.Tensor, torch.Tensor, str]:
             torch.from_numpy(binarize(pools.test_images, seed=1)), pools.source)
 
 
-def _captioned(model_cfg) -> bool:
-    """Does the model read or write captions (alignDRAW and its variants, the baselines, the sharpener,
-    the captioner)?"""
-    from ..baselines import BaselineConfig
-    from ..captioner import CaptionerConfig
-    from ..draw import CaptionDrawConfig
-    from ..sharpen import LapGanConfig, SharpenConfig
-    return isinstance(model_cfg, (CaptionDrawConfig, BaselineConfig, SharpenConfig, LapGanConfig, CaptionerConfig))
-
-
-def data_for(preset: str, model_cfg, seed: int = 0, root: Optional[str | os.PathLike] = None):
-    """``(training source, test source, description, vocabulary or None)`` for a model of preset
-    ``preset``; the training source follows ``seed``, the test source does not. ``root``: the data
-    folder (MNIST's IDX files, or prepared COCO), ``None`` for the default."""
+def data_for(data: str, seed: int = 0, root: Optional[str | os.PathLike] = None):
+    """``(training source, test source, description, vocabulary or None)`` for data set ``data``: "mnist"
+    (binarised digits, for the unconditional DRAW), "mnist_captions", "shapes" or "coco" — what a preset names
+    (:data:`minidraw.configs.PRESETS`). The training source follows ``seed``, the test source does not.
+    ``root``: the data folder (MNIST's IDX files, or prepared COCO), ``None`` for the default."""
     root = root or None
-    if not _captioned(model_cfg):
+    if data == "mnist":
         train, test, source = mnist_binarized(root)
         return train, test, source, None
-    if "shapes" in preset:
-        from .shapes import ShapesCaptions
+    if data == "shapes":
         train, test = ShapesCaptions("train", seed=seed), ShapesCaptions("test", seed=TEST_SEED)
         return train, test, "captioned shapes (generated)", train.vocab
-    if "coco" in preset:
-        from .coco import CocoCaptions
+    if data == "coco":
         train, test = CocoCaptions("train", root=root), CocoCaptions("dev", root=root)
         return train, test, f"MS-COCO 2014 captions, {len(train)} training captions", train.vocab
-    from .mnist_captions import MnistCaptions
-    pools = digit_pools(root)
-    train = MnistCaptions("train", pools, seed=seed)
-    return train, MnistCaptions("test", pools, seed=TEST_SEED), pools.source, train.vocab
+    if data == "mnist_captions":
+        pools = digit_pools(root)
+        train = MnistCaptions("train", pools, seed=seed)
+        return train, MnistCaptions("test", pools, seed=TEST_SEED), pools.source, train.vocab
+    raise ValueError(f"no data set named {data!r}: give mnist, mnist_captions, shapes or coco")
 
 
 def heldout_for(test):
     """The held-out compositions that go with test split ``test`` (MNIST with captions, shapes),
     with its seeds; ``None`` for data without them."""
-    from .mnist_captions import MnistCaptions
-    from .shapes import ShapesCaptions
     if isinstance(test, MnistCaptions):
         return MnistCaptions("heldout", test.pools, seed=test.seed, holdout_seed=test.holdout_seed)
     if isinstance(test, ShapesCaptions):
@@ -70,15 +61,14 @@ def heldout_for(test):
     return None
 
 
-def evaluation_splits(preset: str, model_cfg, seed: int = 0, root: Optional[str | os.PathLike] = None) -> dict:
-    """``{"train", "test"}`` and, where the data has them, ``"heldout"`` compositions; for COCO the
-    test split (the trainer watches dev)."""
-    train, test, _, _ = data_for(preset, model_cfg, seed, root)
+def evaluation_splits(data: str, seed: int = 0, root: Optional[str | os.PathLike] = None) -> dict:
+    """``{"train", "test"}`` of data set ``data`` and, where it has them, ``"heldout"`` compositions; for COCO
+    the test split (the trainer watches dev)."""
+    train, test, _, _ = data_for(data, seed, root)
     splits = {"train": train, "test": test}
     heldout = heldout_for(test)
     if heldout is not None:
         splits["heldout"] = heldout
-    if type(test).__name__ == "CocoCaptions":
-        from .coco import CocoCaptions
+    if isinstance(test, CocoCaptions):
         splits["test"] = CocoCaptions("test", root=root or None)
     return splits
