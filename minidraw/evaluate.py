@@ -51,6 +51,7 @@ import numpy as np
 import torch
 
 from .errors import UserError
+from .models import kind_of, kind_of_config
 from .runtime import eval_mode, evaluating  # noqa: F401 - the context every measure runs in (also minidraw.runtime)
 
 
@@ -304,7 +305,7 @@ def bleu4(hypotheses: list[str], references: list[str]) -> float:
 
 def _captioner_names() -> str:
     from .pretrained import MODELS
-    return ", ".join(n for n, m in MODELS.items() if m["variant"] == "captioner")
+    return ", ".join(n for n, m in MODELS.items() if m["kind"] == "captioner")
 
 
 def load_captioner(spec: str | os.PathLike, map_location="cpu"):
@@ -312,9 +313,8 @@ def load_captioner(spec: str | os.PathLike, map_location="cpu"):
     ``captioner-shapes``: :mod:`minidraw.pretrained`) or a captioner checkpoint's path. A
     ``ValueError`` (or the checkpoint's own error) that says what to give otherwise."""
     from . import pretrained
-    from .captioner import Captioner
-    from .checkpoint import kind_of, load
-    from .sample import KIND_WORDS, vocabulary_for
+    from .checkpoint import load
+    from .sample import vocabulary_for
     names = _captioner_names()
     if str(spec) in pretrained.MODELS:
         try:
@@ -327,9 +327,9 @@ def load_captioner(spec: str | os.PathLike, map_location="cpu"):
                              f"checkpoint of `minidraw train --config captioner-mnist` (or captioner-shapes) or a "
                              f"pretrained name ({names})")
         model, ckpt = load(spec, map_location=map_location)
-        vocab = vocabulary_for(model, ckpt) if isinstance(model, Captioner) else None
-    if not isinstance(model, Captioner):
-        raise ValueError(f"{spec} holds {KIND_WORDS.get(kind_of(model), 'a model')}, not a captioner: give a captioner checkpoint "
+        vocab = vocabulary_for(model, ckpt) if kind_of(model).name == "captioner" else None
+    if kind_of(model).name != "captioner":
+        raise ValueError(f"{spec} holds {kind_of(model).words}, not a captioner: give a captioner checkpoint "
                          f"(`minidraw train --config captioner-mnist --out DIR`) or a pretrained captioner ({names})")
     return model.float().to(map_location), vocab
 
@@ -420,7 +420,6 @@ def splits_for(train: dict, model_cfg, data: Optional[str] = None) -> dict:
     saved training settings."""
     from .configs import PRESETS
     from .data.select import evaluation_splits
-    from .models import kind_of_config
     root = data if data is not None else (train.get("data") or None)
     name = str(train.get("preset", ""))
     data_set = (PRESETS[name].data if name in PRESETS else
@@ -454,7 +453,7 @@ def evaluate(model, splits: dict, metrics: Iterable[str] = DEFAULT_METRICS, size
     unknown = sorted(set(metrics) - set(METRICS))
     if unknown:
         raise ValueError(f"unknown metric(s) {unknown}; choose from {', '.join(METRICS)}")
-    no_likelihood = sorted(set(metrics) & set(LIKELIHOOD_METRICS)) if not getattr(model, "has_bound", True) else []
+    no_likelihood = sorted(set(metrics) & set(LIKELIHOOD_METRICS)) if not kind_of(model).has_bound else []
     if no_likelihood:
         raise ValueError(f"{type(model).__name__} has no likelihood (a GAN), so no {', '.join(no_likelihood)}: "
                          f"measure it with {', '.join(NO_BOUND_METRICS)} (and cycle)")

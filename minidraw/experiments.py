@@ -17,7 +17,7 @@ split — drawn and checked beside captions of seen compositions (``test``):
 the average α each word of the vocabulary receives over many captions (:func:`attention_per_word`).
 
 **What the what path knows of the layout** (``what_where`` models): a fresh copy of the adversary of
-``what_adversary`` (:class:`minidraw.draw.WhatAdversary`) trained on the what LSTM's states h^what_t while
+``what_adversary`` (:class:`minidraw.compose.WhatAdversary`) trained on the what LSTM's states h^what_t while
 the model draws, asked which of the caption's words other than the content words (the layout: "left",
 "top", "corner", ...) the caption holds; :func:`layout_probe` gives the nats per step it reads beyond the
 words' frequencies, on captions it was not trained on. 0: the what path cannot tell the layout.
@@ -39,6 +39,10 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
+from .compose import WhatAdversary
+from .data import mnist_captions, shapes
+from .evaluate import caption_fidelity, generate
+from .runtime import evaluating
 from .sample import encode_captions, max_words_for, sample
 from .text import Vocabulary, tokenize
 
@@ -92,7 +96,6 @@ def flipped_captions(caption: str, position_or_word: int | str, alternatives: Se
 
 def _dataset_for(vocab: Vocabulary, split: str = "test"):
     """The captioned data set whose vocabulary is ``vocab``: its checker judges the drawings."""
-    from .data import mnist_captions, shapes
     if vocab == shapes.VOCAB:
         return shapes.ShapesCaptions(split)
     if vocab == mnist_captions.VOCAB:
@@ -140,7 +143,6 @@ def flip(model, vocab: Vocabulary, caption: str, position_or_word: int | str, al
     images, alpha = draw_same_noise(model, vocab, texts, n, seed, temperature)
     correct = None
     if check:
-        from .evaluate import caption_fidelity
         data = _dataset_for(vocab) if data is None else data
         flat = images.flatten(0, 1)                                           # (V·n, C, B, A)
         verdict = caption_fidelity(flat, [t for t in texts for _ in range(n)], data, classifiers)
@@ -168,8 +170,6 @@ def novel_compositions(model, data, n: int = 200, seed: int = 0, classifiers=Non
 
     ``data``: ``"mnist"`` or ``"shapes"``, or a pair ``(seen, heldout)`` of data sets.
     """
-    from .data import mnist_captions, shapes
-    from .evaluate import caption_fidelity, generate
     if isinstance(data, str):
         make = {"mnist": mnist_captions.MnistCaptions, "shapes": shapes.ShapesCaptions}.get(data)
         if make is None:
@@ -187,29 +187,27 @@ def novel_compositions(model, data, n: int = 200, seed: int = 0, classifiers=Non
 # ---- what the what path knows ----------------------------------------------------------------
 def layout_probe(model, data, n: int = 2000, steps: int = 1500, seed: int = 0, generate: bool = True,
                  lr: float = 3e-3) -> dict[str, float]:
-    """Train a fresh :class:`minidraw.draw.WhatAdversary` on h^what_t of ``n`` captions of ``data`` (the model
+    """Train a fresh :class:`minidraw.compose.WhatAdversary` on h^what_t of ``n`` captions of ``data`` (the model
     drawing from the prior with ``generate``, else its posterior pass over the data's images) and score it on
     ``n // 4`` others: ``{"train": nats, "test": nats}`` per step that it reads of the layout words beyond their
     frequencies, and ``"all"``: the most there is to read, the words' cross-entropy under their frequencies
     (the model is not changed; its random state is restored)."""
-    from .draw import WhatAdversary
-    from .runtime import evaluating
     if not getattr(model.cfg, "what_where", False):
         raise ValueError("layout_probe reads the what LSTM of a what/where model (what_where=True)")
-    cfg = type(model.cfg).from_dict({**model.cfg.to_dict(), "what_adversary": 1.0})
+    where = model.where_size                                         # h^gen = [h^where ; h^what]
 
     def states(index):
         b = data.batch(index)
         with evaluating(model, seed) as device, torch.no_grad():
             ids, lengths = b.captions.to(device), b.lengths.to(device)
             if generate:
-                return model.generate(ids, lengths, keep_what=True).h_what, ids
-            return model.draw(b.images.to(device), model.context(ids, lengths), keep_what=True).h_what, ids
+                return model.generate(ids, lengths, keep_states=True).states[..., where:], ids
+            return model(b.images.to(device), ids, lengths, keep_states=True).states[..., where:], ids
 
     (h, ids), (h_test, ids_test) = states(np.arange(n)), states(np.arange(n, n + n // 4))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        probe = WhatAdversary(cfg).to(h.device)
+        probe = WhatAdversary(model.cfg, 1.0).to(h.device)
         opt = torch.optim.Adam(probe.parameters(), lr=lr)
         for _ in range(steps):                                       # h is fixed: only the guess f learns
             i = torch.randint(0, n, (256,))
@@ -230,8 +228,6 @@ def noise_sources(model, data, templates: Sequence[int] = (2, 3), n: int = 400, 
     with captions: 2, 3 are "top of", "bottom of"), drawn with z^where and z^what at each pair of temperatures
     (τ^where, τ^what) of ``pairs`` and the same seed: at (0, 1) only the what path's latents are sampled, at (1, 0)
     only the where path's (``what_where`` models)."""
-    from .evaluate import caption_fidelity
-    from .runtime import evaluating
     if not getattr(model.cfg, "what_where", False):
         raise ValueError("noise_sources samples z^where and z^what apart: it needs a what/where model (what_where=True)")
     scan = np.arange(100 * n)                                                  # the data's own order, filtered

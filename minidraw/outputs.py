@@ -4,8 +4,9 @@
 per-step Gaussians in :class:`Latents`) and :class:`Generated` (drawings) are returned by DRAW,
 alignDRAW and the baseline VAEs alike; :class:`ConfigDict` gives each model's configuration dataclass its
 ``to_dict`` / ``from_dict`` (what a checkpoint stores) and its checks;
-:func:`check_images` guards every model's input. This module imports no model, so
-:mod:`minidraw.draw` and :mod:`minidraw.baselines` both build on it.
+:func:`check_images` guards every model's input; :class:`Objective` wraps a model in the terms only
+training adds. This module imports no model, so :mod:`minidraw.draw` and :mod:`minidraw.baselines`
+both build on it.
 """
 from __future__ import annotations
 
@@ -171,8 +172,9 @@ class Generated:
 
 
 class Objective(nn.Module):
-    """A model and the terms that only training adds to its loss (e.g. an adversary). The trainer optimises the
-    objective, but saves, evaluates and exports ``model`` alone: nothing training-only is ever part of it."""
+    """A model and the terms that only training adds to its loss, with any weights of their own (never part of the
+    bound). The trainer optimises the objective, but saves, evaluates and exports ``model`` alone: nothing
+    training-only is ever part of it (:class:`minidraw.compose.CompositionObjective` is one)."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()

@@ -201,7 +201,7 @@ class LanguageModel(nn.Module):
         self.lstm = nn.LSTM(embed_size, hidden_size, batch_first=True, bidirectional=True)
 
     def forward(self, ids: Tensor, lengths: Tensor, embedded: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
-        """``embedded (M, L, e)``, if given, replaces E y_j (a model that hides some words from the BiLSTM)."""
+        """``embedded (M, L, e)``, if given, is E y_j already computed (a model that reads the embeddings too)."""
         if ids.dim() != 2:
             raise ValueError(f"ids must have shape (M, L), got {tuple(ids.shape)}")
         M, L = ids.shape

@@ -6,10 +6,14 @@ The book never pastes package code into a chapter; it shows it with
 from __future__ import annotations
 
 import inspect
+import json
+import os
 import textwrap
+from pathlib import Path
 from typing import Sequence
 
 import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
 import numpy as np
 import torch
 
@@ -209,4 +213,30 @@ def canvases_with_alignment(canvases: torch.Tensor, alpha: torch.Tensor | None, 
         alignment_map(fig.add_subplot(grid[1, :]), alpha, words, "alignment α: words × steps (dot: the most attended)")
     if title:
         fig.suptitle(title, fontsize=10)
+    return fig
+
+
+# ---- training curves ---------------------------------------------------------------------------
+def plot_metrics(out: str | os.PathLike) -> Figure:
+    """The training curve from ``metrics.jsonl``, saved as ``metrics.png``: the bound per step (and
+    the test bound); for the sharpener, each player's loss and D's accuracy on real and fake."""
+    rows = [json.loads(line) for line in (Path(out) / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    gan = any("d_loss" in r for r in rows)
+    fig = Figure(figsize=(10 if gan else 6, 3.5), layout="constrained")
+    axes = fig.subplots(1, 2 if gan else 1, squeeze=False)[0]
+    ax = axes[0]
+    for name, label in ((("d_loss", "L_D"), ("g_loss", "L_G")) if gan else (("bound", "training batch"),)):
+        ax.plot([r["step"] for r in rows if name in r], [r[name] for r in rows if name in r], alpha=0.5, label=label)
+    tests = [r for r in rows if "test_bound" in r]
+    if tests:
+        ax.errorbar([r["step"] for r in tests], [r["test_bound"] for r in tests],
+                    [r["test_se"] for r in tests], marker="o", label="test")
+    ax.set_xlabel("step"), ax.set_ylabel("loss (nats per image)" if gan else "−L (nats per image)"), ax.legend()
+    if gan:
+        for name, label in (("d_acc_real", "D right on real"), ("d_acc_fake", "D right on sharpened")):
+            axes[1].plot([r["step"] for r in rows if name in r], [r[name] for r in rows if name in r], alpha=0.5,
+                         label=label)
+        axes[1].axhline(0.5, color="grey", lw=0.8, ls="--")
+        axes[1].set_xlabel("step"), axes[1].set_ylabel("accuracy"), axes[1].legend()
+    fig.savefig(Path(out) / "metrics.png", dpi=100)
     return fig

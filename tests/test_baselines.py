@@ -10,7 +10,11 @@ from minidraw.bound import bernoulli_nll
 from minidraw.configs import preset
 from minidraw.data.shapes import VOCAB as SHAPES_VOCAB
 from minidraw.data.shapes import ShapesCaptions
-from minidraw.draw import build
+from minidraw.models import build
+from minidraw import checkpoint
+from minidraw import configs
+from minidraw.data.batches import Batches
+from minidraw.data.batches import fixed_batches
 
 KINDS = ("fc", "conv")
 TINY = dict(vocab_size=len(SHAPES_VOCAB), embed_size=8, lang_size=8, hidden=24, channels=4, z_size=5)
@@ -147,7 +151,7 @@ def test_config_checks_and_presets():
         coco = preset(f"{kind}vae_coco_paper")
         assert (coco.C, coco.B, coco.A, coco.vocab_size) == (3, 32, 32, 0)   # 0: the prepared vocabulary decides
     assert preset("fcvae_mnist_small", kind="conv", z_size=7).kind == "conv"
-    cfg = train.load_config("fcvae_shapes_small", None, ["model.kind=conv", "model.channels=8"])
+    cfg = configs.load_config("fcvae_shapes_small", None, ["model.kind=conv", "model.channels=8"])
     assert (preset(cfg.preset, **cfg.model).kind, preset(cfg.preset, **cfg.model).channels) == ("conv", 8)
 
 
@@ -155,8 +159,8 @@ def test_config_checks_and_presets():
 def test_checkpoint_round_trip_gives_the_same_bounds(shapes, kind, tmp_path):
     images, captions, lengths = shapes
     m = model(kind)
-    train.save(tmp_path / "vae.pt", m, {"step": 3})
-    loaded, ckpt = train.load(tmp_path / "vae.pt")
+    checkpoint.save(tmp_path / "vae.pt", m, {"step": 3})
+    loaded, ckpt = checkpoint.load(tmp_path / "vae.pt")
     assert isinstance(loaded, ConditionalVAE) and loaded.cfg == m.cfg and ckpt["kind"] == "baseline"
     noise = torch.randn(1, len(images), TINY["z_size"])
     assert torch.equal(loaded(images, captions, lengths, noise=noise).bound,
@@ -180,10 +184,10 @@ def test_each_kind_trains_with_the_trainer(mnist_captions, kind):
     train_set, test_set = mnist_captions
     torch.manual_seed(0)
     m = build(preset(f"{kind}vae_mnist_small", hidden=32, channels=4, z_size=8, embed_size=8, lang_size=16))
-    test = train.fixed_batches(test_set, 64, batch_size=32)
+    test = fixed_batches(test_set, 64, batch_size=32)
     before, _ = train.dataset_bound(m, test)
-    cfg = train.TrainConfig(batch_size=16, lr=3e-3, max_steps=50)
-    log = train.fit(m, train.Batches(train_set, cfg.batch_size, seed=0), cfg, progress=False)
+    cfg = configs.TrainConfig(batch_size=16, lr=3e-3, max_steps=50)
+    log = train.fit(m, Batches(train_set, cfg.batch_size, seed=0), cfg, progress=False)
     after, _ = train.dataset_bound(m, test)
     assert len(log) == 50 and all(np.isfinite(r["bound"]) for r in log)
     assert after < 0.5 * before, (before, after)                         # from ~2500 nats (σ(0) everywhere)
@@ -196,13 +200,13 @@ TINY_RUN = ["model.hidden=16", "model.channels=4", "model.z_size=4", "model.embe
 @pytest.mark.parametrize("name", ["fcvae_mnist_small", "convvae_shapes_small"])
 def test_run_trains_checkpoints_and_resumes_a_baseline(mnist_env, tmp_path, name):
     out = tmp_path / "run"
-    model, log = train.run(train.load_config(name, None, [*TINY_RUN, "max_steps=3"]), out, progress=False)
+    model, log = train.run(configs.load_config(name, None, [*TINY_RUN, "max_steps=3"]), out, progress=False)
     assert isinstance(model, ConditionalVAE) and [r["step"] for r in log if "bound" in r] == [1, 2, 3]
     assert np.isfinite([r["test_bound"] for r in log if "test_bound" in r]).all()
-    loaded, ckpt = train.load(out / "checkpoint.pt")
+    loaded, ckpt = checkpoint.load(out / "checkpoint.pt")
     assert ckpt["kind"] == "baseline" and ckpt["step"] == 3 and loaded.cfg == model.cfg
     assert len(ckpt["vocab"]["words"]) == loaded.cfg.vocab_size
-    _, resumed = train.run(train.load_config(name, None, [*TINY_RUN, "max_steps=5"]), out, progress=False)
+    _, resumed = train.run(configs.load_config(name, None, [*TINY_RUN, "max_steps=5"]), out, progress=False)
     assert [r["step"] for r in resumed if "bound" in r] == [4, 5]
 
 
@@ -211,7 +215,7 @@ def test_the_train_command_takes_a_baseline_preset(mnist_env, tmp_path, capsys):
     assert main(["train", "--preset", "convvae_mnist_small", "--out", str(tmp_path), "--quiet", "--max-steps", "2",
                  "--set", *TINY_RUN]) == 0
     assert "test −L" in capsys.readouterr().out
-    assert isinstance(train.load(tmp_path / "checkpoint.pt")[0], ConditionalVAE)
+    assert isinstance(checkpoint.load(tmp_path / "checkpoint.pt")[0], ConditionalVAE)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -228,7 +232,7 @@ def test_a_coco_baseline_takes_its_vocabulary_from_the_prepared_data(tmp_path):
     from minidraw.data.coco_prepare import make_tiny_coco, prepare_coco
     meta = prepare_coco(make_tiny_coco(tmp_path / "raw"), tmp_path / "coco", min_count=1, progress=False)
     assert preset("convvae_coco_paper").vocab_size == 0
-    cfg = train.load_config("convvae_coco_paper", None, [*TINY_RUN, "max_steps=2", f"data={tmp_path / 'coco'}"])
+    cfg = configs.load_config("convvae_coco_paper", None, [*TINY_RUN, "max_steps=2", f"data={tmp_path / 'coco'}"])
     model, log = train.run(cfg, tmp_path / "run", progress=False)
     assert model.cfg.vocab_size == meta["vocab_size"] and model.language.embed.num_embeddings == meta["vocab_size"]
     assert np.isfinite([r["test_bound"] for r in log if "test_bound" in r]).all()

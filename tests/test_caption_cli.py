@@ -29,7 +29,7 @@ def tiny_captioner(C=3, A=32, B=32, vocab=shapes.VOCAB, seed=0, cls=Captioner) -
 
 def tiny_aligndraw():
     from minidraw.configs import preset
-    from minidraw.draw import build
+    from minidraw.models import build
     torch.manual_seed(0)
     return build(preset("aligndraw_shapes_small", T=2, enc_size=8, dec_size=8, z_size=3, lang_size=4,
                         align_size=4, embed_size=4))

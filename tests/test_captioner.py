@@ -10,9 +10,11 @@ import torch
 
 from minidraw import checkpoint, train
 from minidraw.captioner import Captioner, CaptionerConfig, Decoded, accuracy, agreement, facts_for
-from minidraw.configs import build, preset
+from minidraw.models import build
+from minidraw.configs import preset
 from minidraw.data import mnist_captions, shapes
 from minidraw.text import Vocabulary
+from minidraw import configs
 
 TINY = dict(channels=4, feature_size=8, embed_size=8, hidden_size=16, align_size=8)
 TINY_SETS = [f"model.{k}={v}" for k, v in TINY.items()]
@@ -502,7 +504,7 @@ def test_the_coco_preset_trains_on_the_coco_fixture_and_captions_it(tmp_path):
     from minidraw.data.coco import CocoCaptions
     from minidraw.data.coco_prepare import make_tiny_coco, prepare_coco
     meta = prepare_coco(make_tiny_coco(tmp_path / "raw"), tmp_path / "coco", min_count=1, progress=False)
-    cfg = train.load_config("captioner_coco_paper", None, [*TINY_SETS, "batch_size=4", "eval_every=2",
+    cfg = configs.load_config("captioner_coco_paper", None, [*TINY_SETS, "batch_size=4", "eval_every=2",
                                                             "eval_examples=4", "max_steps=2", f"data={tmp_path / 'coco'}"])
     model, log = train.run(cfg, tmp_path / "run", progress=False)
     assert isinstance(model, Captioner) and model.cfg.vocab_size == meta["vocab_size"]
@@ -520,7 +522,7 @@ def test_the_coco_preset_trains_on_the_coco_fixture_and_captions_it(tmp_path):
 def test_it_trains_through_the_trainer_and_resumes_bit_exactly(tmp_path, _offline_mnist):
     sets = [*TINY_SETS, "model.max_len=12", "batch_size=8", "eval_every=0", "eval_examples=8", "eval_fidelity=4",
             "checkpoint_every=100"]
-    load = lambda steps: train.load_config("captioner_mnist_small", None, [*sets, f"max_steps={steps}"])  # noqa: E731
+    load = lambda steps: configs.load_config("captioner_mnist_small", None, [*sets, f"max_steps={steps}"])  # noqa: E731
     _, straight = train.run(load(5), tmp_path / "a", progress=False)
     train.run(load(2), tmp_path / "b", progress=False)                # stopped at step 2 (its final checkpoint)
     _, resumed = train.run(load(5), tmp_path / "b", progress=False)
@@ -558,7 +560,7 @@ def test_a_saved_captioner_loads_and_captions_as_before(tmp_path):
     assert loaded.beam(images, 3).ids == model.beam(images, 3).ids
     captions, lengths = random_captions([3, 5, 1, 2], model.cfg.vocab_size)
     assert torch.equal(loaded(images, captions, lengths).loss, model(images, captions, lengths).loss)
-    assert train.load(tmp_path / "c.pt")[0].cfg == model.cfg                   # the trainer's re-export too
+    assert checkpoint.load(tmp_path / "c.pt")[0].cfg == model.cfg                   # the trainer's re-export too
 
 
 # ---- 9. bad input ---------------------------------------------------------------------------------

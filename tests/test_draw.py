@@ -6,6 +6,7 @@ from minidraw.bound import bernoulli_nll
 from minidraw.data.mnist import binarize
 from minidraw.configs import PRESETS, preset
 from minidraw.draw import Draw, DrawConfig
+from minidraw import checkpoint
 
 TINY = DrawConfig(A=12, B=9, C=3, T=4, read_N=3, write_N=4, enc_size=16, dec_size=16, z_size=5)
 
@@ -182,15 +183,15 @@ def test_presets():
 def test_checkpoint_round_trip_and_corrupt_file(tmp_path):
     torch.manual_seed(0)
     model = Draw(TINY)
-    train.save(tmp_path / "m.pt", model, {"note": "hi"})
-    loaded, ckpt = train.load(tmp_path / "m.pt")
+    checkpoint.save(tmp_path / "m.pt", model, {"note": "hi"})
+    loaded, ckpt = checkpoint.load(tmp_path / "m.pt")
     assert ckpt["note"] == "hi" and loaded.cfg == TINY
     for a, b in zip(model.state_dict().values(), loaded.state_dict().values()):
         assert torch.equal(a, b)
     data = (tmp_path / "m.pt").read_bytes()
     (tmp_path / "bad.pt").write_bytes(data[: len(data) // 2])
     with pytest.raises(RuntimeError, match="not a readable minidraw checkpoint"):
-        train.load(tmp_path / "bad.pt")
+        checkpoint.load(tmp_path / "bad.pt")
 
 
 def test_images_are_checked_at_the_model_boundary():

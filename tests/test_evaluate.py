@@ -5,6 +5,8 @@ import torch
 
 from minidraw.configs import preset
 from minidraw.evaluate import ranks_of_truth, retrieval_metrics, ssi
+from minidraw import checkpoint
+from minidraw import configs
 
 
 def test_hand_made_scores_give_known_ranks_and_recalls():
@@ -125,7 +127,7 @@ def test_retrieval_candidates_are_other_images_when_an_image_has_five_captions()
 def test_retrieval_scores_with_a_real_alignDRAW_and_common_noise():
     from minidraw.configs import preset
     from minidraw.data.shapes import ShapesCaptions
-    from minidraw.draw import build
+    from minidraw.models import build
     from minidraw.evaluate import retrieval_scores
     torch.manual_seed(0)
     model = build(preset("aligndraw_shapes_small", T=3, enc_size=16, dec_size=16, z_size=4, lang_size=8,
@@ -141,7 +143,7 @@ def test_retrieval_scores_with_a_real_alignDRAW_and_common_noise():
 # ---- the bound on a split, generation, the table row, the command -----------------------------
 def tiny_aligndraw(seed=0):
     from minidraw.configs import preset
-    from minidraw.draw import build
+    from minidraw.models import build
     torch.manual_seed(seed)
     return build(preset("aligndraw_shapes_small", T=3, enc_size=16, dec_size=16, z_size=4, lang_size=8,
                         align_size=8, embed_size=8))
@@ -229,7 +231,7 @@ def test_evaluate_command_on_a_checkpoint(tmp_path, capsys):
     import json
 
     from minidraw import cli, train
-    cfg = train.load_config("aligndraw_shapes_small", sets=[
+    cfg = configs.load_config("aligndraw_shapes_small", sets=[
         "max_steps=2", "batch_size=4", "eval_every=0", "eval_examples=4", "model.T=2", "model.enc_size=8",
         "model.dec_size=8", "model.z_size=3", "model.lang_size=4", "model.align_size=4", "model.embed_size=4"])
     train.run(cfg, tmp_path / "run", progress=False)
@@ -259,7 +261,7 @@ def test_evaluate_with_a_corrupt_mnist_file_is_one_line(tmp_path, capsys, mnist_
     shutil.copy(mnist_dir / "t10k-labels-idx1-ubyte.gz", data)
     (data / "t10k-images-idx3-ubyte.gz").write_bytes(b"\x1f\x8b not really gzip")
     ckpt = tmp_path / "draw.pt"
-    train.save(ckpt, Draw(preset("draw_mnist_small", T=2)), {"train": asdict(train.TrainConfig())})
+    checkpoint.save(ckpt, Draw(preset("draw_mnist_small", T=2)), {"train": asdict(configs.TrainConfig())})
     assert cli.main(["evaluate", "--checkpoint", str(ckpt), "--data", str(data), "--metrics", "bound"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("minidraw evaluate: error: ") and err.count("\n") == 1, err
@@ -300,13 +302,13 @@ def test_fidelity_column_of_a_perfect_and_a_blind_generator(pools, tmp_path):
 def test_the_comparison_names_five_buildable_models_per_data_set():
     from minidraw import train
     from minidraw.configs import COMPARISON_ROWS, COMPARISON_SETTINGS, comparison, preset
-    from minidraw.draw import build
+    from minidraw.models import build
     for data in ("mnist", "shapes"):
         rows = comparison(data)
         assert list(rows) == list(COMPARISON_ROWS)
         kinds = set()
         for key, (name, sets) in rows.items():
-            cfg = train.load_config(name, sets=[*COMPARISON_SETTINGS, *sets])
+            cfg = configs.load_config(name, sets=[*COMPARISON_SETTINGS, *sets])
             model_cfg = preset(cfg.preset, **cfg.model)
             kinds.add((type(build(model_cfg)).__name__, getattr(model_cfg, "variant", None),
                        getattr(model_cfg, "kind", None)))

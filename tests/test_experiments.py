@@ -11,7 +11,7 @@ import torch
 from minidraw import experiments as E
 from minidraw.configs import preset
 from minidraw.data import shapes
-from minidraw.draw import build
+from minidraw.models import build
 
 CAPTION = "a large red circle is at the top left on a white background ."
 TINY = dict(T=3, enc_size=16, dec_size=16, z_size=4, align_size=8, lang_size=8, embed_size=8)
@@ -126,7 +126,7 @@ def test_layout_probe_reads_nothing_from_a_blank_what_path_and_everything_from_o
 
     from minidraw import pretrained
     from minidraw.data.mnist_captions import MnistCaptions
-    from minidraw.draw import CaptionDraw
+    from minidraw.aligndraw import CaptionDraw
     data = MnistCaptions("train")
     model, _ = pretrained.load("aligndraw-mnist")
     blank = CaptionDraw(model.cfg)

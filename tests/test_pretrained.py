@@ -12,6 +12,7 @@ import torch
 from minidraw import pretrained, train
 from minidraw.data import mnist_captions
 from minidraw.text import EmptyCaptionError, UnknownWordError
+from minidraw import configs
 
 MNIST_CAPTION = "the digit 3 is on the left of the digit 7 ."
 SHAPES_CAPTION = "a large red circle is at the top left on a white background ."
@@ -26,7 +27,7 @@ def checkpoint(tmp_path_factory, mnist_dir) -> Path:
     out = tmp_path_factory.mktemp("run")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MINIDRAW_DATA", str(mnist_dir.parent))
-        train.run(train.load_config("aligndraw_mnist_small", None, TINY), out, progress=False)
+        train.run(configs.load_config("aligndraw_mnist_small", None, TINY), out, progress=False)
     return out / "checkpoint.pt"
 
 
@@ -113,7 +114,7 @@ def test_a_run_from_the_shipped_weights_exports_as_their_next_stage(checkpoint, 
     shutil.copytree(weights, d)
     monkeypatch.setenv("MINIDRAW_DATA", str(mnist_dir.parent))
     monkeypatch.setattr(pretrained, "WEIGHTS_DIR", d)                      # init=aligndraw-mnist reads this folder
-    train.run(train.load_config("aligndraw_mnist_small", None, [*TINY, "max_steps=3", "init=aligndraw-mnist"]),
+    train.run(configs.load_config("aligndraw_mnist_small", None, [*TINY, "max_steps=3", "init=aligndraw-mnist"]),
               tmp_path / "next", progress=False)
     pretrained.export(tmp_path / "next" / "checkpoint.pt", "aligndraw-mnist", weights_dir=d)
     saved = torch.load(d / "aligndraw-mnist.pt", weights_only=True)

@@ -11,11 +11,14 @@ from PIL import Image
 from minidraw import train
 from minidraw.configs import preset
 from minidraw.data import mnist_captions, shapes
-from minidraw.draw import Draw, DrawConfig, build
+from minidraw.draw import Draw, DrawConfig
+from minidraw.models import build
 from minidraw import cli
 from minidraw.cli.sample import add_arguments, run
 from minidraw.sample import encode_captions, max_words_for, sample, vocabulary_for
 from minidraw.text import EmptyCaptionError, UnknownWordError, Vocabulary
+from minidraw import checkpoint
+from minidraw import configs
 
 def main(argv: list[str]) -> int:
     """``minidraw sample ARGV``, through the one command line."""
@@ -41,8 +44,8 @@ def draw_model() -> Draw:
 @pytest.fixture(scope="module")
 def ckpts(tmp_path_factory, shapes_model, draw_model) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("ckpt")
-    train.save(d / "shapes.pt", shapes_model, {"train": {"preset": "aligndraw_shapes_small"}})
-    train.save(d / "draw.pt", draw_model, {"train": {"preset": "draw_mnist_small"}})
+    checkpoint.save(d / "shapes.pt", shapes_model, {"train": {"preset": "aligndraw_shapes_small"}})
+    checkpoint.save(d / "draw.pt", draw_model, {"train": {"preset": "draw_mnist_small"}})
     return {"shapes": d / "shapes.pt", "draw": d / "draw.pt"}
 
 
@@ -187,7 +190,7 @@ def test_subcommand_registration(ckpts, tmp_path):
 
 def test_sample_from_a_baseline_checkpoint(tmp_path, capsys):
     """The baselines draw from a caption too, in one step (so no animation)."""
-    cfg = train.load_config("fcvae_shapes_small", sets=["max_steps=1", "batch_size=4", "eval_every=0",
+    cfg = configs.load_config("fcvae_shapes_small", sets=["max_steps=1", "batch_size=4", "eval_every=0",
                                                         "eval_examples=4"])
     train.run(cfg, tmp_path / "vae", progress=False)
     grid = tmp_path / "grid.png"

@@ -7,12 +7,15 @@ import pytest
 import torch
 
 from minidraw import cli, train
-from minidraw.configs import build, preset
+from minidraw.models import build
+from minidraw.configs import preset
 from minidraw.data.shapes import VOCAB as SHAPES_VOCAB
 from minidraw.data.shapes import ShapesCaptions
 from minidraw.text import Vocabulary
 from minidraw.sharpen import (Sharpener, SharpenConfig, downsample, low_pass, pyramid, reconstruct,
                               upsample)
+from minidraw import checkpoint
+from minidraw import configs
 
 TINY = dict(vocab_size=len(SHAPES_VOCAB), embed_size=4, lang_size=4, g_hidden=6, g_kernel=3, g_last_kernel=3,
             d_hidden=4)
@@ -153,10 +156,10 @@ def test_the_l1_term_is_lambda_times_the_mean_distance_and_reaches_only_g(shapes
 
 def test_it_trains_through_the_trainer_and_resumes_bit_exactly(tmp_path):
     sets = [*TINY_SETS, *RUN, "eval_every=2"]
-    _, straight = train.run(train.load_config("sharpen_shapes_small", None, [*sets, "max_steps=4"]),
+    _, straight = train.run(configs.load_config("sharpen_shapes_small", None, [*sets, "max_steps=4"]),
                             tmp_path / "a", progress=False)
-    train.run(train.load_config("sharpen_shapes_small", None, [*sets, "max_steps=2"]), tmp_path / "b", progress=False)
-    _, resumed = train.run(train.load_config("sharpen_shapes_small", None, [*sets, "max_steps=4"]),
+    train.run(configs.load_config("sharpen_shapes_small", None, [*sets, "max_steps=2"]), tmp_path / "b", progress=False)
+    _, resumed = train.run(configs.load_config("sharpen_shapes_small", None, [*sets, "max_steps=4"]),
                            tmp_path / "b", progress=False)
     steps = lambda log: [r for r in log if "loss" in r]                  # noqa: E731
     assert [r["step"] for r in steps(resumed)] == [3, 4]
@@ -164,8 +167,8 @@ def test_it_trains_through_the_trainer_and_resumes_bit_exactly(tmp_path):
     assert {"d_loss", "g_loss", "d_acc_real", "d_acc_fake"} <= set(steps(straight)[0])
     tests = [r for r in straight if "test_d_acc_real" in r]
     assert [r["step"] for r in tests] == [2, 4] and not any("test_bound" in r for r in straight)
-    a, _ = train.load(tmp_path / "a" / "checkpoint.pt")
-    b, ckpt = train.load(tmp_path / "b" / "checkpoint.pt")
+    a, _ = checkpoint.load(tmp_path / "a" / "checkpoint.pt")
+    b, ckpt = checkpoint.load(tmp_path / "b" / "checkpoint.pt")
     assert ckpt["kind"] == "sharpener" and isinstance(b, Sharpener)
     assert Vocabulary.from_dict(ckpt["vocab"]) == SHAPES_VOCAB
     for (k, v), w in zip(a.state_dict().items(), b.state_dict().values()):
@@ -200,10 +203,10 @@ def test_reconstruction_blur_trains_on_the_drawers_reconstructions(tmp_path, sha
     assert not any(k.startswith("_drawer") or "draw." in k for k in model.state_dict())
     assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in tiny(B=32, A=32).parameters())
     sets = [*TINY_SETS, *RUN, "model.blur=reconstruction", f"model.drawer={path}"]
-    _, log = train.run(train.load_config("sharpen_shapes_small", None, [*sets, "max_steps=2"]), tmp_path / "r",
+    _, log = train.run(configs.load_config("sharpen_shapes_small", None, [*sets, "max_steps=2"]), tmp_path / "r",
                        progress=False)
     assert [r["step"] for r in log if "loss" in r] == [1, 2]
-    back, ckpt = train.load(tmp_path / "r" / "checkpoint.pt")
+    back, ckpt = checkpoint.load(tmp_path / "r" / "checkpoint.pt")
     assert back.cfg.blur == "reconstruction" and back.cfg.drawer == path
 
 
@@ -221,7 +224,7 @@ def test_the_coco_preset_trains_on_the_coco_fixture(tmp_path):
     from minidraw.data.coco_prepare import make_tiny_coco, prepare_coco
     meta = prepare_coco(make_tiny_coco(tmp_path / "raw"), tmp_path / "coco", min_count=1, progress=False)
     assert preset("sharpen_coco_paper").g_kernel == 7 and preset("sharpen_coco_paper").g_hidden == 128
-    cfg = train.load_config("sharpen_coco_paper", None, [*TINY_SETS, *RUN, "max_steps=2", f"data={tmp_path / 'coco'}"])
+    cfg = configs.load_config("sharpen_coco_paper", None, [*TINY_SETS, *RUN, "max_steps=2", f"data={tmp_path / 'coco'}"])
     assert (cfg.optimizer, cfg.lr) == ("adam", 2e-4)
     model, log = train.run(cfg, tmp_path / "run", progress=False)
     assert model.cfg.vocab_size == meta["vocab_size"]
@@ -235,11 +238,11 @@ def checkpoints(tmp_path_factory):
     torch.manual_seed(0)
     drawer = build(preset("aligndraw_shapes_small", T=2, enc_size=8, dec_size=8, z_size=2, align_size=4,
                           lang_size=4, embed_size=4))
-    train.save(d / "draw.pt", drawer, {"train": {"preset": "aligndraw_shapes_small"}, "vocab": SHAPES_VOCAB.to_dict()})
-    train.run(train.load_config("sharpen_shapes_small", None, [*TINY_SETS, *RUN, "max_steps=1"]), d / "sh",
+    checkpoint.save(d / "draw.pt", drawer, {"train": {"preset": "aligndraw_shapes_small"}, "vocab": SHAPES_VOCAB.to_dict()})
+    train.run(configs.load_config("sharpen_shapes_small", None, [*TINY_SETS, *RUN, "max_steps=1"]), d / "sh",
               progress=False)
     wrong = tiny(1, 60, 60)
-    train.save(d / "grey.pt", wrong, {"vocab": SHAPES_VOCAB.to_dict()})
+    checkpoint.save(d / "grey.pt", wrong, {"vocab": SHAPES_VOCAB.to_dict()})
     return {"draw": d / "draw.pt", "sharpener": d / "sh" / "checkpoint.pt", "grey": d / "grey.pt"}
 
 
@@ -277,7 +280,7 @@ def test_a_sharpener_and_a_drawing_model_in_each_others_place_get_one_clear_line
 
 def test_the_python_api_sharpens_with_one_caption_or_one_per_image(checkpoints):
     from minidraw.sample import sharpen
-    sharpener, _ = train.load(checkpoints["sharpener"])
+    sharpener, _ = checkpoint.load(checkpoints["sharpener"])
     images = torch.rand(3, 3, 32, 32)
     one = sharpen(sharpener, SHAPES_VOCAB, images, CAPTION, seed=1)
     assert one.shape == images.shape and torch.equal(one, sharpen(sharpener, SHAPES_VOCAB, images, [CAPTION] * 3, seed=1))
@@ -290,7 +293,7 @@ def test_after_sharpening_with_a_zero_generator_the_bound_is_the_bound(checkpoin
     """x̃ = σ(c_T) when G outputs 0: the "after sharpening" column must then equal −L (canvas logits
     within ±10); a real generator changes it."""
     from minidraw.evaluate import Sizes, bound_values, evaluate, sharpened_bound_values
-    model, _ = train.load(checkpoints["draw"])
+    model, _ = checkpoint.load(checkpoints["draw"])
     sharpener = tiny(3, 32, 32)
     assert not sharpener.G.net[-1].weight.any() and not sharpener.G.net[-1].bias.any()   # G starts at ĥ = 0
     data = ShapesCaptions("test")
@@ -363,14 +366,14 @@ def test_lapgan_trains_resumes_bit_exactly_and_is_measured_without_a_bound(tmp_p
     from minidraw import evaluate
     from minidraw.sharpen import LapGan
     sets = [f"model.{k}={v}" for k, v in LAPGAN_TINY.items() if k != "vocab_size"] + [*RUN, "eval_every=2"]
-    load = lambda steps: train.load_config("lapgan_shapes_small", None, [*sets, f"max_steps={steps}"])  # noqa: E731
+    load = lambda steps: configs.load_config("lapgan_shapes_small", None, [*sets, f"max_steps={steps}"])  # noqa: E731
     _, straight = train.run(load(4), tmp_path / "a", progress=False)
     train.run(load(2), tmp_path / "b", progress=False)
     _, resumed = train.run(load(4), tmp_path / "b", progress=False)
     steps = lambda log: [r for r in log if "loss" in r]                  # noqa: E731
     assert [r["loss"] for r in steps(resumed)] == [r["loss"] for r in steps(straight)][2:]  # bit for bit
     assert {"d_loss", "g_loss", "d_acc_real", "d_acc_fake"} <= set(steps(straight)[0])
-    model, ckpt = train.load(tmp_path / "b" / "checkpoint.pt")
+    model, ckpt = checkpoint.load(tmp_path / "b" / "checkpoint.pt")
     assert ckpt["kind"] == "lapgan" and isinstance(model, LapGan)
     splits = evaluate.splits_for(ckpt["train"], model.cfg)
     with pytest.raises(ValueError, match="no likelihood.*bound"):

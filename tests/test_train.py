@@ -12,7 +12,11 @@ import torch
 
 from minidraw import train
 from minidraw.configs import preset
-from minidraw.draw import Draw, build
+from minidraw.draw import Draw
+from minidraw.models import build
+from minidraw import checkpoint
+from minidraw import configs
+from minidraw.data.batches import Batches
 
 TINY = ["model.T=2", "model.enc_size=16", "model.dec_size=16", "model.z_size=4",
         "batch_size=16", "eval_examples=64", "eval_every=0", "checkpoint_every=2", "seed=3"]
@@ -23,14 +27,14 @@ def _offline_mnist(monkeypatch, mnist_dir):
     monkeypatch.setenv("MINIDRAW_DATA", str(mnist_dir.parent))
 
 
-def tiny(*more) -> train.TrainConfig:
-    return train.load_config("draw_mnist_small", None, [*TINY, *more])
+def tiny(*more) -> configs.TrainConfig:
+    return configs.load_config("draw_mnist_small", None, [*TINY, *more])
 
 
 def test_config_layers_defaults_toml_and_sets(tmp_path):
     f = tmp_path / "run.toml"
     f.write_text('preset = "aligndraw_shapes_small"\nlr = 0.003\nbf16 = false\n[model]\nT = 4\nvariant = "noalign"\n')
-    cfg = train.load_config(None, f, ["batch_size=32", "model.z_size=8", "lr=1e-2", "max_steps=1e3"])
+    cfg = configs.load_config(None, f, ["batch_size=32", "model.z_size=8", "lr=1e-2", "max_steps=1e3"])
     assert (cfg.preset, cfg.lr, cfg.bf16, cfg.batch_size, cfg.max_steps) == ("aligndraw_shapes_small", 1e-2, False, 32, 1000)
     assert cfg.model == {"T": 4, "variant": "noalign", "z_size": 8}
     m = preset(cfg.preset, **cfg.model)
@@ -38,12 +42,12 @@ def test_config_layers_defaults_toml_and_sets(tmp_path):
     for bad, msg in ((["lr"], "key=value"), (["learning_rate=1"], "unknown training setting"),
                      (["model.Z=1"], "unknown model field"), (["bf16=maybe"], "true or false")):
         with pytest.raises(ValueError, match=msg):
-            train.load_config("draw_mnist_small", None, bad)
+            configs.load_config("draw_mnist_small", None, bad)
     with pytest.raises(ValueError, match="unknown preset"):
-        train.load_config("nope")
+        configs.load_config("nope")
     (tmp_path / "bad.toml").write_text("learning_rate = 1\n")
     with pytest.raises(ValueError, match="unknown training setting"):
-        train.load_config(None, tmp_path / "bad.toml")
+        configs.load_config(None, tmp_path / "bad.toml")
 
 
 def test_paper_presets_train_as_the_paper_did_unless_told_otherwise(tmp_path):
@@ -51,38 +55,39 @@ def test_paper_presets_train_as_the_paper_did_unless_told_otherwise(tmp_path):
     papers = [name for name in PRESETS if name.endswith("_paper")]
     assert {"aligndraw_mnist_paper", "aligndraw_coco_paper", "sharpen_coco_paper"} <= set(papers)
     for name in papers:                       # RMSProp (0.9, 1e-6), batch 100, lr 1e-3, clip 10 (DESIGN §2)
-        cfg = train.load_config(name)
+        cfg = configs.load_config(name)
         if name.startswith(("sharpen", "lapgan")):   # the GANs: Adam at 2e-4 (the LAPGAN baseline's β₁ = 0.5)
             assert (cfg.optimizer, cfg.batch_size, cfg.lr) == ("adam", 100, 2e-4), name
             assert cfg.beta1 == (0.5 if name.startswith("lapgan") else 0.9), name
             continue
         assert (cfg.optimizer, cfg.batch_size, cfg.lr, cfg.clip) == ("rmsprop", 100, 1e-3, 10.0), name
-    cfg = train.load_config("aligndraw_mnist_paper")
+    cfg = configs.load_config("aligndraw_mnist_paper")
     opt = train.make_optimizer(cfg.optimizer, [torch.nn.Parameter(torch.zeros(1))], cfg.lr)
     assert isinstance(opt, torch.optim.RMSprop) and opt.defaults["alpha"] == 0.9 and opt.defaults["eps"] == 1e-6
     opt = train.make_optimizer("adam", [torch.nn.Parameter(torch.zeros(1))], 2e-4, beta1=0.5)
     assert opt.defaults["betas"] == (0.5, 0.999)
     with pytest.raises(ValueError, match="beta1"):
         train.make_optimizer("adam", [torch.nn.Parameter(torch.zeros(1))], 2e-4, beta1=1.0)
-    cfg = train.load_config("aligndraw_coco_paper", None, ["optimizer=adam", "batch_size=64"])   # --set wins
+    cfg = configs.load_config("aligndraw_coco_paper", None, ["optimizer=adam", "batch_size=64"])   # --set wins
     assert (cfg.optimizer, cfg.batch_size, cfg.lr) == ("adam", 64, 1e-3)
     f = tmp_path / "run.toml"
     f.write_text('preset = "aligndraw_mnist_paper"\nlr = 3e-4\n')
-    cfg = train.load_config(None, f)                                   # the TOML file wins over the preset
+    cfg = configs.load_config(None, f)                                   # the TOML file wins over the preset
     assert (cfg.optimizer, cfg.batch_size, cfg.lr) == ("rmsprop", 100, 3e-4)
-    small = train.load_config("aligndraw_mnist_small")                 # the small presets: the trainer's defaults
+    small = configs.load_config("aligndraw_mnist_small")                 # the small presets: the trainer's defaults
     assert (small.optimizer, small.batch_size, small.lr) == ("adam", 64, 1e-3)
 
 
 def test_test_sets_do_not_depend_on_the_training_seed():
     import numpy as np
 
+    from minidraw.data.select import data_for
     from minidraw.evaluate import splits_for
     idx = np.arange(6)
     for name in ("aligndraw_shapes_small", "aligndraw_mnist_small"):
-        runs = [train.load_config(name, None, [f"seed={seed}"]) for seed in (0, 7)]
+        runs = [configs.load_config(name, None, [f"seed={seed}"]) for seed in (0, 7)]
         model_cfg = preset(name)
-        (tr0, te0, _, _), (tr7, te7, _, _) = (train.data_for(c, model_cfg) for c in runs)
+        (tr0, te0, _, _), (tr7, te7, _, _) = (data_for(configs.data_of(c.preset), c.seed) for c in runs)
         assert not torch.equal(tr0.batch(idx).images, tr7.batch(idx).images)       # training data follows the seed
         torch.testing.assert_close(te0.batch(idx).images, te7.batch(idx).images)    # the test data does not
         s0, s7 = (splits_for(vars(c) | {"model": {}}, model_cfg) for c in runs)
@@ -92,14 +97,14 @@ def test_test_sets_do_not_depend_on_the_training_seed():
 
 def test_batches_are_a_function_of_the_step_and_split_over_ranks():
     images = torch.arange(100.0)[:, None, None, None].expand(100, 1, 2, 2)
-    b = train.Batches(images, 10, seed=1)
-    assert torch.equal(b(7)[0], train.Batches(images, 10, seed=1)(7)[0])       # any order, any process
+    b = Batches(images, 10, seed=1)
+    assert torch.equal(b(7)[0], Batches(images, 10, seed=1)(7)[0])       # any order, any process
     first_epoch = torch.cat([b(s)[0][:, 0, 0, 0] for s in range(1, 11)])
     assert sorted(first_epoch.tolist()) == list(range(100))                     # an epoch visits each once
-    ranks = [train.Batches(images, 10, seed=1, rank=r, world=2)(7)[0] for r in range(2)]
+    ranks = [Batches(images, 10, seed=1, rank=r, world=2)(7)[0] for r in range(2)]
     assert torch.equal(torch.cat(ranks), b(7)[0])                               # slices of the global batch
     with pytest.raises(ValueError, match="split evenly"):
-        train.Batches(images, 10, world=3)
+        Batches(images, 10, world=3)
 
 
 def test_finite_and_endless_data_sets_across_epochs():
@@ -113,9 +118,9 @@ def test_finite_and_endless_data_sets_across_epochs():
             assert (idx < 20).all(), idx
             return ShapesCaptions("test").batch(idx)
 
-    finite = train.Batches(Finite(), 5, seed=0)
+    finite = Batches(Finite(), 5, seed=0)
     assert all(finite.indices(s).max() < 20 for s in range(1, 30))             # epochs 2..7 revisit 0..19
-    endless = train.Batches(ShapesCaptions("train", length=20), 5, seed=0)
+    endless = Batches(ShapesCaptions("train", length=20), 5, seed=0)
     assert endless.indices(5).min() >= 20                                         # epoch 2: new scenes
     images, captions, lengths = endless(5)
     assert images.shape == (5, 3, 32, 32) and len(captions) == len(lengths) == 5
@@ -131,7 +136,7 @@ def test_resume_continues_the_same_curve(tmp_path):
     rows = train.read_metrics(tmp_path / "b")
     assert [r["step"] for r in rows if "bound" in r] == [1, 2, 3, 4, 5, 6]
     assert (tmp_path / "b" / "metrics.png").exists()
-    model, ckpt = train.load(tmp_path / "b" / "checkpoint.pt")
+    model, ckpt = checkpoint.load(tmp_path / "b" / "checkpoint.pt")
     assert ckpt["step"] == 6 and ckpt["train"]["max_steps"] == 6 and model.cfg.T == 2
 
 
@@ -141,7 +146,7 @@ def test_ema_is_the_moving_average_of_the_trained_weights_and_leaves_training_al
         model, _ = train.run(tiny(f"max_steps={k}"), tmp_path / "plain", progress=False)
         thetas.append({n: t.clone() for n, t in model.state_dict().items()})
     averaged, _ = train.run(tiny("max_steps=3", "ema=0.5"), tmp_path / "ema", progress=False)
-    saved, ckpt = train.load(tmp_path / "ema" / "checkpoint.pt")
+    saved, ckpt = checkpoint.load(tmp_path / "ema" / "checkpoint.pt")
     assert ckpt["ema_updates"] == 3
     for name, t in saved.state_dict().items():
         assert torch.equal(ckpt["live"][name], thetas[2][name])                 # training is unchanged
@@ -157,7 +162,7 @@ def test_ema_resumes_exactly(tmp_path):
     assert [r["bound"] for r in resumed if "bound" in r] == [r["bound"] for r in straight if "bound" in r][3:]
     assert [r["test_bound"] for r in resumed if "test_bound" in r] == [r["test_bound"] for r in straight
                                                                         if "test_bound" in r][1:]   # θ̄ scored
-    (a, ca), (b, cb) = (train.load(tmp_path / d / "checkpoint.pt") for d in "ab")
+    (a, ca), (b, cb) = (checkpoint.load(tmp_path / d / "checkpoint.pt") for d in "ab")
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
     assert all(torch.equal(ca["live"][k], cb["live"][k]) for k in ca["live"])
     with pytest.raises(ValueError, match="ema"):
@@ -183,22 +188,22 @@ def test_nonfinite_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(tmp_
     images = torch.rand(64, 1, 28, 28).round()
     with pytest.raises(train.TrainingDiverged, match=r"at step 5.*last good checkpoint"):
         train.fit(Poisoned(), images, cfg, progress=False, out=tmp_path)
-    _, ckpt = train.load(tmp_path / "checkpoint.pt")
+    _, ckpt = checkpoint.load(tmp_path / "checkpoint.pt")
     assert ckpt["step"] == 4
 
 
 @pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_corrupt_and_malicious_checkpoints(tmp_path):
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
-        train.load(tmp_path / "missing.pt")
+        checkpoint.load(tmp_path / "missing.pt")
     good = tmp_path / "good.pt"
-    train.save(good, Draw(preset("draw_mnist_small", T=2)))
+    checkpoint.save(good, Draw(preset("draw_mnist_small", T=2)))
     data = good.read_bytes()
     (tmp_path / "cut.pt").write_bytes(data[: len(data) // 3])
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint at all")
     for name in ("cut.pt", "junk.pt"):
         with pytest.raises(RuntimeError, match="not a readable minidraw checkpoint") as e:
-            train.load(tmp_path / name)
+            checkpoint.load(tmp_path / name)
         assert e.value.__cause__ is None and e.value.__suppress_context__   # one clear message
 
     marker = tmp_path / "pwned"
@@ -212,18 +217,18 @@ def test_corrupt_and_malicious_checkpoints(tmp_path):
         pickle.dump({"kind": "draw", "config": Evil()}, f)
     torch.save({"kind": "draw", "config": Evil()}, tmp_path / "evil2.pt")
     with pytest.raises(RuntimeError, match="not a readable"):
-        train.load(evil)                                       # a bare pickle: not a checkpoint file at all
+        checkpoint.load(evil)                                       # a bare pickle: not a checkpoint file at all
     with pytest.raises(RuntimeError, match=r"holds Python objects that are not weights \(posix.system\), "
                                            "so it will not be loaded") as e:
-        train.load(tmp_path / "evil2.pt")
+        checkpoint.load(tmp_path / "evil2.pt")
     assert "weights_only" not in str(e.value)                  # never the advice to unpickle it anyway
     assert not marker.exists()
     (tmp_path / "empty.pt").write_bytes(b"")
     with pytest.raises(RuntimeError, match=r"empty.pt is empty \(0 bytes\).*train again"):
-        train.load(tmp_path / "empty.pt")
+        checkpoint.load(tmp_path / "empty.pt")
     torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
     with pytest.raises(RuntimeError, match="lacks the keys"):
-        train.load(tmp_path / "other.pt")
+        checkpoint.load(tmp_path / "other.pt")
 
 
 def _cli(out, *more):
@@ -265,7 +270,7 @@ def test_sigkill_mid_run_then_resume(tmp_path, cli_run):
     _wait_for_step(out, 5, proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    _, ckpt = train.load(out / "checkpoint.pt")              # intact, never half-written
+    _, ckpt = checkpoint.load(out / "checkpoint.pt")              # intact, never half-written
     killed_at = ckpt["step"]
     model, log = train.run(tiny(f"max_steps={killed_at + 2}", "checkpoint_every=1"), out, progress=False)
     assert [r["step"] for r in log if "bound" in r] == [killed_at + 1, killed_at + 2]
@@ -282,7 +287,7 @@ def test_ctrl_c_checkpoints_and_exits_cleanly(tmp_path, cli_run):
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
-    _, ckpt = train.load(out / "checkpoint.pt")
+    _, ckpt = checkpoint.load(out / "checkpoint.pt")
     assert ckpt["step"] == max(r["step"] for r in train.read_metrics(out))
 
 
@@ -317,7 +322,7 @@ def _ddp_worker(rank, world, init, x, noise, out):
     opt = torch.optim.SGD(ddp.parameters(), lr=0.1)
     per = len(x) // world
     part = slice(rank * per, (rank + 1) * per)
-    train.train_step(ddp, opt, (x[part],), train.TrainConfig(), step=1, noise=noise[:, part])
+    train.train_step(ddp, opt, (x[part],), configs.TrainConfig(), step=1, noise=noise[:, part])
     if rank == 0:
         torch.save(model.state_dict(), out)
     dist.destroy_process_group()
@@ -333,7 +338,7 @@ def test_two_processes_equal_one_on_the_global_batch(tmp_path):
     single = Draw(preset("draw_mnist_small", T=3, enc_size=16, dec_size=16, z_size=4))
     before = {k: v.clone() for k, v in single.state_dict().items()}
     opt = torch.optim.SGD(single.parameters(), lr=0.1)
-    train.train_step(single, opt, (x,), train.TrainConfig(), step=1, noise=noise)
+    train.train_step(single, opt, (x,), configs.TrainConfig(), step=1, noise=noise)
     ddp = torch.load(tmp_path / "ddp.pt", weights_only=True)
     for k, v in single.state_dict().items():
         torch.testing.assert_close(ddp[k], v, rtol=1e-5, atol=1e-6)
@@ -374,7 +379,7 @@ def _stopping_worker(rank, world, init, out, signal_rank, limit_rank):
     x = torch.rand(64, 1, 28, 28).round()
     cfg = tiny("max_steps=100000", "checkpoint_every=100000", "checkpoint_minutes=1000", "batch_size=8",
                f"max_minutes={0.02 if rank == limit_rank else 0}")
-    batches = train.Batches(x, cfg.batch_size, cfg.seed, rank, world)
+    batches = Batches(x, cfg.batch_size, cfg.seed, rank, world)
     (out / f"ready{rank}").write_text(str(os.getpid()))
     log = train.fit(ddp, batches, cfg, progress=False, out=out if rank == 0 else None, rank=rank)
     (out / f"rank{rank}.json").write_text(json.dumps({"step": log[-1]["step"], "saves": len(saves)}))
@@ -410,7 +415,7 @@ def test_two_processes_stop_at_the_same_step(tmp_path, how):
     results = _run_two_ranks(tmp_path, **({"signal_rank": 1} if how.startswith("sigterm") else {"limit_rank": 1}))
     assert results[0]["step"] == results[1]["step"] >= 1
     assert (results[0]["saves"], results[1]["saves"]) == (1, 0)               # rank 0 checkpoints, once
-    _, ckpt = train.load(tmp_path / "checkpoint.pt")
+    _, ckpt = checkpoint.load(tmp_path / "checkpoint.pt")
     assert ckpt["step"] == results[0]["step"]
 
 
@@ -452,7 +457,7 @@ def test_a_run_starts_from_given_weights_and_refuses_another_model(tmp_path):
 
 
 def test_caption_fidelity_is_logged_at_each_evaluation(tmp_path):
-    cfg = train.load_config("aligndraw_mnist_small", None, [
+    cfg = configs.load_config("aligndraw_mnist_small", None, [
         "model.T=2", "model.enc_size=8", "model.dec_size=8", "model.z_size=2", "batch_size=8", "max_steps=2",
         "eval_every=1", "eval_examples=8", "eval_fidelity=8", "classifiers=" + str(REPO_CLASSIFIERS)])
     train.run(cfg, tmp_path, progress=False)
@@ -470,10 +475,10 @@ REPO_CLASSIFIERS = Path(__file__).resolve().parents[1] / "book" / "checkpoints" 
 
 def test_every_shipped_recipe_loads_by_name_and_names_a_pretrained_model(tmp_path):
     from minidraw import pretrained
-    assert set(train.recipes()) <= set(pretrained.MODELS) and "aligndraw-mnist" in train.recipes()
-    for name in train.recipes():
-        cfg = train.load_config(None, name, ["batch_size=8"])
-        assert cfg == train.load_config(None, str(train.recipe(name)), ["batch_size=8"])
+    assert set(configs.recipes()) <= set(pretrained.MODELS) and "aligndraw-mnist" in configs.recipes()
+    for name in configs.recipes():
+        cfg = configs.load_config(None, name, ["batch_size=8"])
+        assert cfg == configs.load_config(None, str(configs.recipe(name)), ["batch_size=8"])
         assert cfg.max_steps > 1000 and cfg.batch_size == 8
         if cfg.preset.startswith("sharpen"):         # a GAN: a constant rate, Adam at 2e-4
             assert (cfg.lr_schedule, cfg.optimizer, cfg.lr) == ("constant", "adam", 2e-4), name
@@ -481,9 +486,9 @@ def test_every_shipped_recipe_loads_by_name_and_names_a_pretrained_model(tmp_pat
             assert cfg.lr_schedule == "cosine", name
         preset(cfg.preset, **cfg.model)                                             # a valid model
     with pytest.raises(ValueError, match="no recipe named 'nope'.*aligndraw-mnist"):
-        train.load_config(None, "nope")
+        configs.load_config(None, "nope")
     with pytest.raises(ValueError, match="no configuration file"):
-        train.load_config(None, str(tmp_path / "missing.toml"))
+        configs.load_config(None, str(tmp_path / "missing.toml"))
 
 
 def test_bf16_autocast_scores_the_bound_in_float32_and_agrees_with_float32():

@@ -54,7 +54,7 @@ def _checkpoint_path(args: argparse.Namespace):
         raise UserError("give --checkpoint or --model, not both")
     if args.checkpoint is not None:
         return args.checkpoint
-    captioners = [n for n, m in pretrained.MODELS.items() if m["variant"] == "captioner"]
+    captioners = [n for n, m in pretrained.MODELS.items() if m["kind"] == "captioner"]
     if args.model is None:
         raise UserError(f"no captioner: give --checkpoint CKPT or --model NAME (a pretrained captioner: "
                         f"{', '.join(captioners)})")
@@ -72,13 +72,14 @@ def run(args: argparse.Namespace) -> int:
     from ..checkpoint import load
     from ..images import load_images
     from ..runtime import device
-    from ..sample import KIND_WORDS, vocabulary_for
+    from ..models import KINDS
+    from ..sample import vocabulary_for
 
     dev = device(args.device)
     path = _checkpoint_path(args)
     model, ckpt = load(path)                        # its errors name the file and what to do
     if ckpt["kind"] != "captioner":
-        raise UserError(f"{path} is {KIND_WORDS.get(ckpt['kind'], repr(ckpt['kind']))}, not a captioner: give a "
+        raise UserError(f"{path} is {KINDS[ckpt['kind']].words if ckpt['kind'] in KINDS else repr(ckpt['kind'])}, not a captioner: give a "
                         "captioner checkpoint (`minidraw train --config captioner-mnist --out DIR`) or --model "
                         "captioner-mnist / captioner-shapes")
     vocab = vocabulary_for(model, ckpt)             # ValueError when the checkpoint does not fit its vocabulary

@@ -50,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
     """Carry out ``minidraw evaluate``; user errors propagate (the CLI reports them in one line)."""
     from ..checkpoint import load
     from ..errors import UserError
+    from ..models import kind_of
     metrics = None if args.metrics is None else [m.strip() for m in args.metrics.split(",") if m.strip()]
     unknown = sorted(set(metrics or ()) - set(METRICS))
     if unknown:
@@ -59,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     dev = pick_device(args.device)
     model, ckpt = load(args.checkpoint, map_location=dev)
     if metrics is None:                     # a GAN (the LAPGAN baseline) has no bound: SSI and fidelity only
-        default = DEFAULT_METRICS if getattr(model, "has_bound", True) else NO_BOUND_METRICS
+        default = DEFAULT_METRICS if kind_of(model).has_bound else NO_BOUND_METRICS
         metrics = [*default, *(["cycle"] if args.captioner else [])]
     from ..sample import refuse_non_drawing
     refuse_non_drawing(ckpt["kind"], args.checkpoint,
