@@ -39,7 +39,7 @@ import train_step  # noqa: E402  (benchmarks/ is not a package)
 from step_vs_plain import Pair, configs, interleaved  # noqa: E402
 
 from minidraw.configs import preset  # noqa: E402
-from minidraw.draw import CaptionDraw  # noqa: E402
+from minidraw.aligndraw import CaptionDraw  # noqa: E402
 
 
 def sync(device: torch.device) -> None:

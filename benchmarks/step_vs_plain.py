@@ -5,7 +5,7 @@
 
 Two implementations of the same model, at equal configuration, weights, data and noise:
 
-* **minidraw**: :class:`minidraw.draw.Draw` / :class:`minidraw.draw.CaptionDraw`;
+* **minidraw**: :class:`minidraw.draw.Draw` / :class:`minidraw.aligndraw.CaptionDraw`;
 * **plain**: the DRAW of the papers written out below the way one writes it first: a Python loop
   over the T steps, ``nn.LSTMCell``, each filterbank built from its equation, the glimpse as
   ``F_Y @ x @ F_Xᵀ`` once for x and once for x̂, the write divided by γ, the KL summed step by
@@ -53,7 +53,8 @@ from train_step import matmul_gflops  # noqa: E402  (benchmarks/ is not a packag
 
 from minidraw.align import Alignment  # noqa: E402
 from minidraw.configs import preset  # noqa: E402
-from minidraw.draw import CaptionDraw, CaptionDrawConfig, Draw, DrawConfig  # noqa: E402
+from minidraw.aligndraw import CaptionDraw, CaptionDrawConfig  # noqa: E402
+from minidraw.draw import Draw, DrawConfig  # noqa: E402
 from minidraw.runtime import bf16_native  # noqa: E402
 from minidraw.text import LanguageModel  # noqa: E402
 
@@ -135,7 +136,7 @@ class PlainCaptionDraw(nn.Module):
 
     def __init__(self, cfg: CaptionDrawConfig) -> None:
         super().__init__()
-        assert cfg.variant == "align" and cfg.align_values == "states"
+        assert cfg.variant == "align" and type(cfg) is CaptionDrawConfig   # the paper's alignDRAW
         self.draw = PlainDraw(cfg)
         self.language = LanguageModel(cfg.vocab_size, cfg.embed_size, cfg.lang_size)
         self.align = Alignment(2 * cfg.lang_size, cfg.dec_size, cfg.align_size)

@@ -181,6 +181,8 @@ class Draw(nn.Module):
         """Draw ``M`` images from the prior: z_t ~ p(z_t | z_<t), σ scaled by ``temperature`` (a number, or one
         per number of z_t, ``(z_size,)``); ``keep_states``: h^dec_t of every step in ``.states``."""
         device, dtype = self.c0.device, self.c0.dtype
+        if not isinstance(temperature, (int, float, Tensor)):
+            raise ValueError(f"temperature: one number, or a tensor of one per number of z_t; got {temperature!r}")
         if isinstance(temperature, Tensor) and temperature.shape not in ((), (self.cfg.z_size,)):
             raise ValueError(f"temperature: one number, or one per number of z_t ({self.cfg.z_size}), "
                              f"got shape {tuple(temperature.shape)}")

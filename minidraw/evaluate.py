@@ -368,7 +368,6 @@ def _cycle_captioner(captioner, test, device):
     """``(captioner, vocabulary)`` for the cycle measure on the model's data (``test``: its test split):
     ``captioner`` as given (a Captioner, ``(Captioner, Vocabulary)``, a shipped name or a checkpoint's
     path) or, when ``None``, the one shipped for the data, checked to fit the data."""
-    from .captioner import Captioner
     if captioner is None:
         name = SHIPPED_CAPTIONERS.get(type(test).__name__)
         if name is None:
@@ -383,7 +382,7 @@ def _cycle_captioner(captioner, test, device):
     elif isinstance(captioner, (str, os.PathLike)):
         captioner = load_captioner(captioner, map_location=device)
     model, vocab = captioner if isinstance(captioner, tuple) else (captioner, None)
-    if not isinstance(model, Captioner):
+    if kind_of(model).name != "captioner":
         raise ValueError(f"the cycle measure needs a captioner (minidraw.captioner.Captioner), got a "
                          f"{type(model).__name__}")
     return model, check_captioner_fits(model, vocab, test)

@@ -69,6 +69,7 @@ from .evaluate import Estimate, Sizes, bound_values, evaluate
 from .models import kind_of, kind_of_config
 from .outputs import Objective
 from .text import pretrain_sentence_encoder
+from .viz import plot_metrics
 from .captioner import accuracy_evaluation
 from .runtime import device as pick_device
 from .runtime import bf16_native, forked_rng, seeded
@@ -430,6 +431,8 @@ def run(cfg: TrainConfig, out: Optional[str | os.PathLike] = None, progress: boo
             evaluation = (lambda m: {**m.test_metrics(held_back), **scene(m)})  # noqa: E731
     log = fit(net, batches, cfg, progress, out=out, test=test, opt=opt, start_step=start, extra=extra, rank=rank,
               evaluation=evaluation, ema=ema)
+    if out and rank == 0:
+        plot_metrics(out)                                                  # metrics.png beside metrics.jsonl
     return (ema.module if ema is not None else model), log
 
 

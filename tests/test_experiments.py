@@ -126,10 +126,10 @@ def test_layout_probe_reads_nothing_from_a_blank_what_path_and_everything_from_o
 
     from minidraw import pretrained
     from minidraw.data.mnist_captions import MnistCaptions
-    from minidraw.aligndraw import CaptionDraw
+    from minidraw.compose import ComposeDraw
     data = MnistCaptions("train")
     model, _ = pretrained.load("aligndraw-mnist")
-    blank = CaptionDraw(model.cfg)
+    blank = ComposeDraw(model.cfg)
     with torch.no_grad():
         for p in blank.draw.decoder.what.parameters():
             p.zero_()
@@ -140,15 +140,16 @@ def test_layout_probe_reads_nothing_from_a_blank_what_path_and_everything_from_o
     H, T = model.cfg.dec_size - model.cfg.dec_size // 2, model.cfg.T
 
     class Leaky(torch.nn.Module):                                                 # h^what_t = the words held
-        cfg = model.cfg
+        cfg, where_size = model.cfg, model.where_size
 
         def __init__(self):
             super().__init__()
             self.w = torch.nn.Parameter(torch.zeros(1))
 
-        def generate(self, ids, lengths, keep_what=False):
-            words = torch.zeros(len(ids), H).scatter(1, ids, 1.0)
-            return SimpleNamespace(h_what=words[:, None, :].expand(-1, T, -1))
+        def generate(self, ids, lengths, keep_states=False):
+            words = torch.zeros(len(ids), H).scatter(1, ids, 1.0)                # h^gen_t = [0 ; the words]
+            h = torch.cat([torch.zeros(len(ids), model.where_size), words], -1)
+            return SimpleNamespace(states=h[:, None, :].expand(-1, T, -1))
 
     full = E.layout_probe(Leaky(), data, n=800, steps=600)
     assert full["all"] == pytest.approx(none["all"]) and full["test"] > 0.8 * full["all"], full
@@ -156,8 +157,7 @@ def test_layout_probe_reads_nothing_from_a_blank_what_path_and_everything_from_o
     with pytest.raises(ValueError, match="what/where"):
         E.layout_probe(shapes, data)
     ids, lengths = vocab.encode_batch(["a small red square is at the top left on a black background ."])
-    with pytest.raises(ValueError, match="no what/where split"):
-        shapes.generate(ids, lengths, keep_what=True)
+    assert shapes.generate(ids, lengths, keep_states=True).states.shape == (1, shapes.cfg.T, shapes.cfg.dec_size)
 
 
 def test_a_pair_of_temperatures_scales_z_where_and_z_what_apart():
@@ -186,7 +186,7 @@ def test_a_pair_of_temperatures_scales_z_where_and_z_what_apart():
         assert not torch.equal(draw(m, other), draw(m, (1.0, 1.0))), half
     shapes, svocab = pretrained.load("aligndraw-shapes")
     sids, slengths = svocab.encode_batch(["a small red square is at the top left on a black background ."])
-    with pytest.raises(ValueError, match="what/where"):
+    with pytest.raises(ValueError, match="one number"):
         shapes.generate(sids, slengths, temperature=(0.0, 1.0))
     with pytest.raises(ValueError, match="what/where"):
         E.noise_sources(shapes, MnistCaptions("heldout"))

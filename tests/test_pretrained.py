@@ -27,7 +27,7 @@ def checkpoint(tmp_path_factory, mnist_dir) -> Path:
     out = tmp_path_factory.mktemp("run")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MINIDRAW_DATA", str(mnist_dir.parent))
-        train.run(configs.load_config("aligndraw_mnist_small", None, TINY), out, progress=False)
+        train.run(configs.load_config("compose_mnist_small", None, TINY), out, progress=False)
     return out / "checkpoint.pt"
 
 
@@ -97,7 +97,7 @@ def test_export_again_replaces_the_registry_line(checkpoint, weights, tmp_path):
     assert sorted(x[0] for x in lines) == ["aligndraw-mnist.pt", "draw-mnist.pt"]     # one line each
     assert pretrained.list(d) == ["aligndraw-mnist", "draw-mnist"]
     assert pretrained.info("aligndraw-mnist", weights_dir=d)["card"] == d / "aligndraw-mnist.md"
-    with pytest.raises(ValueError, match="noalignDRAW.*holds the align variant"):
+    with pytest.raises(ValueError, match="noalignDRAW.*holds.*the align variant"):
         pretrained.export(checkpoint, "noaligndraw-mnist", weights_dir=d)
     with pytest.raises(ValueError, match="unconditional DRAW"):
         pretrained.export(checkpoint, "draw-mnist", weights_dir=d)
@@ -114,7 +114,7 @@ def test_a_run_from_the_shipped_weights_exports_as_their_next_stage(checkpoint, 
     shutil.copytree(weights, d)
     monkeypatch.setenv("MINIDRAW_DATA", str(mnist_dir.parent))
     monkeypatch.setattr(pretrained, "WEIGHTS_DIR", d)                      # init=aligndraw-mnist reads this folder
-    train.run(configs.load_config("aligndraw_mnist_small", None, [*TINY, "max_steps=3", "init=aligndraw-mnist"]),
+    train.run(configs.load_config("compose_mnist_small", None, [*TINY, "max_steps=3", "init=aligndraw-mnist"]),
               tmp_path / "next", progress=False)
     pretrained.export(tmp_path / "next" / "checkpoint.pt", "aligndraw-mnist", weights_dir=d)
     saved = torch.load(d / "aligndraw-mnist.pt", weights_only=True)

@@ -64,7 +64,6 @@ def fails(capsys, argv: list[str]) -> str:
 # ---- vocabulary and captions -----------------------------------------------------------
 def test_vocabulary_from_checkpoint_preset_or_size(shapes_model, draw_model):
     assert vocabulary_for(draw_model, {}) is None
-    assert vocabulary_for(build(preset("aligndraw_shapes_small", variant="draw", **TINY)), {}) is None
     assert vocabulary_for(shapes_model, {"train": {"preset": "aligndraw_shapes_small"}}) == shapes.VOCAB
     assert vocabulary_for(shapes_model, {}) == shapes.VOCAB                             # vocab_size 31
     mnist = build(preset("aligndraw_mnist_small", A=20, B=20, **TINY))

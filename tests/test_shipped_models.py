@@ -94,7 +94,7 @@ def test_captions_are_drawn_as_the_model_card_says(name):
 
 @pytest.mark.parametrize("name", [n for n in BOUND_CEILINGS if n in SHIPPED])
 def test_the_unconditional_draw_bound_is_as_the_card_says(name):
-    from minidraw.train import mnist_binarized
+    from minidraw.data.select import mnist_binarized
     model, _ = pretrained.load(name)
     _, test, _ = mnist_binarized()
     assert evaluate.bound(model, test, 500).mean <= BOUND_CEILINGS[name]

@@ -43,7 +43,7 @@ def evaluate_file(path: Path, classifiers: str | None = None) -> dict:
     and after sharpening."""
     from minidraw.data.batches import fixed_batches
     from minidraw.evaluate import Sizes, evaluate, splits_for
-    from minidraw.train import load
+    from minidraw.checkpoint import load
     model, ckpt = load(path)
     splits = splits_for(ckpt["train"], model.cfg)
     if ckpt["kind"] == "sharpener":
@@ -199,7 +199,7 @@ def card(name: str, result: dict, minutes: float | None, where: str) -> str:
     info = pretrained.info(name)
     ckpt = torch.load(pretrained.path(name), map_location="cpu", weights_only=True)
     train = ckpt.get("train", {})
-    from minidraw.train import recipes
+    from minidraw.configs import recipes
     lines = [f"# {name}", "", info.get("description", ""), "",
              "| | |", "|---|---|",
              f"| file | `{info['file']}` ({Path(pretrained.path(name)).stat().st_size / 1e6:.2f} MB, float16 weights, no optimiser state) |",
@@ -238,7 +238,7 @@ def card(name: str, result: dict, minutes: float | None, where: str) -> str:
 
 def stages(name: str, ckpt: dict) -> list[str]:
     """For weights trained in stages, each one: its steps, and the settings that differ from the stage before."""
-    from minidraw.train import recipes
+    from minidraw.configs import recipes
     if not ckpt.get("stages"):
         return []
     lines = ["", "## Stages", "", "Each stage went on from the weights of the one before (`init`, a fresh optimiser):", ""]

@@ -39,7 +39,6 @@ def run(args: argparse.Namespace) -> int:
     from ..checkpoint import read
     from ..train import CHECKPOINT
     from ..train import run as train_run
-    from ..viz import plot_metrics
     sets = list(args.set)
     if args.max_minutes is not None:
         sets.append(f"max_minutes={args.max_minutes}")
@@ -54,8 +53,6 @@ def run(args: argparse.Namespace) -> int:
     else:
         cfg = load_config(args.preset, args.config, sets)
     model, log = train_run(cfg, args.out, progress=not args.quiet)
-    if int(os.environ.get("RANK", "0")) == 0:
-        plot_metrics(args.out)                                     # metrics.png beside metrics.jsonl
     tests = [r for r in log if "test_bound" in r]
     if tests and int(os.environ.get("RANK", "0")) == 0:
         print(f"step {tests[-1]['step']}: test −L = {tests[-1]['test_bound']:.2f} ± {tests[-1]['test_se']:.2f} "
