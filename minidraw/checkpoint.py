@@ -25,7 +25,8 @@ def _config_class(kind: str):
     from .baselines import BaselineConfig
     from .draw import CaptionDrawConfig, DrawConfig
     from .captioner import CaptionerConfig
-    from .sharpen import LapGanConfig, SharpenConfig
+    from .lapgan import LapGanConfig
+    from .sharpen import SharpenConfig
     return {"caption": CaptionDrawConfig, "baseline": BaselineConfig, "draw": DrawConfig,
             "sharpener": SharpenConfig, "captioner": CaptionerConfig, "lapgan": LapGanConfig}[kind]
 
@@ -36,7 +37,8 @@ def kind_of(model) -> str:
     from .baselines import BaselineConfig
     from .captioner import CaptionerConfig
     from .draw import CaptionDrawConfig
-    from .sharpen import LapGanConfig, SharpenConfig
+    from .lapgan import LapGanConfig
+    from .sharpen import SharpenConfig
     return ("baseline" if isinstance(model.cfg, BaselineConfig) else
             "lapgan" if isinstance(model.cfg, LapGanConfig) else
             "captioner" if isinstance(model.cfg, CaptionerConfig) else

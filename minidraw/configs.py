@@ -15,13 +15,14 @@ from torch import nn
 from .baselines import BaselineConfig, ConditionalVAE
 from .captioner import Captioner, CaptionerConfig
 from .draw import CaptionDraw, CaptionDrawConfig, Draw, DrawConfig
-from .sharpen import LapGan, LapGanConfig, SharpenConfig, Sharpener
+from .lapgan import LapGan, LapGanConfig
+from .sharpen import SharpenConfig, Sharpener
 
 
 def build(cfg) -> nn.Module:
     """The model a configuration describes: :class:`~minidraw.draw.CaptionDraw`, plain
     :class:`~minidraw.draw.Draw`, a baseline :class:`~minidraw.baselines.ConditionalVAE`, the
-    :class:`~minidraw.sharpen.Sharpener`, the LAPGAN baseline :class:`~minidraw.sharpen.LapGan` or the
+    :class:`~minidraw.sharpen.Sharpener`, the LAPGAN baseline :class:`~minidraw.lapgan.LapGan` or the
     :class:`~minidraw.captioner.Captioner`."""
     if isinstance(cfg, BaselineConfig):
         return ConditionalVAE(cfg)
@@ -85,7 +86,7 @@ PRESETS: dict[str, DrawConfig | BaselineConfig | SharpenConfig | LapGanConfig | 
                                           g_kernel=5, g_last_kernel=5, d_hidden=32),
     "sharpen_coco_paper": SharpenConfig(A=32, B=32, C=3, vocab_size=0, embed_size=128, lang_size=128, g_hidden=128,
                                         g_kernel=7, g_last_kernel=5, d_hidden=64),
-    # The LAPGAN baseline's coarse level (minidraw.sharpen.LapGan): a fully connected caption-conditioned GAN
+    # The LAPGAN baseline's coarse level (minidraw.lapgan.LapGan): a fully connected caption-conditioned GAN
     # at half size (30×30, 16×16), sharpened to full size by the sharpener of the same data. COCO: wider, for a GPU.
     "lapgan_mnist_small": LapGanConfig(A=60, B=60, C=1, vocab_size=23, embed_size=32, lang_size=64, z_size=64,
                                        g_hidden=256, d_hidden=128),

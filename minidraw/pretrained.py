@@ -169,7 +169,8 @@ def _check_fits(name: str, model: nn.Module, vocab: Optional[Vocabulary]) -> Non
     """``ValueError`` unless the checkpoint is the kind of model ``name`` promises."""
     from .sample import takes_caption
     from .captioner import Captioner
-    from .sharpen import LapGan, Sharpener
+    from .lapgan import LapGan
+    from .sharpen import Sharpener
     expected, data = MODELS[name]["variant"], MODELS[name]["data"]
     variant = ("sharpener" if isinstance(model, Sharpener) else "captioner" if isinstance(model, Captioner) else
                "lapgan" if isinstance(model, LapGan) else

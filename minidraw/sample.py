@@ -40,7 +40,8 @@ def takes_caption(model: nn.Module) -> bool:
     sharpener; the captioner; the LAPGAN baseline)."""
     from .baselines import ConditionalVAE
     from .captioner import Captioner
-    from .sharpen import LapGan, LapGanPyramid, Sharpener
+    from .lapgan import LapGan, LapGanPyramid
+    from .sharpen import Sharpener
     return (isinstance(model, (ConditionalVAE, Sharpener, Captioner, LapGan, LapGanPyramid))
             or (isinstance(model, CaptionDraw) and model.cfg.variant != "draw"))
 

@@ -14,6 +14,8 @@ def _modules_after(statement: str) -> set[str]:
 @pytest.mark.parametrize("module,never", [
     ("minidraw.draw", {"minidraw.baselines", "minidraw.configs", "minidraw.train"}),
     ("minidraw.baselines", {"minidraw.draw", "minidraw.train"}),
+    ("minidraw.sharpen", {"minidraw.lapgan", "minidraw.checkpoint", "minidraw.pretrained", "minidraw.draw"}),
+    ("minidraw.lapgan", {"minidraw.checkpoint", "minidraw.pretrained", "minidraw.draw", "minidraw.train"}),
     ("minidraw.outputs", {"minidraw.draw", "minidraw.baselines"}),
     ("minidraw.evaluate", {"minidraw.train"}),
     ("minidraw.checkpoint", {"minidraw.train", "minidraw.evaluate"}),

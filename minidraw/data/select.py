@@ -32,7 +32,8 @@ def _captioned(model_cfg) -> bool:
     from ..baselines import BaselineConfig
     from ..captioner import CaptionerConfig
     from ..draw import CaptionDrawConfig
-    from ..sharpen import LapGanConfig, SharpenConfig
+    from ..lapgan import LapGanConfig
+    from ..sharpen import SharpenConfig
     return isinstance(model_cfg, (CaptionDrawConfig, BaselineConfig, SharpenConfig, LapGanConfig, CaptionerConfig))
 
 
