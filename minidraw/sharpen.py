@@ -31,10 +31,10 @@ and most later work use because G's gradient does not vanish when D wins early::
 
     L_G += λ · mean_pixels |x̃ − x|
 
-A pyramid's l or a drawing model's reconstruction of x is still x's own blurry copy, so the
-sharpened image has one right answer, up to texture. The L1 term pulls G towards it: colours and
-flat backgrounds stay put, which the adversarial loss alone does not promise. D still judges the
-edges, which L1 alone would leave soft (an L1-optimal image is a median, as blurry as it dares).
+A pyramid's l is x's own blurry copy, so the sharpened image has one right answer, up to texture.
+The L1 term pulls G towards it: colours and flat backgrounds stay put, which the adversarial loss
+alone does not promise. D still judges the edges, which L1 alone would leave soft (an L1-optimal
+image is a median, as blurry as it dares).
 
 (x̃ is clipped to [0, 1] only when sharpening: clipped in training, a residual that strays
 out of range gets no gradient back.)
@@ -60,7 +60,7 @@ Shapes: M images, C channels, B rows (height) and A columns (width), as everywhe
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Optional
+from typing import ClassVar, Optional
 
 import torch
 import torch.nn.functional as F
@@ -135,15 +135,13 @@ class SharpenConfig(ConfigDict):
     g_last_kernel: int = 5  # the kernel of G's output convolution (C filters)
     d_hidden: int = 64      # filters of D's first convolution (its second has twice as many)
     r1: float = 1.0         # γ of the R1 penalty (γ/2)·|∇_x D(x)|² on real images; 0: none
-    # the blurry image l of a training pair: "pyramid", l = u(d(x)); or "reconstruction", l = σ(c_T) of a
-    # drawing model's reconstruction of x from its caption (one posterior sample), so that G learns to
-    # sharpen that model's blur — its samples' — rather than a pyramid's
-    blur: str = "pyramid"
-    drawer: str = ""        # blur="reconstruction": the drawing model, a pretrained name or a checkpoint file
     # λ of an L1 term tying the sharpened image to the real one, L_G += λ · mean |x̃ − x| (pix2pix, Isola et
-    # al., 2017); 0: the pure adversarial objective of LAPGAN. Where l comes from x, x̃ has one right answer
+    # al., 2017); 0: the pure adversarial objective of LAPGAN. As l comes from x, x̃ has one right answer
     # up to its texture, and the L1 term pulls G to it while D keeps the edges hard
     l1: float = 0.0
+
+    # l = u(d(x)) always: files from before stored blur="pyramid" and an empty drawer beside it
+    WITHDRAWN: ClassVar[dict[str, object]] = {"blur": "pyramid", "drawer": ""}
 
     def __post_init__(self) -> None:
         self._require(1, "A", "B", "C", "embed_size", "lang_size", "g_hidden", "g_kernel", "g_last_kernel",
@@ -153,11 +151,6 @@ class SharpenConfig(ConfigDict):
             raise ValueError(f"r1 must be 0 or more, got {self.r1}")
         if not self.l1 >= 0:
             raise ValueError(f"l1 must be 0 or more, got {self.l1}")
-        if self.blur not in ("pyramid", "reconstruction"):
-            raise ValueError(f"blur must be 'pyramid' or 'reconstruction', got {self.blur!r}")
-        if (self.blur == "reconstruction") != bool(self.drawer):
-            raise ValueError("blur='reconstruction' needs drawer= (a pretrained name such as 'aligndraw-shapes', or "
-                             "a checkpoint file), and a drawer is used only with blur='reconstruction'")
         for name in ("g_kernel", "g_last_kernel"):
             if getattr(self, name) % 2 == 0:
                 raise ValueError(f"{name} must be odd (a 'same' convolution), got {getattr(self, name)}")
@@ -287,39 +280,10 @@ class Sharpener(nn.Module):
     def _check(self, images: Tensor) -> None:
         check_shape(images, self.cfg, "sharpener")
 
-    def drawer(self) -> nn.Module:
-        """The drawing model whose reconstructions are the blurry images (``blur="reconstruction"``), loaded on
-        first use, frozen, and kept out of this model's parameters and checkpoint."""
-        if self.__dict__.get("_drawer") is None:
-            from .checkpoint import load as load_checkpoint
-            from .pretrained import MODELS, load as load_pretrained
-            name = self.cfg.drawer
-            model = (load_pretrained(name)[0] if name in MODELS else load_checkpoint(name)[0].float().eval())
-            size = getattr(model.cfg, "vocab_size", None)
-            if not hasattr(model, "draw") or (model.cfg.C, model.cfg.B, model.cfg.A) != (self.cfg.C, self.cfg.B,
-                                                                                           self.cfg.A):
-                raise ValueError(f"drawer {name!r} is not a caption-drawing model of {self.cfg.C}×{self.cfg.B}×"
-                                 f"{self.cfg.A} images: give one trained on this sharpener's data")
-            if size != self.cfg.vocab_size:
-                raise ValueError(f"drawer {name!r} reads a vocabulary of {size} word ids, this sharpener's data "
-                                 f"{self.cfg.vocab_size}: give a drawing model trained on the same data")
-            self.__dict__["_drawer"] = model.requires_grad_(False)
-        return self.__dict__["_drawer"]
-
-    @torch.no_grad()
-    def blurry(self, images: Tensor, captions: Tensor, lengths: Tensor) -> Tensor:
-        """The blurry half ``l (M, C, B, A)`` of training pairs for real ``images``: ``u(d(x))``, or the drawer's
-        reconstruction σ(c_T) of x given its caption (``blur="reconstruction"``; one posterior sample)."""
-        if self.cfg.blur == "pyramid":
-            return low_pass(images)                                        # l = u(d(x))
-        drawer = self.drawer().to(images.device)
-        drawer.eval()
-        return torch.sigmoid(drawer(images.float(), captions, lengths).canvas).to(images.dtype)   # σ(c_T)
-
     def forward(self, images: Tensor, captions: Tensor, lengths: Tensor) -> GanOutput:
         """The losses of one step on real ``images (M, C, B, A)`` in [0, 1] and their captions."""
         self._check(images)
-        blurry = self.blurry(images, captions, lengths)                    # (M, C, B, A)  l
+        blurry = low_pass(images)                                          # (M, C, B, A)  l = u(d(x))
         fake = blurry + self.G(blurry, captions, lengths, self.noise(images))   # x̃ = l + ĥ, unclipped: D sees
         # values outside [0, 1] and pushes G back — a clip here would give G no gradient there (a G that
         # strays below 0 everywhere would draw black and never recover)

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from minidraw import cli, train
+from minidraw.checkpoint import load, save
 from minidraw.configs import build, preset
 from minidraw.data.shapes import VOCAB as SHAPES_VOCAB
 from minidraw.data.shapes import ShapesCaptions
@@ -173,48 +174,31 @@ def test_it_trains_through_the_trainer_and_resumes_bit_exactly(tmp_path):
     assert (tmp_path / "b" / "metrics.png").exists()
 
 
-def _tiny_drawer(tmp_path, vocab_size=len(SHAPES_VOCAB)):
-    """A small captioned-shapes alignDRAW checkpoint file (untrained: its reconstructions are what they are)."""
-    from minidraw.checkpoint import save
-    torch.manual_seed(1)
-    drawer = build(preset("aligndraw_shapes_small", vocab_size=vocab_size, T=3, enc_size=8, dec_size=8, z_size=4,
-                          embed_size=4, lang_size=4, align_size=4))
-    save(tmp_path / "drawer.pt", drawer)
-    return drawer, str(tmp_path / "drawer.pt")
-
-
-def test_reconstruction_blur_trains_on_the_drawers_reconstructions(tmp_path, shapes_batch):
-    """``blur="reconstruction"``: l is the drawer's σ(c_T) for x and its caption (the same posterior sample,
-    recomputed by hand), the drawer stays out of the sharpener's parameters and checkpoint, and the sharpener
-    still trains and resumes through the trainer."""
-    x, captions, lengths = shapes_batch
-    drawer, path = _tiny_drawer(tmp_path)
-    model = tiny(B=32, A=32, blur="reconstruction", drawer=path)
-    model.drawer()                                         # loaded first: building it draws random numbers
-    torch.manual_seed(5)
-    l = model.blurry(x, captions, lengths)
-    torch.manual_seed(5)
-    by_hand = torch.sigmoid(drawer.eval()(x, captions, lengths).canvas)
-    torch.testing.assert_close(l, by_hand)
-    assert not torch.allclose(l, low_pass(x), atol=0.05)
-    assert not any(k.startswith("_drawer") or "draw." in k for k in model.state_dict())
-    assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in tiny(B=32, A=32).parameters())
-    sets = [*TINY_SETS, *RUN, "model.blur=reconstruction", f"model.drawer={path}"]
-    _, log = train.run(train.load_config("sharpen_shapes_small", None, [*sets, "max_steps=2"]), tmp_path / "r",
-                       progress=False)
-    assert [r["step"] for r in log if "loss" in r] == [1, 2]
-    back, ckpt = train.load(tmp_path / "r" / "checkpoint.pt")
-    assert back.cfg.blur == "reconstruction" and back.cfg.drawer == path
-
-
-def test_a_reconstruction_blur_without_a_fitting_drawer_is_one_clear_error(tmp_path, shapes_batch):
-    with pytest.raises(ValueError, match="needs drawer="):
-        SharpenConfig(blur="reconstruction")
-    with pytest.raises(ValueError, match="blur must be"):
-        SharpenConfig(blur="gaussian")
-    _, path = _tiny_drawer(tmp_path, vocab_size=len(SHAPES_VOCAB) + 3)
-    with pytest.raises(ValueError, match="vocabulary of"):
-        tiny(B=32, A=32, blur="reconstruction", drawer=path).blurry(*shapes_batch)
+def test_the_withdrawn_blur_settings_load_as_pyramid_pairs_and_are_refused_otherwise(tmp_path):
+    """``blur`` and ``drawer`` left the package: a file that stored the value still built (``blur="pyramid"``,
+    ``drawer=""``, as every shipped sharpener did) loads without them; one that stored another is refused by
+    name, from the dict and from a checkpoint file alike."""
+    old = {**SharpenConfig(**TINY).to_dict(), "blur": "pyramid", "drawer": ""}
+    assert SharpenConfig.from_dict(old) == SharpenConfig(**TINY)
+    assert "blur" not in SharpenConfig().to_dict() and "drawer" not in SharpenConfig().to_dict()
+    with pytest.raises(ValueError, match="blur='reconstruction'.*removed"):
+        SharpenConfig.from_dict({**old, "blur": "reconstruction", "drawer": "aligndraw-shapes"})
+    with pytest.raises(ValueError, match="drawer='x.pt'.*removed"):
+        SharpenConfig.from_dict({**old, "drawer": "x.pt"})
+    with pytest.raises(TypeError):
+        SharpenConfig(blur="pyramid")
+    model = tiny(B=32, A=32)
+    save(tmp_path / "old.pt", model)
+    ckpt = torch.load(tmp_path / "old.pt", weights_only=True)
+    for blur, loads in (("pyramid", True), ("reconstruction", False)):
+        torch.save({**ckpt, "config": {**ckpt["config"], "blur": blur, "drawer": "" if loads else "d.pt"}},
+                   tmp_path / f"{blur}.pt")
+        if loads:
+            back, _ = load(tmp_path / f"{blur}.pt")
+            assert back.cfg == model.cfg
+        else:
+            with pytest.raises(Exception, match="blur='reconstruction'"):
+                load(tmp_path / f"{blur}.pt")
 
 
 def test_the_coco_preset_trains_on_the_coco_fixture(tmp_path):
