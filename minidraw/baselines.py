@@ -33,7 +33,8 @@ and returns the same :class:`~minidraw.draw.DrawOutput`, with one step
 (``kl (M, 1)``, ``noise (1, M, z_size)``) and no attention windows (``read`` and
 ``write`` are None), so the trainer, checkpoints and the retrieval evaluation
 treat both alike. The paper gives no sizes for its baselines: the presets'
-sizes are ours.
+sizes are ours. Its third baseline, a caption-conditioned LAPGAN, is
+:mod:`minidraw.lapgan`.
 """
 from __future__ import annotations
 

@@ -15,7 +15,8 @@ from .baselines import BaselineConfig
 from .captioner import CaptionerConfig
 from .compose import ComposeDrawConfig
 from .draw import DrawConfig
-from .sharpen import LapGanConfig, SharpenConfig
+from .lapgan import LapGanConfig
+from .sharpen import SharpenConfig
 
 # the data sets a preset names (minidraw.data.select.data_for reads each)
 DATA_SETS = ("mnist", "mnist_captions", "shapes", "coco")
@@ -89,7 +90,7 @@ PRESETS: dict[str, Preset] = {
                                                  g_kernel=5, g_last_kernel=5, d_hidden=32), "shapes"),
     "sharpen_coco_paper": Preset(SharpenConfig(A=32, B=32, C=3, vocab_size=0, embed_size=128, lang_size=128, g_hidden=128,
                                                g_kernel=7, g_last_kernel=5, d_hidden=64), "coco"),
-    # The LAPGAN baseline's coarse level (minidraw.sharpen.LapGan): a fully connected caption-conditioned GAN
+    # The LAPGAN baseline's coarse level (minidraw.lapgan.LapGan): a fully connected caption-conditioned GAN
     # at half size (30×30, 16×16), sharpened to full size by the sharpener of the same data. COCO: wider, for a GPU.
     "lapgan_mnist_small": Preset(LapGanConfig(A=60, B=60, C=1, vocab_size=23, embed_size=32, lang_size=64, z_size=64,
                                               g_hidden=256, d_hidden=128), "mnist_captions"),

@@ -17,7 +17,8 @@ from .baselines import BaselineConfig, ConditionalVAE
 from .captioner import Captioner, CaptionerConfig
 from .compose import ComposeDraw, ComposeDrawConfig, CompositionObjective
 from .draw import Draw, DrawConfig
-from .sharpen import LapGan, LapGanConfig, SharpenConfig, Sharpener
+from .lapgan import LapGan, LapGanConfig
+from .sharpen import SharpenConfig, Sharpener
 
 # what a kind of model does: its role
 DRAWS = "image"                 # draws pictures from nothing (unconditional DRAW)

@@ -31,10 +31,10 @@ and most later work use because G's gradient does not vanish when D wins early::
 
     L_G += λ · mean_pixels |x̃ − x|
 
-A pyramid's l or a drawing model's reconstruction of x is still x's own blurry copy, so the
-sharpened image has one right answer, up to texture. The L1 term pulls G towards it: colours and
-flat backgrounds stay put, which the adversarial loss alone does not promise. D still judges the
-edges, which L1 alone would leave soft (an L1-optimal image is a median, as blurry as it dares).
+A pyramid's l is x's own blurry copy, so the sharpened image has one right answer, up to texture.
+The L1 term pulls G towards it: colours and flat backgrounds stay put, which the adversarial loss
+alone does not promise. D still judges the edges, which L1 alone would leave soft (an L1-optimal
+image is a median, as blurry as it dares).
 
 (x̃ is clipped to [0, 1] only when sharpening: clipped in training, a residual that strays
 out of range gets no gradient back.)
@@ -52,24 +52,15 @@ enter L_G detached, through :func:`torch.func.functional_call`): one backward pa
 then gives each player the gradient of its own loss, and the optimiser updates both
 at once — simultaneous gradient descent, a standard way to train GANs.
 
-**The LAPGAN baseline** (the paper's LAPGAN row): a caption-conditioned two-level LAPGAN built from
-the same pieces. Its coarse level, :class:`LapGan`, is a conditional GAN that draws the picture at
-half size, b×a = ⌈B/2⌉×⌈A/2⌉, from noise and the caption — fully connected, as LAPGAN's coarsest
-levels were — trained on ``d(x)`` with the same loss, R1 and one-step trick as the sharpener::
-
-    x₀ = G₀([z ; s(y)])                    z ~ N(0, I), x₀ in R^(C×b×a), clipped to [0, 1] to draw
-    L_D₀ = −log σ(D₀(d(x), y)) − log(1 − σ(D₀(x₀, y))),   L_G₀ = −log σ(D₀(x₀, y))
-
-A sample is ``u(x₀)``, the upsampled coarse picture; the sharpener above, given it as l, adds the
-finer level. Like the paper's LAPGAN it has no likelihood, so no bound: it is measured by SSI and
-caption fidelity only.
+The paper's LAPGAN baseline stacks a coarse GAN under this level: :mod:`minidraw.lapgan`, built from
+the pyramid operations, the losses and :class:`Sharpener` here.
 
 Shapes: M images, C channels, B rows (height) and A columns (width), as everywhere.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Optional
+from typing import ClassVar, Optional
 
 import torch
 import torch.nn.functional as F
@@ -77,6 +68,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from .outputs import ConfigDict
+from .runtime import evaluating
 from .text import LanguageModel, sentence_vector
 
 
@@ -119,7 +111,7 @@ def reconstruct(levels: list[Tensor]) -> Tensor:
     return x
 
 
-def _check_shape(images: Tensor, cfg, what: str) -> None:
+def check_shape(images: Tensor, cfg, what: str) -> None:
     """``ValueError`` naming the shape wanted unless ``images`` are ``(M, C, B, A)`` of ``cfg``'s sizes."""
     want = (cfg.C, cfg.B, cfg.A)
     if images.dim() != 4 or tuple(images.shape[1:]) != want:
@@ -143,15 +135,13 @@ class SharpenConfig(ConfigDict):
     g_last_kernel: int = 5  # the kernel of G's output convolution (C filters)
     d_hidden: int = 64      # filters of D's first convolution (its second has twice as many)
     r1: float = 1.0         # γ of the R1 penalty (γ/2)·|∇_x D(x)|² on real images; 0: none
-    # the blurry image l of a training pair: "pyramid", l = u(d(x)); or "reconstruction", l = σ(c_T) of a
-    # drawing model's reconstruction of x from its caption (one posterior sample), so that G learns to
-    # sharpen that model's blur — its samples' — rather than a pyramid's
-    blur: str = "pyramid"
-    drawer: str = ""        # blur="reconstruction": the drawing model, a pretrained name or a checkpoint file
     # λ of an L1 term tying the sharpened image to the real one, L_G += λ · mean |x̃ − x| (pix2pix, Isola et
-    # al., 2017); 0: the pure adversarial objective of LAPGAN. Where l comes from x, x̃ has one right answer
+    # al., 2017); 0: the pure adversarial objective of LAPGAN. As l comes from x, x̃ has one right answer
     # up to its texture, and the L1 term pulls G to it while D keeps the edges hard
     l1: float = 0.0
+
+    # l = u(d(x)) always: files from before stored blur="pyramid" and an empty drawer beside it
+    WITHDRAWN: ClassVar[dict[str, object]] = {"blur": "pyramid", "drawer": ""}
 
     def __post_init__(self) -> None:
         self._require(1, "A", "B", "C", "embed_size", "lang_size", "g_hidden", "g_kernel", "g_last_kernel",
@@ -161,11 +151,6 @@ class SharpenConfig(ConfigDict):
             raise ValueError(f"r1 must be 0 or more, got {self.r1}")
         if not self.l1 >= 0:
             raise ValueError(f"l1 must be 0 or more, got {self.l1}")
-        if self.blur not in ("pyramid", "reconstruction"):
-            raise ValueError(f"blur must be 'pyramid' or 'reconstruction', got {self.blur!r}")
-        if (self.blur == "reconstruction") != bool(self.drawer):
-            raise ValueError("blur='reconstruction' needs drawer= (a pretrained name such as 'aligndraw-shapes', or "
-                             "a checkpoint file), and a drawer is used only with blur='reconstruction'")
         for name in ("g_kernel", "g_last_kernel"):
             if getattr(self, name) % 2 == 0:
                 raise ValueError(f"{name} must be odd (a 'same' convolution), got {getattr(self, name)}")
@@ -226,7 +211,7 @@ class Discriminator(nn.Module):
 
 
 @dataclass
-class SharpenOutput:
+class GanOutput:
     """One training step's losses per example ``(M,)``; ``loss = d_loss + g_loss`` is what the
     trainer minimises (each player's gradient reaches only that player)."""
 
@@ -248,6 +233,34 @@ class SharpenOutput:
         return out
 
 
+# ---- one GAN step's losses, shared with the LAPGAN baseline (minidraw.lapgan) ---------------------
+def gan_test_metrics(model: nn.Module, batches) -> dict[str, float]:
+    """A GAN's training-log numbers on held-back ``batches`` in eval mode with fixed noise."""
+    with evaluating(model, 0) as dev:
+        outs = [model(*(a.to(dev) for a in b)) for b in batches]
+    cat = lambda name: torch.cat([getattr(o, name) for o in outs]).float()  # noqa: E731
+    joined = GanOutput(*(cat(f.name) for f in fields(GanOutput) if f.name != "l1"),
+                       l1=cat("l1") if outs[0].l1 is not None else None)
+    return {f"test_{k}": v for k, v in joined.metrics().items()}           # the training log's numbers, held back
+
+
+def gan_losses(D: nn.Module, real: Tensor, fake: Tensor, cond: tuple, r1: float) -> GanOutput:
+    """The non-saturating losses with R1 and the one-step arrangement (see the module's docstring): L_D
+    reaches only D (``fake`` detached), L_G only the generator (D's weights detached)."""
+    penalise = r1 > 0 and torch.is_grad_enabled()
+    real = real.detach().requires_grad_(True) if penalise else real
+    d_real = D(real, *cond)                                               # (M,)
+    d_fake = D(fake.detach(), *cond)                                      # (M,)  no gradient to G
+    frozen = {k: v.detach() for k, v in D.named_parameters()}
+    d_fake_g = functional_call(D, frozen, (fake, *cond))                  # (M,)  none to D
+    d_loss = F.softplus(-d_real) + F.softplus(d_fake)                     # −log σ(D(x)) − log(1 − σ(D(x̃)))
+    if penalise:                                                          # R1: (γ/2) |∇_x D(x)|²
+        grad, = torch.autograd.grad(d_real.sum(), real, create_graph=True)
+        d_loss = d_loss + 0.5 * r1 * grad.pow(2).flatten(1).sum(1)
+    g_loss = F.softplus(-d_fake_g)                                        # −log σ(D(x̃))
+    return GanOutput(d_loss + g_loss, d_loss, g_loss, d_real.detach(), d_fake.detach())
+
+
 class Sharpener(nn.Module):
     """The caption-conditioned sharpener: :meth:`forward` is one GAN training step's losses on real
     images; :meth:`sharpen` adds a generated residual to blurry images (e.g. alignDRAW's samples)."""
@@ -265,45 +278,16 @@ class Sharpener(nn.Module):
         return torch.rand(like.shape[0], 1, *like.shape[-2:], device=like.device, dtype=like.dtype) * 2 - 1
 
     def _check(self, images: Tensor) -> None:
-        _check_shape(images, self.cfg, "sharpener")
+        check_shape(images, self.cfg, "sharpener")
 
-    def drawer(self) -> nn.Module:
-        """The drawing model whose reconstructions are the blurry images (``blur="reconstruction"``), loaded on
-        first use, frozen, and kept out of this model's parameters and checkpoint."""
-        if self.__dict__.get("_drawer") is None:
-            from .checkpoint import load as load_checkpoint
-            from .pretrained import MODELS, load as load_pretrained
-            name = self.cfg.drawer
-            model = (load_pretrained(name)[0] if name in MODELS else load_checkpoint(name)[0].float().eval())
-            size = getattr(model.cfg, "vocab_size", None)
-            if not hasattr(model, "draw") or (model.cfg.C, model.cfg.B, model.cfg.A) != (self.cfg.C, self.cfg.B,
-                                                                                           self.cfg.A):
-                raise ValueError(f"drawer {name!r} is not a caption-drawing model of {self.cfg.C}×{self.cfg.B}×"
-                                 f"{self.cfg.A} images: give one trained on this sharpener's data")
-            if size != self.cfg.vocab_size:
-                raise ValueError(f"drawer {name!r} reads a vocabulary of {size} word ids, this sharpener's data "
-                                 f"{self.cfg.vocab_size}: give a drawing model trained on the same data")
-            self.__dict__["_drawer"] = model.requires_grad_(False)
-        return self.__dict__["_drawer"]
-
-    @torch.no_grad()
-    def blurry(self, images: Tensor, captions: Tensor, lengths: Tensor) -> Tensor:
-        """The blurry half ``l (M, C, B, A)`` of training pairs for real ``images``: ``u(d(x))``, or the drawer's
-        reconstruction σ(c_T) of x given its caption (``blur="reconstruction"``; one posterior sample)."""
-        if self.cfg.blur == "pyramid":
-            return low_pass(images)                                        # l = u(d(x))
-        drawer = self.drawer().to(images.device)
-        drawer.eval()
-        return torch.sigmoid(drawer(images.float(), captions, lengths).canvas).to(images.dtype)   # σ(c_T)
-
-    def forward(self, images: Tensor, captions: Tensor, lengths: Tensor) -> SharpenOutput:
+    def forward(self, images: Tensor, captions: Tensor, lengths: Tensor) -> GanOutput:
         """The losses of one step on real ``images (M, C, B, A)`` in [0, 1] and their captions."""
         self._check(images)
-        blurry = self.blurry(images, captions, lengths)                    # (M, C, B, A)  l
+        blurry = low_pass(images)                                          # (M, C, B, A)  l = u(d(x))
         fake = blurry + self.G(blurry, captions, lengths, self.noise(images))   # x̃ = l + ĥ, unclipped: D sees
         # values outside [0, 1] and pushes G back — a clip here would give G no gradient there (a G that
         # strays below 0 everywhere would draw black and never recover)
-        out = _gan_losses(self.D, images, fake, (blurry, captions, lengths), self.cfg.r1)
+        out = gan_losses(self.D, images, fake, (blurry, captions, lengths), self.cfg.r1)
         if self.cfg.l1 > 0:                                               # λ · mean |x̃ − x|, G's alone
             distance = (fake - images).abs().flatten(1).mean(1)            # (M,)
             out.g_loss, out.loss = out.g_loss + self.cfg.l1 * distance, out.loss + self.cfg.l1 * distance
@@ -314,7 +298,7 @@ class Sharpener(nn.Module):
     def test_metrics(self, batches) -> dict[str, float]:
         """The training log's numbers on held-back ``batches`` of ``(images, captions, lengths)``, in eval
         mode with fixed noise: ``test_d_loss``, ``test_g_loss``, ``test_d_acc_real``, ``test_d_acc_fake``."""
-        return _gan_test_metrics(self, batches)
+        return gan_test_metrics(self, batches)
 
     @torch.no_grad()
     def sharpen(self, images: Tensor, captions: Tensor, lengths: Tensor, noise: Optional[Tensor] = None) -> Tensor:
@@ -325,160 +309,3 @@ class Sharpener(nn.Module):
         blurry = images.float()
         noise = self.noise(blurry) if noise is None else noise
         return (blurry + self.G(blurry, captions, lengths, noise)).clamp(0, 1)
-
-
-# ---- the LAPGAN baseline: a coarse conditional GAN under the sharpener ---------------------------------
-def _gan_test_metrics(model: nn.Module, batches) -> dict[str, float]:
-    """A GAN's training-log numbers on held-back ``batches`` in eval mode with fixed noise."""
-    from .runtime import evaluating
-    with evaluating(model, 0) as dev:
-        outs = [model(*(a.to(dev) for a in b)) for b in batches]
-    cat = lambda name: torch.cat([getattr(o, name) for o in outs]).float()  # noqa: E731
-    joined = SharpenOutput(*(cat(f.name) for f in fields(SharpenOutput) if f.name != "l1"),
-                           l1=cat("l1") if outs[0].l1 is not None else None)
-    return {f"test_{k}": v for k, v in joined.metrics().items()}           # the training log's numbers, held back
-
-
-def _gan_losses(D: nn.Module, real: Tensor, fake: Tensor, cond: tuple, r1: float) -> SharpenOutput:
-    """The non-saturating losses with R1 and the one-step arrangement (see the module's docstring): L_D
-    reaches only D (``fake`` detached), L_G only the generator (D's weights detached)."""
-    penalise = r1 > 0 and torch.is_grad_enabled()
-    real = real.detach().requires_grad_(True) if penalise else real
-    d_real = D(real, *cond)                                               # (M,)
-    d_fake = D(fake.detach(), *cond)                                      # (M,)  no gradient to G
-    frozen = {k: v.detach() for k, v in D.named_parameters()}
-    d_fake_g = functional_call(D, frozen, (fake, *cond))                  # (M,)  none to D
-    d_loss = F.softplus(-d_real) + F.softplus(d_fake)                     # −log σ(D(x)) − log(1 − σ(D(x̃)))
-    if penalise:                                                          # R1: (γ/2) |∇_x D(x)|²
-        grad, = torch.autograd.grad(d_real.sum(), real, create_graph=True)
-        d_loss = d_loss + 0.5 * r1 * grad.pow(2).flatten(1).sum(1)
-    g_loss = F.softplus(-d_fake_g)                                        # −log σ(D(x̃))
-    return SharpenOutput(d_loss + g_loss, d_loss, g_loss, d_real.detach(), d_fake.detach())
-
-
-@dataclass(repr=False)
-class LapGanConfig(ConfigDict):
-    """The LAPGAN baseline's coarse level: a fully connected caption-conditioned GAN at half the size."""
-
-    A: int = 32             # width of the full picture (the coarse level is ⌈A/2⌉ wide)
-    B: int = 32             # height (⌈B/2⌉ at the coarse level)
-    C: int = 3              # channels
-    vocab_size: int = 0     # word ids, <pad> included (0: set by the data)
-    embed_size: int = 32
-    lang_size: int = 64     # m per direction: s(y) has 2m numbers
-    z_size: int = 64        # G₀'s noise
-    g_hidden: int = 512     # units of G₀'s two hidden layers
-    d_hidden: int = 256     # units of D₀'s hidden layer
-    r1: float = 1.0         # γ of the R1 penalty on real coarse pictures; 0: none
-
-    def __post_init__(self) -> None:
-        self._require(2, "A", "B")
-        self._require(1, "C", "embed_size", "lang_size", "z_size", "g_hidden", "d_hidden")
-        self._require(0, "vocab_size")
-        if not self.r1 >= 0:
-            raise ValueError(f"r1 must be 0 or more, got {self.r1}")
-
-    @property
-    def coarse(self) -> tuple[int, int, int]:
-        """(C, b, a): the coarse level's shape, what 2×2 average pooling leaves of (C, B, A)."""
-        return self.C, -(-self.B // 2), -(-self.A // 2)
-
-    def __repr__(self) -> str:
-        return f"LapGanConfig({', '.join(f'{k}={v!r}' for k, v in self.to_dict().items())})"
-
-
-@dataclass
-class GanSamples:
-    images: Tensor           # (M, C, B, A) u(x₀) in [0, 1]
-    coarse: Tensor           # (M, C, b, a) x₀ clipped to [0, 1]
-
-
-class CoarseGenerator(nn.Module):
-    """G₀([z ; s(y)]) -> x₀ ``(M, C, b, a)``: two hidden ReLU layers and a linear output, clipped to [0, 1]
-    only when drawing — as in the sharpener, D sees values outside the range and pushes G back, where a
-    sigmoid would saturate and G would stall on a black picture (it did)."""
-
-    def __init__(self, cfg: LapGanConfig) -> None:
-        super().__init__()
-        self.shape, h = cfg.coarse, cfg.g_hidden
-        self.language = LanguageModel(cfg.vocab_size, cfg.embed_size, cfg.lang_size)
-        self.net = nn.Sequential(nn.Linear(cfg.z_size + 2 * cfg.lang_size, h), nn.ReLU(), nn.Linear(h, h), nn.ReLU(),
-                                 nn.Linear(h, cfg.C * self.shape[1] * self.shape[2]))
-
-    def forward(self, z: Tensor, captions: Tensor, lengths: Tensor) -> Tensor:
-        s = sentence_vector(*self.language(captions, lengths))             # (M, 2m)  s(y)
-        return self.net(torch.cat([z, s], -1)).view(-1, *self.shape)       # (M, C, b, a), unclipped
-
-
-class CoarseDiscriminator(nn.Module):
-    """D₀([x₀ ; s'(y)]) -> one logit per example ``(M,)``: a hidden LeakyReLU layer."""
-
-    def __init__(self, cfg: LapGanConfig) -> None:
-        super().__init__()
-        C, b, a = cfg.coarse
-        self.language = LanguageModel(cfg.vocab_size, cfg.embed_size, cfg.lang_size)
-        self.net = nn.Sequential(nn.Linear(C * b * a + 2 * cfg.lang_size, cfg.d_hidden), nn.LeakyReLU(0.2),
-                                 nn.Linear(cfg.d_hidden, 1))
-
-    def forward(self, image: Tensor, captions: Tensor, lengths: Tensor) -> Tensor:
-        s = sentence_vector(*self.language(captions, lengths))             # (M, 2m)  s'(y)
-        return self.net(torch.cat([image.flatten(1), s], -1)).squeeze(-1)  # (M,)
-
-
-class LapGan(nn.Module):
-    """The LAPGAN baseline's coarse level: :meth:`forward` is one GAN step's losses on real pictures
-    (pooled to the coarse size); :meth:`generate` draws ``u(x₀)`` for captions — give it to a
-    :class:`Sharpener` (``sharpen``) for the finer level."""
-
-    has_bound = False   # a GAN: no likelihood, no bound
-
-    def __init__(self, cfg: LapGanConfig) -> None:
-        super().__init__()
-        self.cfg = cfg
-        self.G = CoarseGenerator(cfg)
-        self.D = CoarseDiscriminator(cfg)
-
-    def _check(self, images: Tensor) -> None:
-        _check_shape(images, self.cfg, "LAPGAN")
-
-    def forward(self, images: Tensor, captions: Tensor, lengths: Tensor) -> SharpenOutput:
-        """The losses of one step on real ``images (M, C, B, A)`` in [0, 1] and their captions."""
-        self._check(images)
-        real = downsample(images)                                          # (M, C, b, a)  d(x)
-        z = torch.randn(images.shape[0], self.cfg.z_size, device=images.device, dtype=images.dtype)
-        fake = self.G(z, captions, lengths)                                # (M, C, b, a)  x₀
-        return _gan_losses(self.D, real, fake, (captions, lengths), self.cfg.r1)
-
-    @torch.no_grad()
-    def test_metrics(self, batches) -> dict[str, float]:
-        """``test_d_loss``, ``test_g_loss``, ``test_d_acc_real``, ``test_d_acc_fake`` on held-back batches."""
-        return _gan_test_metrics(self, batches)
-
-    @torch.no_grad()
-    def generate(self, captions: Tensor, lengths: Tensor, sentence: None = None, temperature: float = 1.0) -> GanSamples:
-        """One picture per caption: x₀ = G₀(z, y) with z ~ N(0, τ² I), and u(x₀) at full size. (``sentence``:
-        unused, for the drawing models' signature.)"""
-        z = torch.randn(captions.shape[0], self.cfg.z_size, device=captions.device) * temperature
-        coarse = self.G(z.to(next(self.parameters()).dtype), captions, lengths).clamp(0, 1)
-        return GanSamples(upsample(coarse, (self.cfg.B, self.cfg.A)).clamp(0, 1), coarse)
-
-
-class LapGanPyramid(nn.Module):
-    """The LAPGAN baseline as one drawing model: the coarse level :class:`LapGan`, then a :class:`Sharpener`
-    of the same data for the finer level. ``generate`` draws; there is no bound (``has_bound = False``)."""
-
-    has_bound = False
-
-    def __init__(self, coarse: LapGan, sharpener: Sharpener) -> None:
-        super().__init__()
-        shape = lambda c: (c.C, c.B, c.A)                                 # noqa: E731
-        if shape(coarse.cfg) != shape(sharpener.cfg):
-            raise ValueError(f"the coarse level draws {'×'.join(map(str, shape(coarse.cfg)))} pictures but the "
-                             f"sharpener takes {'×'.join(map(str, shape(sharpener.cfg)))}: give both of one data set")
-        self.coarse, self.sharpener, self.cfg = coarse, sharpener, coarse.cfg
-
-    @torch.no_grad()
-    def generate(self, captions: Tensor, lengths: Tensor, sentence: None = None, temperature: float = 1.0) -> GanSamples:
-        """``sharpen(u(x₀))``: the coarse picture upsampled, then the finer level added."""
-        low = self.coarse.generate(captions, lengths, temperature=temperature)
-        return GanSamples(self.sharpener.sharpen(low.images, captions, lengths), low.coarse)

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from minidraw import cli, train
+from minidraw.checkpoint import load, save
 from minidraw.models import build
 from minidraw.configs import preset
 from minidraw.data.shapes import VOCAB as SHAPES_VOCAB
@@ -176,48 +177,31 @@ def test_it_trains_through_the_trainer_and_resumes_bit_exactly(tmp_path):
     assert (tmp_path / "b" / "metrics.png").exists()
 
 
-def _tiny_drawer(tmp_path, vocab_size=len(SHAPES_VOCAB)):
-    """A small captioned-shapes alignDRAW checkpoint file (untrained: its reconstructions are what they are)."""
-    from minidraw.checkpoint import save
-    torch.manual_seed(1)
-    drawer = build(preset("aligndraw_shapes_small", vocab_size=vocab_size, T=3, enc_size=8, dec_size=8, z_size=4,
-                          embed_size=4, lang_size=4, align_size=4))
-    save(tmp_path / "drawer.pt", drawer)
-    return drawer, str(tmp_path / "drawer.pt")
-
-
-def test_reconstruction_blur_trains_on_the_drawers_reconstructions(tmp_path, shapes_batch):
-    """``blur="reconstruction"``: l is the drawer's σ(c_T) for x and its caption (the same posterior sample,
-    recomputed by hand), the drawer stays out of the sharpener's parameters and checkpoint, and the sharpener
-    still trains and resumes through the trainer."""
-    x, captions, lengths = shapes_batch
-    drawer, path = _tiny_drawer(tmp_path)
-    model = tiny(B=32, A=32, blur="reconstruction", drawer=path)
-    model.drawer()                                         # loaded first: building it draws random numbers
-    torch.manual_seed(5)
-    l = model.blurry(x, captions, lengths)
-    torch.manual_seed(5)
-    by_hand = torch.sigmoid(drawer.eval()(x, captions, lengths).canvas)
-    torch.testing.assert_close(l, by_hand)
-    assert not torch.allclose(l, low_pass(x), atol=0.05)
-    assert not any(k.startswith("_drawer") or "draw." in k for k in model.state_dict())
-    assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in tiny(B=32, A=32).parameters())
-    sets = [*TINY_SETS, *RUN, "model.blur=reconstruction", f"model.drawer={path}"]
-    _, log = train.run(configs.load_config("sharpen_shapes_small", None, [*sets, "max_steps=2"]), tmp_path / "r",
-                       progress=False)
-    assert [r["step"] for r in log if "loss" in r] == [1, 2]
-    back, ckpt = checkpoint.load(tmp_path / "r" / "checkpoint.pt")
-    assert back.cfg.blur == "reconstruction" and back.cfg.drawer == path
-
-
-def test_a_reconstruction_blur_without_a_fitting_drawer_is_one_clear_error(tmp_path, shapes_batch):
-    with pytest.raises(ValueError, match="needs drawer="):
-        SharpenConfig(blur="reconstruction")
-    with pytest.raises(ValueError, match="blur must be"):
-        SharpenConfig(blur="gaussian")
-    _, path = _tiny_drawer(tmp_path, vocab_size=len(SHAPES_VOCAB) + 3)
-    with pytest.raises(ValueError, match="vocabulary of"):
-        tiny(B=32, A=32, blur="reconstruction", drawer=path).blurry(*shapes_batch)
+def test_the_withdrawn_blur_settings_load_as_pyramid_pairs_and_are_refused_otherwise(tmp_path):
+    """``blur`` and ``drawer`` left the package: a file that stored the value still built (``blur="pyramid"``,
+    ``drawer=""``, as every shipped sharpener did) loads without them; one that stored another is refused by
+    name, from the dict and from a checkpoint file alike."""
+    old = {**SharpenConfig(**TINY).to_dict(), "blur": "pyramid", "drawer": ""}
+    assert SharpenConfig.from_dict(old) == SharpenConfig(**TINY)
+    assert "blur" not in SharpenConfig().to_dict() and "drawer" not in SharpenConfig().to_dict()
+    with pytest.raises(ValueError, match="blur='reconstruction'.*removed"):
+        SharpenConfig.from_dict({**old, "blur": "reconstruction", "drawer": "aligndraw-shapes"})
+    with pytest.raises(ValueError, match="drawer='x.pt'.*removed"):
+        SharpenConfig.from_dict({**old, "drawer": "x.pt"})
+    with pytest.raises(TypeError):
+        SharpenConfig(blur="pyramid")
+    model = tiny(B=32, A=32)
+    save(tmp_path / "old.pt", model)
+    ckpt = torch.load(tmp_path / "old.pt", weights_only=True)
+    for blur, loads in (("pyramid", True), ("reconstruction", False)):
+        torch.save({**ckpt, "config": {**ckpt["config"], "blur": blur, "drawer": "" if loads else "d.pt"}},
+                   tmp_path / f"{blur}.pt")
+        if loads:
+            back, _ = load(tmp_path / f"{blur}.pt")
+            assert back.cfg == model.cfg
+        else:
+            with pytest.raises(Exception, match="blur='reconstruction'"):
+                load(tmp_path / f"{blur}.pt")
 
 
 def test_the_coco_preset_trains_on_the_coco_fixture(tmp_path):
@@ -307,97 +291,3 @@ def test_after_sharpening_with_a_zero_generator_the_bound_is_the_bound(checkpoin
     assert not torch.allclose(sharpened_bound_values(model, moved, batches, seed=3), plain, atol=1.0)
     row = evaluate(model, {"train": data, "test": data}, ["bound", "ssi"], Sizes(bound=6, ssi=4), sharpener=sharpener)
     assert abs(row["test_bound_sharp"] - row["test_bound"]) < 1e-2 and abs(row["ssi_sharp"] - row["ssi"]) < 1e-6
-
-
-# ---- the LAPGAN baseline: a coarse conditional GAN under the sharpener ------------------------------
-LAPGAN_TINY = dict(vocab_size=len(SHAPES_VOCAB), embed_size=4, lang_size=4, z_size=3, g_hidden=16, d_hidden=8)
-
-
-def tiny_lapgan(seed=0, **kw):
-    from minidraw.sharpen import LapGan, LapGanConfig
-    torch.manual_seed(seed)
-    return LapGan(LapGanConfig(A=32, B=32, C=3, **{**LAPGAN_TINY, **kw}))
-
-
-def test_lapgan_draws_at_half_size_then_upsamples_into_range(shapes_batch):
-    from minidraw.sharpen import LapGanConfig
-    m = tiny_lapgan()
-    _, captions, lengths = shapes_batch
-    out = m.generate(captions, lengths)
-    assert out.coarse.shape == (16, 3, 16, 16) and out.images.shape == (16, 3, 32, 32)
-    assert out.images.min() >= 0 and out.images.max() <= 1
-    torch.testing.assert_close(out.images, upsample(out.coarse, (32, 32)).clamp(0, 1))
-    assert LapGanConfig(A=60, B=59, C=1).coarse == (1, 30, 30)               # ⌈B/2⌉ × ⌈A/2⌉, as d(x) leaves
-    torch.manual_seed(0)
-    a = m.generate(captions, lengths, temperature=0.0).coarse
-    torch.manual_seed(1)
-    assert torch.equal(a, m.generate(captions, lengths, temperature=0.0).coarse)   # τ = 0: z = 0
-    from minidraw.sample import sample
-    drawn = sample(m, SHAPES_VOCAB, CAPTION, 3, seed=0)                       # the drawing models' call
-    assert drawn.images.shape == (3, 3, 32, 32)
-    assert torch.equal(drawn.images, sample(m, SHAPES_VOCAB, CAPTION, 3, seed=0).images)
-    with pytest.raises(ValueError, match=r"\(M, 3, 32, 32\)"):
-        m(torch.rand(2, 1, 32, 32), captions[:2], lengths[:2])
-
-
-def test_lapgan_d_learns_the_real_coarse_pictures_then_g_fools_it(shapes_batch):
-    """D₀ sees d(x), the real pictures pooled to 16×16: steps on D alone make it right on most real and
-    generated pictures; steps on G alone then halve G's loss. Each player's loss reaches only that player."""
-    m = tiny_lapgan(r1=0.0)
-    for name, player, other in (("d_loss", "D", "G"), ("g_loss", "G", "D")):
-        m.zero_grad()
-        getattr(m(*shapes_batch), name).mean().backward()
-        assert all(p.grad is None or p.grad.abs().sum() == 0 for p in getattr(m, other).parameters())
-        assert sum(float(p.grad.abs().sum()) for p in getattr(m, player).parameters() if p.grad is not None) > 0
-    opt_d = torch.optim.Adam(m.D.parameters(), 3e-3)
-    for _ in range(60):
-        opt_d.zero_grad(), m(*shapes_batch).d_loss.mean().backward(), opt_d.step()
-    torch.manual_seed(1)
-    out = m(*shapes_batch)
-    assert ((out.d_real > 0).float().mean() + (out.d_fake < 0).float().mean()) / 2 >= 0.75
-    g_before = out.g_loss.mean().item()
-    opt_g = torch.optim.Adam(m.G.parameters(), 1e-2)
-    for _ in range(40):
-        opt_g.zero_grad(), m(*shapes_batch).g_loss.mean().backward(), opt_g.step()
-    assert m(*shapes_batch).g_loss.mean().item() < 0.5 * g_before
-
-
-def test_lapgan_trains_resumes_bit_exactly_and_is_measured_without_a_bound(tmp_path, capsys):
-    from minidraw import evaluate
-    from minidraw.sharpen import LapGan
-    sets = [f"model.{k}={v}" for k, v in LAPGAN_TINY.items() if k != "vocab_size"] + [*RUN, "eval_every=2"]
-    load = lambda steps: configs.load_config("lapgan_shapes_small", None, [*sets, f"max_steps={steps}"])  # noqa: E731
-    _, straight = train.run(load(4), tmp_path / "a", progress=False)
-    train.run(load(2), tmp_path / "b", progress=False)
-    _, resumed = train.run(load(4), tmp_path / "b", progress=False)
-    steps = lambda log: [r for r in log if "loss" in r]                  # noqa: E731
-    assert [r["loss"] for r in steps(resumed)] == [r["loss"] for r in steps(straight)][2:]  # bit for bit
-    assert {"d_loss", "g_loss", "d_acc_real", "d_acc_fake"} <= set(steps(straight)[0])
-    model, ckpt = checkpoint.load(tmp_path / "b" / "checkpoint.pt")
-    assert ckpt["kind"] == "lapgan" and isinstance(model, LapGan)
-    splits = evaluate.splits_for(ckpt["train"], model.cfg)
-    with pytest.raises(ValueError, match="no likelihood.*bound"):
-        evaluate.evaluate(model, splits, ["bound", "ssi"])
-    row = evaluate.evaluate(model, splits, evaluate.NO_BOUND_METRICS, evaluate.Sizes(ssi=8, fidelity=8))
-    assert 0 <= row["fidelity_seen"] <= 100 and -1 <= row["ssi"] <= 1 and "test_bound" not in row
-    ckpt_path = str(tmp_path / "b" / "checkpoint.pt")
-    assert cli.main(["evaluate", "--checkpoint", ckpt_path, "--ssi", "8", "--fidelity", "8"]) == 0
-    assert "fidelity" in capsys.readouterr().out
-    err = _fails(capsys, ["--checkpoint", ckpt_path, "--caption", CAPTION, "--out", str(tmp_path / "g.png")])
-    assert "LAPGAN" in err and "minidraw evaluate" in err
-
-
-def test_the_lapgan_pyramid_sharpens_the_upsampled_coarse_picture(shapes_batch):
-    from minidraw.sharpen import LapGanPyramid
-    coarse, sharpener = tiny_lapgan(), tiny(3, 32, 32)
-    _, captions, lengths = shapes_batch
-    pyramid_model = LapGanPyramid(coarse, sharpener)
-    torch.manual_seed(3)
-    out = pyramid_model.generate(captions, lengths)
-    torch.manual_seed(3)
-    low = coarse.generate(captions, lengths)
-    torch.testing.assert_close(out.coarse, low.coarse)
-    torch.testing.assert_close(out.images, low.images)          # the untrained sharpener's G outputs zero
-    assert not pyramid_model.has_bound
-    with pytest.raises(ValueError, match="give both of one data set"):
-        LapGanPyramid(coarse, tiny(1, 60, 60))

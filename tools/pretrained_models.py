@@ -59,7 +59,7 @@ def evaluate_file(path: Path, classifiers: str | None = None) -> dict:
         return {"step": ckpt.get("step"), "data": ckpt.get("data"), **captioner_row(model, splits)}
     if ckpt["kind"] == "lapgan":               # the LAPGAN baseline: no bound; SSI and fidelity, sharpened or not
         from minidraw import pretrained
-        from minidraw.sharpen import LapGanPyramid
+        from minidraw.lapgan import LapGanPyramid
         data = "shapes" if "shapes" in ckpt["train"]["preset"] else "mnist"
         sharpener, _ = pretrained.load(f"sharpen-{data}")
         row = {"sharpener": f"sharpen-{data}", **model.test_metrics(fixed_batches(splits["test"], 500))}

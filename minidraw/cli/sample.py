@@ -124,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
                        captioner_hint=f"caption pictures with `minidraw caption --checkpoint {path} IMAGE.png`, "
                                       "or draw with a drawing model",
                        lapgan_hint=f"measure it with `minidraw evaluate --checkpoint {path} --sharpen SHARPENER`, "
-                                   "or draw with minidraw.sharpen.LapGan.generate in Python")
+                                   "or draw with minidraw.lapgan.LapGan.generate in Python")
     model.to(dev)
     sharpener = None
     try:
