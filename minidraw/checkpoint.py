@@ -56,7 +56,7 @@ def upgrade(ckpt: dict, where: str = "the checkpoint") -> dict:
         config = _drop(config, {k: _EXTENSION[k] for k in ("what_where", "where_latent", "local_write")}, where)
     else:
         for key in _TRAINING_ONLY:                                      # the objective's, not the model's
-            for d in (config, overrides):
+            for d in (overrides, config):
                 if key in d:
                     train.setdefault(key, d.pop(key))
         values = config.pop("align_values", "states")
@@ -67,6 +67,8 @@ def upgrade(ckpt: dict, where: str = "the checkpoint") -> dict:
         if values == "words" or config.get("what_where"):
             kind = "compose"
             config["what_where"] = overrides["what_where"] = bool(config.get("what_where", False))
+            config = _drop(config, {k: v for k, v in _EXTENSION.items()
+                                    if k not in ("what_where", "content_first", "content_last")}, where)
             if "preset" in train:
                 train["preset"] = _COMPOSE_PRESETS.get(train["preset"], train["preset"])
         else:

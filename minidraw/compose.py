@@ -26,7 +26,7 @@ The alignDRAW chapter measures why each of these draws held-out compositions.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Optional
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -42,11 +42,6 @@ from .outputs import Generated, Objective
 class ComposeDrawConfig(CaptionDrawConfig):
     """alignDRAW with word-valued alignment and, with ``what_where``, the what/where generator.
     ``content_first`` .. ``content_last``: the word ids that name what is drawn (MNIST's digits)."""
-
-    # settings of earlier releases that no longer exist, with the one value still built
-    WITHDRAWN: ClassVar[dict[str, object]] = {
-        "where_latent": True, "local_write": False, "blind_where": False, "blind_where_keys": True,
-        "where_values": "words", "what_reset": False, "what_normalise": False, "what_share": False}
 
     what_where: bool = True
     content_first: int = 0
