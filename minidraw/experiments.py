@@ -92,8 +92,8 @@ def flipped_captions(caption: str, position_or_word: int | str, alternatives: Se
 
 def _dataset_for(vocab: Vocabulary, split: str = "test"):
     """The captioned data set whose vocabulary is ``vocab``: its checker judges the drawings."""
-    from .data import mnist_captions, shapes
-    if vocab == shapes.VOCAB:
+    from .data import mnist_captions, shapes, shapes_grammar
+    if vocab == shapes_grammar.VOCAB:
         return shapes.ShapesCaptions(split)
     if vocab == mnist_captions.VOCAB:
         return mnist_captions.MnistCaptions(split)

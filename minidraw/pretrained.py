@@ -235,8 +235,8 @@ def export(checkpoint: str | os.PathLike, name: str, weights_dir: str | os.PathL
 
 # ---- which model for a caption ------------------------------------------------------------------
 def _vocabularies() -> dict[str, Vocabulary]:
-    from .data import mnist_captions, shapes
-    return {"mnist_captions": mnist_captions.VOCAB, "shapes": shapes.VOCAB}
+    from .data import mnist_captions, shapes_grammar
+    return {"mnist_captions": mnist_captions.VOCAB, "shapes": shapes_grammar.VOCAB}
 
 
 def for_caption(caption: str) -> str:

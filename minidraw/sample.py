@@ -46,8 +46,8 @@ def takes_caption(model: nn.Module) -> bool:
 
 
 def _known_vocabularies() -> dict[str, Vocabulary]:
-    from .data import mnist_captions, shapes
-    return {"mnist": mnist_captions.VOCAB, "shapes": shapes.VOCAB}
+    from .data import mnist_captions, shapes_grammar
+    return {"mnist": mnist_captions.VOCAB, "shapes": shapes_grammar.VOCAB}
 
 
 def vocabulary_for(model: nn.Module, ckpt: dict) -> Optional[Vocabulary]:
@@ -86,12 +86,12 @@ def vocabulary_for(model: nn.Module, ckpt: dict) -> Optional[Vocabulary]:
 
 def max_words_for(vocab: Vocabulary) -> int:
     """The longest caption worth giving: 12 words for MNIST with captions, 18 for shapes, else 64."""
-    from .data import mnist_captions, shapes
+    from .data import mnist_captions, shapes_grammar
     if vocab == mnist_captions.VOCAB:
         return max(len(tokenize(mnist_captions.caption_text(t, 0, 1)))              # 12
                    for t in range(len(mnist_captions.TEMPLATES)))
-    if vocab == shapes.VOCAB:
-        return shapes.MAX_LEN                                                    # 18
+    if vocab == shapes_grammar.VOCAB:
+        return shapes_grammar.MAX_LEN                                                    # 18
     return GENEROUS_MAX_WORDS
 
 

@@ -10,8 +10,8 @@ from torch import nn
 
 from minidraw import train
 from minidraw.configs import preset
-from minidraw.data.shapes import VOCAB as SHAPES_VOCAB
 from minidraw.data.shapes import ShapesCaptions
+from minidraw.data.shapes_grammar import VOCAB as SHAPES_VOCAB
 from minidraw.draw import CaptionDraw, CaptionDrawConfig, build
 
 SMALL = dict(A=16, B=12, C=3, T=5, read_N=3, write_N=4, enc_size=32, dec_size=32, z_size=6,

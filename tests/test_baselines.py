@@ -8,8 +8,8 @@ from minidraw import train
 from minidraw.baselines import BaselineConfig, ConditionalVAE, conv_sizes
 from minidraw.bound import bernoulli_nll
 from minidraw.configs import preset
-from minidraw.data.shapes import VOCAB as SHAPES_VOCAB
 from minidraw.data.shapes import ShapesCaptions
+from minidraw.data.shapes_grammar import VOCAB as SHAPES_VOCAB
 from minidraw.draw import build
 
 KINDS = ("fc", "conv")

@@ -11,7 +11,7 @@ import torch
 from minidraw import checkpoint, train
 from minidraw.captioner import Captioner, CaptionerConfig, Decoded, accuracy, agreement, facts_for
 from minidraw.configs import build, preset
-from minidraw.data import mnist_captions, shapes
+from minidraw.data import mnist_captions, shapes_grammar
 from minidraw.text import Vocabulary
 
 TINY = dict(channels=4, feature_size=8, embed_size=8, hidden_size=16, align_size=8)
@@ -267,7 +267,7 @@ POSITIONS = {"captioner_mnist_small": ("left", "top"), "captioner_shapes_small":
 
 
 def _positions(name):
-    vocab = (mnist_captions.VOCAB if "mnist" in name else shapes.VOCAB)
+    vocab = (mnist_captions.VOCAB if "mnist" in name else shapes_grammar.VOCAB)
     first, last = (vocab.encode(w)[0] for w in POSITIONS[name])
     return dict(position_first=first, position_last=last)
 
@@ -448,7 +448,7 @@ def test_a_handful_of_captions_is_learnt_word_for_word(pools):
 # ---- 7. scene agreement ---------------------------------------------------------------------------
 def test_agreement_compares_scenes_not_wordings():
     facts = facts_for(mnist_captions.VOCAB)
-    assert facts is mnist_captions.scene_facts and facts_for(shapes.VOCAB) is shapes.scene_facts
+    assert facts is mnist_captions.scene_facts and facts_for(shapes_grammar.VOCAB) is shapes_grammar.scene_facts
     assert facts_for(Vocabulary.closed(["a", "cat", "."])) is None
     truth = "the digit 3 is on the left of the digit 7 ."
     cases = {
@@ -472,7 +472,7 @@ def test_agreement_compares_scenes_not_wordings():
     with pytest.raises(ValueError):                                       # the truth must be in the grammar
         agreement([truth], ["not a caption"], facts)
 
-    shape_facts = shapes.scene_facts
+    shape_facts = shapes_grammar.scene_facts
     A, B = "a large red circle", "a small blue square"
     bg = " on a white background ."
     pairs = [(f"{A} is on the left of {B}{bg}", f"{B} is on the right of {A}{bg}"),
@@ -550,7 +550,7 @@ def test_it_trains_through_the_trainer_and_resumes_bit_exactly(tmp_path, _offlin
 
 def test_a_saved_captioner_loads_and_captions_as_before(tmp_path):
     model = tiny("captioner_shapes_small", seed=2, sharp=4.0, dtype=torch.float32)
-    checkpoint.save(tmp_path / "c.pt", model, {"vocab": shapes.VOCAB.to_dict()})
+    checkpoint.save(tmp_path / "c.pt", model, {"vocab": shapes_grammar.VOCAB.to_dict()})
     loaded, ckpt = checkpoint.load(tmp_path / "c.pt")
     assert ckpt["kind"] == "captioner" and isinstance(loaded, Captioner) and loaded.cfg == model.cfg
     images = images_for(model, 4, seed=5)

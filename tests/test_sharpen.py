@@ -8,8 +8,8 @@ import torch
 
 from minidraw import cli, train
 from minidraw.configs import build, preset
-from minidraw.data.shapes import VOCAB as SHAPES_VOCAB
 from minidraw.data.shapes import ShapesCaptions
+from minidraw.data.shapes_grammar import VOCAB as SHAPES_VOCAB
 from minidraw.text import Vocabulary
 from minidraw.sharpen import (Sharpener, SharpenConfig, downsample, low_pass, pyramid, reconstruct,
                               upsample)
