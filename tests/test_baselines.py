@@ -225,7 +225,8 @@ def test_retrieval_scores_of_a_baseline(kind):
 
 
 def test_a_coco_baseline_takes_its_vocabulary_from_the_prepared_data(tmp_path):
-    from minidraw.data.coco_prepare import make_tiny_coco, prepare_coco
+    from minidraw.data.coco_fixture import make_tiny_coco
+    from minidraw.data.coco_prepare import prepare_coco
     meta = prepare_coco(make_tiny_coco(tmp_path / "raw"), tmp_path / "coco", min_count=1, progress=False)
     assert preset("convvae_coco_paper").vocab_size == 0
     cfg = train.load_config("convvae_coco_paper", None, [*TINY_RUN, "max_steps=2", f"data={tmp_path / 'coco'}"])

@@ -500,7 +500,8 @@ def test_the_coco_preset_trains_on_the_coco_fixture_and_captions_it(tmp_path):
     """The paper-size COCO captioner takes its vocabulary from the prepared data, trains through the trainer
     (teacher-forced test loss, no closed-grammar accuracy) and writes captions in COCO's words."""
     from minidraw.data.coco import CocoCaptions
-    from minidraw.data.coco_prepare import make_tiny_coco, prepare_coco
+    from minidraw.data.coco_fixture import make_tiny_coco
+    from minidraw.data.coco_prepare import prepare_coco
     meta = prepare_coco(make_tiny_coco(tmp_path / "raw"), tmp_path / "coco", min_count=1, progress=False)
     cfg = train.load_config("captioner_coco_paper", None, [*TINY_SETS, "batch_size=4", "eval_every=2",
                                                             "eval_examples=4", "max_steps=2", f"data={tmp_path / 'coco'}"])

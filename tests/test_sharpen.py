@@ -218,7 +218,8 @@ def test_a_reconstruction_blur_without_a_fitting_drawer_is_one_clear_error(tmp_p
 
 
 def test_the_coco_preset_trains_on_the_coco_fixture(tmp_path):
-    from minidraw.data.coco_prepare import make_tiny_coco, prepare_coco
+    from minidraw.data.coco_fixture import make_tiny_coco
+    from minidraw.data.coco_prepare import prepare_coco
     meta = prepare_coco(make_tiny_coco(tmp_path / "raw"), tmp_path / "coco", min_count=1, progress=False)
     assert preset("sharpen_coco_paper").g_kernel == 7 and preset("sharpen_coco_paper").g_hidden == 128
     cfg = train.load_config("sharpen_coco_paper", None, [*TINY_SETS, *RUN, "max_steps=2", f"data={tmp_path / 'coco'}"])
