@@ -406,8 +406,8 @@ def _until_end(row: list[int]) -> list[int]:
 def facts_for(vocab):
     """The ``scene_facts`` reader of the closed grammar that ``vocab`` belongs to (MNIST with captions,
     captioned shapes), or ``None`` (COCO: score with BLEU instead)."""
-    from .data import mnist_captions, shapes
-    for grammar in (mnist_captions, shapes):
+    from .data import mnist_captions, shapes_grammar
+    for grammar in (mnist_captions, shapes_grammar):
         if vocab == grammar.VOCAB:
             return grammar.scene_facts
     return None

@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from .compose import WhatAdversary
-from .data import mnist_captions, shapes
+from .data import mnist_captions, shapes, shapes_grammar
 from .evaluate import caption_fidelity, generate
 from .runtime import evaluating
 from .sample import encode_captions, max_words_for, sample
@@ -96,7 +96,7 @@ def flipped_captions(caption: str, position_or_word: int | str, alternatives: Se
 
 def _dataset_for(vocab: Vocabulary, split: str = "test"):
     """The captioned data set whose vocabulary is ``vocab``: its checker judges the drawings."""
-    if vocab == shapes.VOCAB:
+    if vocab == shapes_grammar.VOCAB:
         return shapes.ShapesCaptions(split)
     if vocab == mnist_captions.VOCAB:
         return mnist_captions.MnistCaptions(split)

@@ -178,7 +178,7 @@ def _check_fits(name: str, model: nn.Module, vocab: Optional[Vocabulary]) -> Non
         raise ValueError(f"{name} is {entry['description']}, but the checkpoint holds {kind.words}"
                          + (f", the {variant} variant" if variant else ""))
     if kind.takes_caption and vocab != VOCABULARIES[entry["data"]]:
-        raise ValueError(f"{name} draws from {data} captions, but the checkpoint uses another vocabulary")
+        raise ValueError(f"{name} draws from {entry['data']} captions, but the checkpoint uses another vocabulary")
 
 
 def _atomic_write(dest: Path, write) -> None:

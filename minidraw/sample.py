@@ -24,7 +24,7 @@ from torch import nn
 from .attention import Window
 from .checkpoint import load
 from .configs import PRESETS
-from .data import mnist_captions, shapes
+from .data import mnist_captions, shapes_grammar
 from .errors import UserError
 from .models import IMAGE_TO_CAPTION, KINDS, SHARPENS, kind_of
 from .outputs import Generated
@@ -40,7 +40,7 @@ def takes_caption(model: nn.Module) -> bool:
     return kind_of(model).takes_caption
 
 
-VOCABULARIES = {"mnist_captions": mnist_captions.VOCAB, "shapes": shapes.VOCAB}   # the closed ones, by data set
+VOCABULARIES = {"mnist_captions": mnist_captions.VOCAB, "shapes": shapes_grammar.VOCAB}   # the closed ones, by data set
 
 
 def vocabulary_for(model: nn.Module, ckpt: dict) -> Optional[Vocabulary]:
@@ -82,8 +82,8 @@ def max_words_for(vocab: Vocabulary) -> int:
     if vocab == mnist_captions.VOCAB:
         return max(len(tokenize(mnist_captions.caption_text(t, 0, 1)))              # 12
                    for t in range(len(mnist_captions.TEMPLATES)))
-    if vocab == shapes.VOCAB:
-        return shapes.MAX_LEN                                                    # 18
+    if vocab == shapes_grammar.VOCAB:
+        return shapes_grammar.MAX_LEN                                                    # 18
     return GENEROUS_MAX_WORDS
 
 

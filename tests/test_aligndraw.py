@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 import torch
 
+from minidraw.data.shapes_grammar import VOCAB as SHAPES_VOCAB
 from minidraw import train
 from minidraw.configs import preset
-from minidraw.data.shapes import VOCAB as SHAPES_VOCAB
 from minidraw.data.shapes import ShapesCaptions
 from minidraw.aligndraw import CaptionDraw, CaptionDrawConfig
 from minidraw.models import build

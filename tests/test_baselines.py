@@ -4,11 +4,11 @@ import pytest
 import torch
 from torch.distributions import Normal, kl_divergence
 
+from minidraw.data.shapes_grammar import VOCAB as SHAPES_VOCAB
 from minidraw import train
 from minidraw.baselines import BaselineConfig, ConditionalVAE, conv_sizes
 from minidraw.bound import bernoulli_nll
 from minidraw.configs import preset
-from minidraw.data.shapes import VOCAB as SHAPES_VOCAB
 from minidraw.data.shapes import ShapesCaptions
 from minidraw.models import build
 from minidraw import checkpoint
@@ -229,7 +229,8 @@ def test_retrieval_scores_of_a_baseline(kind):
 
 
 def test_a_coco_baseline_takes_its_vocabulary_from_the_prepared_data(tmp_path):
-    from minidraw.data.coco_prepare import make_tiny_coco, prepare_coco
+    from minidraw.data.coco_fixture import make_tiny_coco
+    from minidraw.data.coco_prepare import prepare_coco
     meta = prepare_coco(make_tiny_coco(tmp_path / "raw"), tmp_path / "coco", min_count=1, progress=False)
     assert preset("convvae_coco_paper").vocab_size == 0
     cfg = configs.load_config("convvae_coco_paper", None, [*TINY_RUN, "max_steps=2", f"data={tmp_path / 'coco'}"])

@@ -16,12 +16,12 @@ from PIL import Image
 from minidraw import checkpoint, pretrained
 from minidraw.captioner import Captioner, CaptionerConfig, accuracy
 from minidraw.cli import main
-from minidraw.data import mnist_captions, shapes
+from minidraw.data import mnist_captions, shapes, shapes_grammar
 from minidraw.evaluate import MissingDependencyError, Sizes, bleu4, evaluate, markdown_table
 from minidraw.images import ImageFileError, load_images
 
 
-def tiny_captioner(C=3, A=32, B=32, vocab=shapes.VOCAB, seed=0, cls=Captioner) -> Captioner:
+def tiny_captioner(C=3, A=32, B=32, vocab=shapes_grammar.VOCAB, seed=0, cls=Captioner) -> Captioner:
     torch.manual_seed(seed)
     return cls(CaptionerConfig(A=A, B=B, C=C, vocab_size=len(vocab), channels=4, stem_stride=2, pools=1,
                                feature_size=8, embed_size=8, hidden_size=16, align_size=8, max_len=8))
@@ -40,11 +40,11 @@ def ckpts(tmp_path_factory):
     from minidraw.configs import TrainConfig
     d = tmp_path_factory.mktemp("ckpts")
     paths = {"shapes": d / "captioner-shapes.pt", "grey": d / "captioner-grey.pt", "draw": d / "draw.pt"}
-    checkpoint.save(paths["shapes"], tiny_captioner(), {"vocab": shapes.VOCAB.to_dict()})
+    checkpoint.save(paths["shapes"], tiny_captioner(), {"vocab": shapes_grammar.VOCAB.to_dict()})
     checkpoint.save(paths["grey"], tiny_captioner(C=1, A=60, B=60, vocab=mnist_captions.VOCAB),
                     {"vocab": mnist_captions.VOCAB.to_dict()})
     checkpoint.save(paths["draw"], tiny_aligndraw(), {"train": asdict(TrainConfig(preset="aligndraw_shapes_small")),
-                                                      "vocab": shapes.VOCAB.to_dict()})
+                                                      "vocab": shapes_grammar.VOCAB.to_dict()})
     return paths
 
 
@@ -123,7 +123,7 @@ def test_caption_prints_one_line_per_picture(ckpts, tmp_path, capsys):
     for beam in (1, 3):
         assert main(["caption", "--checkpoint", str(ckpts["shapes"]), "--beam", str(beam), *map(str, files)]) == 0
         lines = capsys.readouterr().out.splitlines()
-        want = model.caption(load_images(files, 3, 32, 32), shapes.VOCAB, width=beam)
+        want = model.caption(load_images(files, 3, 32, 32), shapes_grammar.VOCAB, width=beam)
         assert lines == [f"{f}\t{w}" for f, w in zip(files, want)]                  # path<TAB>caption, in order
     assert main(["caption", "--checkpoint", str(ckpts["grey"]), str(files[1])]) == 0  # RGB into a grey captioner
     path, text = capsys.readouterr().out.rstrip("\n").split("\t")
@@ -161,7 +161,7 @@ def test_caption_help_lists_its_options(capsys):
 # ---- the drawing commands refuse a captioner ---------------------------------------------------------
 def test_sample_and_evaluate_refuse_a_captioner_in_one_line(ckpts, tmp_path, capsys):
     out = str(tmp_path / "grid.png")
-    caption = shapes.EXAMPLES[0]
+    caption = shapes_grammar.EXAMPLES[0]
     err = _fails(capsys, ["sample", "--checkpoint", str(ckpts["shapes"]), "--caption", caption, "--out", out])
     assert "is a captioner" in err and "minidraw caption" in err
     err = _fails(capsys, ["sample", "--checkpoint", str(ckpts["draw"]), "--caption", caption, "--out", out,
@@ -177,7 +177,7 @@ def test_sample_and_evaluate_refuse_a_captioner_in_one_line(ckpts, tmp_path, cap
     assert "add cycle to --metrics" in err
     from minidraw.sample import sample
     with pytest.raises(ValueError, match="captioner"):                              # and so does the Python API
-        sample(tiny_captioner(), shapes.VOCAB, caption, 2, 0)
+        sample(tiny_captioner(), shapes_grammar.VOCAB, caption, 2, 0)
 
 
 # ---- the cycle measure ----------------------------------------------------------------------------
@@ -242,7 +242,7 @@ def test_the_cycle_of_a_perfect_drawing_is_the_captioners_own_accuracy(shapes_sp
     test, heldout = shapes_splits["test"], shapes_splits["heldout"]
     drawer = _Oracle(test, heldout, n=n)
     reader = tiny_captioner(cls=_Reader).learn(test, heldout, n=n)
-    row = evaluate(drawer, shapes_splits, ["cycle"], Sizes(fidelity=n), captioner=(reader, shapes.VOCAB),
+    row = evaluate(drawer, shapes_splits, ["cycle"], Sizes(fidelity=n), captioner=(reader, shapes_grammar.VOCAB),
                    sharpener=_Identity())
     for split, key in ((test, "seen"), (heldout, "heldout")):
         own = accuracy(reader, split, n)                                           # the captioner on real pictures

@@ -12,7 +12,7 @@ from minidraw import checkpoint, train
 from minidraw.captioner import Captioner, CaptionerConfig, Decoded, accuracy, agreement, facts_for
 from minidraw.models import build
 from minidraw.configs import preset
-from minidraw.data import mnist_captions, shapes
+from minidraw.data import mnist_captions, shapes, shapes_grammar
 from minidraw.text import Vocabulary
 from minidraw import configs
 
@@ -269,7 +269,7 @@ POSITIONS = {"captioner_mnist_small": ("left", "top"), "captioner_shapes_small":
 
 
 def _positions(name):
-    vocab = (mnist_captions.VOCAB if "mnist" in name else shapes.VOCAB)
+    vocab = (mnist_captions.VOCAB if "mnist" in name else shapes_grammar.VOCAB)
     first, last = (vocab.encode(w)[0] for w in POSITIONS[name])
     return dict(position_first=first, position_last=last)
 
@@ -450,7 +450,7 @@ def test_a_handful_of_captions_is_learnt_word_for_word(pools):
 # ---- 7. scene agreement ---------------------------------------------------------------------------
 def test_agreement_compares_scenes_not_wordings():
     facts = facts_for(mnist_captions.VOCAB)
-    assert facts is mnist_captions.scene_facts and facts_for(shapes.VOCAB) is shapes.scene_facts
+    assert facts is mnist_captions.scene_facts and facts_for(shapes_grammar.VOCAB) is shapes_grammar.scene_facts
     assert facts_for(Vocabulary.closed(["a", "cat", "."])) is None
     truth = "the digit 3 is on the left of the digit 7 ."
     cases = {
@@ -474,7 +474,7 @@ def test_agreement_compares_scenes_not_wordings():
     with pytest.raises(ValueError):                                       # the truth must be in the grammar
         agreement([truth], ["not a caption"], facts)
 
-    shape_facts = shapes.scene_facts
+    shape_facts = shapes_grammar.scene_facts
     A, B = "a large red circle", "a small blue square"
     bg = " on a white background ."
     pairs = [(f"{A} is on the left of {B}{bg}", f"{B} is on the right of {A}{bg}"),
@@ -502,7 +502,8 @@ def test_the_coco_preset_trains_on_the_coco_fixture_and_captions_it(tmp_path):
     """The paper-size COCO captioner takes its vocabulary from the prepared data, trains through the trainer
     (teacher-forced test loss, no closed-grammar accuracy) and writes captions in COCO's words."""
     from minidraw.data.coco import CocoCaptions
-    from minidraw.data.coco_prepare import make_tiny_coco, prepare_coco
+    from minidraw.data.coco_fixture import make_tiny_coco
+    from minidraw.data.coco_prepare import prepare_coco
     meta = prepare_coco(make_tiny_coco(tmp_path / "raw"), tmp_path / "coco", min_count=1, progress=False)
     cfg = configs.load_config("captioner_coco_paper", None, [*TINY_SETS, "batch_size=4", "eval_every=2",
                                                             "eval_examples=4", "max_steps=2", f"data={tmp_path / 'coco'}"])
@@ -552,7 +553,7 @@ def test_it_trains_through_the_trainer_and_resumes_bit_exactly(tmp_path, _offlin
 
 def test_a_saved_captioner_loads_and_captions_as_before(tmp_path):
     model = tiny("captioner_shapes_small", seed=2, sharp=4.0, dtype=torch.float32)
-    checkpoint.save(tmp_path / "c.pt", model, {"vocab": shapes.VOCAB.to_dict()})
+    checkpoint.save(tmp_path / "c.pt", model, {"vocab": shapes_grammar.VOCAB.to_dict()})
     loaded, ckpt = checkpoint.load(tmp_path / "c.pt")
     assert ckpt["kind"] == "captioner" and isinstance(loaded, Captioner) and loaded.cfg == model.cfg
     images = images_for(model, 4, seed=5)

@@ -14,7 +14,8 @@ import torch
 from PIL import Image
 
 from minidraw.data.coco import KEYS, CocoCaptions, CocoDataError, split_file
-from minidraw.data.coco_prepare import make_tiny_coco, prepare_coco
+from minidraw.data.coco_fixture import make_tiny_coco
+from minidraw.data.coco_prepare import prepare_coco
 from minidraw.data.common import CaptionBatch
 from minidraw.text import UNK, tokenize
 
@@ -45,25 +46,15 @@ def copy_raw(raw: Path, dest: Path) -> Path:
 
 
 # ---- reading apart from preparing ------------------------------------------------
-def test_reading_does_not_import_the_preparation_but_old_names_still_work():
+def test_reading_imports_neither_the_preparation_nor_the_download_nor_the_fixture():
     code = """if True:
         import sys
-        import minidraw.data.coco as coco
-        loaded = sorted(m for m in ("pycocotools", "PIL", "minidraw.data.coco_prepare") if m in sys.modules)
+        import minidraw.data.coco
+        loaded = sorted(m for m in ("pycocotools", "PIL", "minidraw.data.coco_prepare",
+                                    "minidraw.data.coco_download", "minidraw.data.coco_fixture") if m in sys.modules)
         assert not loaded, loaded
-        from minidraw.data.coco import prepare_coco, download_coco, make_tiny_coco, center_crop_resize
-        from minidraw.data import coco_prepare
-        assert "pycocotools" in sys.modules
-        assert prepare_coco is coco_prepare.prepare_coco and download_coco is coco_prepare.download_coco
-        assert make_tiny_coco is coco_prepare.make_tiny_coco
-        assert center_crop_resize is coco_prepare.center_crop_resize
-        assert coco.prepare_coco is coco_prepare.prepare_coco and "prepare_coco" in dir(coco)
-        try:
-            coco.no_such_name
-        except AttributeError as e:
-            assert "no_such_name" in str(e)
-        else:
-            raise AssertionError("no AttributeError")
+        import minidraw.data.coco_download, minidraw.data.coco_fixture
+        assert "minidraw.data.coco_prepare" not in sys.modules and "pycocotools" not in sys.modules
     """
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
@@ -360,7 +351,7 @@ def test_npz_missing_key_or_inconsistent(prepared, tmp_path):
 def test_download_coco_unzips_in_place_and_reports_failures(raw, tmp_path, monkeypatch):
     import zipfile
 
-    from minidraw.data import coco_prepare as coco, download as dl
+    from minidraw.data import coco_download as coco, download as dl
     served = tmp_path / "served"
     served.mkdir()
     with zipfile.ZipFile(served / "annotations_trainval2014.zip", "w") as z:

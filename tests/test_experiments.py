@@ -10,7 +10,7 @@ import torch
 
 from minidraw import experiments as E
 from minidraw.configs import preset
-from minidraw.data import shapes
+from minidraw.data import shapes, shapes_grammar, shapes_render, shapes_scene
 from minidraw.models import build
 
 CAPTION = "a large red circle is at the top left on a white background ."
@@ -30,19 +30,19 @@ def shipped():
 
 
 def test_same_noise_same_picture(tiny):
-    a, alpha = E.draw_same_noise(tiny, shapes.VOCAB, [CAPTION, CAPTION], n=3, seed=5)
-    b, _ = E.draw_same_noise(tiny, shapes.VOCAB, [CAPTION], n=3, seed=5)
+    a, alpha = E.draw_same_noise(tiny, shapes_grammar.VOCAB, [CAPTION, CAPTION], n=3, seed=5)
+    b, _ = E.draw_same_noise(tiny, shapes_grammar.VOCAB, [CAPTION], n=3, seed=5)
     assert a.shape == (2, 3, 3, 32, 32) and alpha.shape[:3] == (2, 3, 3)
     assert torch.equal(a[0], a[1]) and torch.equal(a[0], b[0])
     assert not torch.equal(a[0, 0], a[0, 1])                  # rows of one caption: different noise
-    c, _ = E.draw_same_noise(tiny, shapes.VOCAB, [CAPTION], n=3, seed=6)
+    c, _ = E.draw_same_noise(tiny, shapes_grammar.VOCAB, [CAPTION], n=3, seed=6)
     assert not torch.equal(a[0], c[0])                         # another seed, other noise
 
 
 def test_flip_to_itself_is_identical(tiny):
-    f = E.flip(tiny, shapes.VOCAB, CAPTION, "red", ["blue", "red"], n=2, seed=1, check=False)
-    g = E.flip(tiny, shapes.VOCAB, CAPTION, 3, ["circle"], n=2, seed=1, check=False)   # by position
-    ref, _ = E.draw_same_noise(tiny, shapes.VOCAB, [CAPTION], n=2, seed=1)
+    f = E.flip(tiny, shapes_grammar.VOCAB, CAPTION, "red", ["blue", "red"], n=2, seed=1, check=False)
+    g = E.flip(tiny, shapes_grammar.VOCAB, CAPTION, 3, ["circle"], n=2, seed=1, check=False)   # by position
+    ref, _ = E.draw_same_noise(tiny, shapes_grammar.VOCAB, [CAPTION], n=2, seed=1)
     assert f.texts == [CAPTION.replace("red", "blue"), CAPTION]
     assert torch.equal(f.images[1], ref[0]) and torch.equal(g.images[0], ref[0])
     assert not torch.equal(f.images[0], f.images[1])
@@ -59,7 +59,7 @@ def test_flipped_captions_phrases_and_errors():
 
 def test_unknown_word_is_one_clear_error(tiny):
     with pytest.raises(ValueError) as err:
-        E.flip(tiny, shapes.VOCAB, CAPTION, "red", ["blue", "purple", "teal"], check=False)
+        E.flip(tiny, shapes_grammar.VOCAB, CAPTION, "red", ["blue", "purple", "teal"], check=False)
     message = str(err.value)
     assert "'purple'" in message and "'teal'" in message and "'blue'" not in message
     assert "\n" not in message and "magenta" in message          # one line, with the vocabulary
@@ -77,7 +77,7 @@ def test_most_attended_words_on_a_hand_made_alpha():
 
 
 def test_attention_per_word_uniform():
-    vocab = shapes.VOCAB
+    vocab = shapes_grammar.VOCAB
     ids, lengths = vocab.encode_batch(["a red circle", "a blue square ."])
     L = ids.shape[1]
     mask = (torch.arange(L)[None] < lengths[:, None]).float()
@@ -88,7 +88,7 @@ def test_attention_per_word_uniform():
 
 
 def test_temperatures_zero_is_deterministic(tiny):
-    out = E.temperatures(tiny, shapes.VOCAB, CAPTION, (0, 1), n=3, seed=0)
+    out = E.temperatures(tiny, shapes_grammar.VOCAB, CAPTION, (0, 1), n=3, seed=0)
     assert torch.allclose(out[0.0][0], out[0.0][1]) and not torch.allclose(out[1.0][0], out[1.0][1])
 
 
@@ -96,14 +96,14 @@ def test_colour_flip_changes_the_object_region(shipped, tmp_path):
     """Shipped alignDRAW: flipping the colour word changes the object's mean colour towards the
     named colour, and changes the object region more than the background."""
     model, vocab = shipped
-    f = E.flip(model, vocab, CAPTION, "red", list(shapes.COLOURS), n=8, seed=0, check=False)
-    scene = shapes.scene_from_caption(CAPTION)
+    f = E.flip(model, vocab, CAPTION, "red", list(shapes_scene.COLOURS), n=8, seed=0, check=False)
+    scene = shapes_grammar.scene_from_caption(CAPTION)
     yy, xx = np.mgrid[:32, :32] + 0.5
-    r = shapes.RADIUS[scene.size[0, 0]] * 32
+    r = shapes_scene.RADIUS[scene.size[0, 0]] * 32
     inside = torch.from_numpy((xx - scene.x[0, 0] * 32) ** 2 + (yy - scene.y[0, 0] * 32) ** 2 <= (0.6 * r) ** 2)
     mean = f.images[..., inside].mean(-1).mean(1)                               # (V, 3) object colour
-    nearest = ((mean[:, None, :] - torch.from_numpy(shapes.COLOUR_RGB)) ** 2).sum(-1).argmin(1)
-    assert (nearest == torch.arange(len(shapes.COLOURS))).float().mean() >= 5 / 6
+    nearest = ((mean[:, None, :] - torch.from_numpy(shapes_render.COLOUR_RGB)) ** 2).sum(-1).argmin(1)
+    assert (nearest == torch.arange(len(shapes_scene.COLOURS))).float().mean() >= 5 / 6
     change = (f.images - f.images[:1]).abs().mean((1, 2))                      # (V, 32, 32)
     assert (change[1:, inside].mean() > 2 * change[1:, ~inside].mean())
 
@@ -111,8 +111,8 @@ def test_colour_flip_changes_the_object_region(shipped, tmp_path):
 def test_flip_and_novel_compositions_are_checked(shipped):
     classifiers = Path(__file__).resolve().parents[1] / "book" / "checkpoints" / "classifiers"
     model, vocab = shipped
-    f = E.flip(model, vocab, CAPTION, "white", list(shapes.BACKGROUNDS), n=4, classifiers=classifiers)
-    assert f.correct.shape == (3, 4) and f.correct.dtype == bool and set(f.rates()) == set(shapes.BACKGROUNDS)
+    f = E.flip(model, vocab, CAPTION, "white", list(shapes_scene.BACKGROUNDS), n=4, classifiers=classifiers)
+    assert f.correct.shape == (3, 4) and f.correct.dtype == bool and set(f.rates()) == set(shapes_scene.BACKGROUNDS)
     novel = E.novel_compositions(model, "shapes", n=20, classifiers=classifiers)
     assert set(novel) == {"seen", "held-out"} and len(novel["held-out"].texts) == 20
     assert all(shapes.ShapesCaptions("heldout").is_heldout(t) for t in novel["held-out"].texts)

@@ -8,6 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
+from minidraw.data.shapes_grammar import VOCAB as SHAPES_VOCAB
 from minidraw import train
 from minidraw.configs import preset
 from minidraw.data import mnist_captions, shapes
@@ -64,8 +65,8 @@ def fails(capsys, argv: list[str]) -> str:
 # ---- vocabulary and captions -----------------------------------------------------------
 def test_vocabulary_from_checkpoint_preset_or_size(shapes_model, draw_model):
     assert vocabulary_for(draw_model, {}) is None
-    assert vocabulary_for(shapes_model, {"train": {"preset": "aligndraw_shapes_small"}}) == shapes.VOCAB
-    assert vocabulary_for(shapes_model, {}) == shapes.VOCAB                             # vocab_size 31
+    assert vocabulary_for(shapes_model, {"train": {"preset": "aligndraw_shapes_small"}}) == SHAPES_VOCAB
+    assert vocabulary_for(shapes_model, {}) == SHAPES_VOCAB                             # vocab_size 31
     mnist = build(preset("aligndraw_mnist_small", A=20, B=20, **TINY))
     assert vocabulary_for(mnist, {"train": {"preset": "aligndraw_mnist_small"}}) == mnist_captions.VOCAB
     assert vocabulary_for(mnist, {}) == mnist_captions.VOCAB                            # vocab_size 23
@@ -83,22 +84,22 @@ def test_vocabulary_from_checkpoint_preset_or_size(shapes_model, draw_model):
 
 
 def test_encode_captions_errors():
-    ids, lengths = encode_captions(shapes.VOCAB, [CAPTION, "a red circle ."], max_words_for(shapes.VOCAB))
+    ids, lengths = encode_captions(SHAPES_VOCAB, [CAPTION, "a red circle ."], max_words_for(SHAPES_VOCAB))
     assert ids.shape == (2, 14) and lengths.tolist() == [14, 4] and ids[1, 4:].eq(0).all()
-    assert max_words_for(mnist_captions.VOCAB) == 12 and max_words_for(shapes.VOCAB) == 18
+    assert max_words_for(mnist_captions.VOCAB) == 12 and max_words_for(SHAPES_VOCAB) == 18
     assert max_words_for(Vocabulary.closed(["x"])) == 64
     with pytest.raises(EmptyCaptionError, match="at least one word"):
-        encode_captions(shapes.VOCAB, ["  "], 18)
+        encode_captions(SHAPES_VOCAB, ["  "], 18)
     with pytest.raises(UnknownWordError, match="purple.*triangle"):
-        encode_captions(shapes.VOCAB, ["a purple circle"], 18)
+        encode_captions(SHAPES_VOCAB, ["a purple circle"], 18)
     with pytest.raises(ValueError, match="at most 12 words"):
-        encode_captions(shapes.VOCAB, [CAPTION], 12)
+        encode_captions(SHAPES_VOCAB, [CAPTION], 12)
 
 
 def test_sample_is_deterministic_given_the_seed(shapes_model, draw_model):
-    a = sample(shapes_model, shapes.VOCAB, CAPTION, n=3, seed=5)
-    b = sample(shapes_model, shapes.VOCAB, CAPTION, n=3, seed=5)
-    c = sample(shapes_model, shapes.VOCAB, CAPTION, n=3, seed=6)
+    a = sample(shapes_model, SHAPES_VOCAB, CAPTION, n=3, seed=5)
+    b = sample(shapes_model, SHAPES_VOCAB, CAPTION, n=3, seed=5)
+    c = sample(shapes_model, SHAPES_VOCAB, CAPTION, n=3, seed=6)
     assert a.images.shape == (3, 3, 32, 32) and a.alpha.shape == (3, 3, 14)            # (M, T, L)
     assert torch.equal(a.images, b.images) and not torch.equal(a.images, c.images)
     u = sample(draw_model, None, None, n=2, seed=1)
@@ -110,7 +111,7 @@ def test_sample_is_deterministic_given_the_seed(shapes_model, draw_model):
 
 # ---- the command line -----------------------------------------------------------------------
 def test_sample_leaves_the_callers_random_state_and_the_models_mode_alone(shapes_model, draw_model):
-    for model, vocab, caption in ((shapes_model, shapes.VOCAB, CAPTION), (draw_model, None, None)):
+    for model, vocab, caption in ((shapes_model, SHAPES_VOCAB, CAPTION), (draw_model, None, None)):
         model.train()
         torch.manual_seed(123)
         expected = torch.rand(3)

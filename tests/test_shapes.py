@@ -1,15 +1,20 @@
 """Captioned shapes: determinism, held-out pairs, captions vs. pictures, the grammar."""
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
+import minidraw.data
 from minidraw.data.common import CaptionBatch
-from minidraw.data.shapes import (BACKGROUND_RGB, BACKGROUNDS, COLOUR_RGB, COLOURS, MAX_LEN, POSITIONS,
-                                  RADIUS, RELATIONS, SHAPES, SIZES, SQUARE, VOCAB, WORDS, Scene,
-                                  ShapesCaptions, caption_texts, heldout_pairs, parse_caption, render,
-                                  render_caption, scene_from_caption, scenes_from_captions)
+from minidraw.data.shapes import ShapesCaptions, heldout_pairs, render_caption
+from minidraw.data.shapes_grammar import (MAX_LEN, VOCAB, WORDS, caption_texts, parse_caption, scene_from_caption,
+                                          scenes_from_captions)
+from minidraw.data.shapes_render import BACKGROUND_RGB, COLOUR_RGB, SQUARE, render
+from minidraw.data.shapes_scene import BACKGROUNDS, COLOURS, POSITIONS, RADIUS, RELATIONS, SHAPES, SIZES, Scene
 from minidraw.text import UnknownWordError, tokenize
 
 N = 2048  # examples per split in the batch-wide checks
@@ -281,3 +286,16 @@ def test_scene_is_explicit():
     assert torch.allclose(img[:, 20, 30], torch.from_numpy(COLOUR_RGB[5]))  # cyan circle at x = 0.75
     assert caption_texts(sc) == [
         "a large yellow triangle is on the left of a small cyan circle on a gray background ."]
+
+
+def test_the_modules_import_bottom_up():
+    """The world, then the drawing or the language, then the data set: no module imports one above it."""
+    folder = Path(minidraw.data.__file__).parent
+
+    def siblings(name: str) -> set[str]:
+        tree = ast.parse((folder / f"{name}.py").read_text())
+        return {node.module for node in ast.walk(tree)
+                if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module.startswith("shapes")}
+    assert siblings("shapes_scene") == set()
+    assert siblings("shapes_render") == siblings("shapes_grammar") == {"shapes_scene"}
+    assert siblings("shapes") == {"shapes_scene", "shapes_render", "shapes_grammar"}

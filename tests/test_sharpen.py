@@ -10,7 +10,7 @@ from minidraw import cli, train
 from minidraw.checkpoint import load, save
 from minidraw.models import build
 from minidraw.configs import preset
-from minidraw.data.shapes import VOCAB as SHAPES_VOCAB
+from minidraw.data.shapes_grammar import VOCAB as SHAPES_VOCAB
 from minidraw.data.shapes import ShapesCaptions
 from minidraw.text import Vocabulary
 from minidraw.sharpen import (Sharpener, SharpenConfig, downsample, low_pass, pyramid, reconstruct,
@@ -205,7 +205,8 @@ def test_the_withdrawn_blur_settings_load_as_pyramid_pairs_and_are_refused_other
 
 
 def test_the_coco_preset_trains_on_the_coco_fixture(tmp_path):
-    from minidraw.data.coco_prepare import make_tiny_coco, prepare_coco
+    from minidraw.data.coco_fixture import make_tiny_coco
+    from minidraw.data.coco_prepare import prepare_coco
     meta = prepare_coco(make_tiny_coco(tmp_path / "raw"), tmp_path / "coco", min_count=1, progress=False)
     assert preset("sharpen_coco_paper").g_kernel == 7 and preset("sharpen_coco_paper").g_hidden == 128
     cfg = configs.load_config("sharpen_coco_paper", None, [*TINY_SETS, *RUN, "max_steps=2", f"data={tmp_path / 'coco'}"])

@@ -43,7 +43,9 @@ def coco_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def prepare_coco(args: argparse.Namespace) -> int:
-    from ..data.coco_prepare import download_coco, make_tiny_coco, prepare_coco
+    from ..data.coco_download import download_coco
+    from ..data.coco_fixture import make_tiny_coco
+    from ..data.coco_prepare import prepare_coco
     from ..data.download import resolve_dir
     if args.download and args.tiny:
         raise UserError("--download and --tiny exclude each other")

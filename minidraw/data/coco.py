@@ -15,9 +15,9 @@ padded with 0, ``lengths`` int32 ``(K,)``, ``caption_image`` int32 ``(K,)``
 Batches follow the book's symbols: ``M`` examples, images ``(M, 3, B, A)`` with
 ``A = B = S``, captions ``(M, L)``.
 
-The preparation functions (``prepare_coco``, ``download_coco``, ``make_tiny_coco``,
-``center_crop_resize``) live in :mod:`minidraw.data.coco_prepare`; importing them
-from here still works, and loads that module (and pycocotools) only then.
+Reading needs neither pycocotools nor PIL: preparing is
+:mod:`minidraw.data.coco_prepare`, downloading :mod:`minidraw.data.coco_download`,
+the tiny offline fixture :mod:`minidraw.data.coco_fixture`.
 """
 from __future__ import annotations
 
@@ -39,8 +39,6 @@ PathLike = Union[str, os.PathLike]
 SPLITS = ("train", "dev", "test")
 KEYS = ("images", "captions", "lengths", "caption_image", "image_ids", "annotation_ids")
 PREPARE_HINT = "python data_scripts/prepare_coco.py --coco-root DIR --out OUT"
-# Names that moved to coco_prepare; ``from minidraw.data.coco import prepare_coco`` still works (see __getattr__).
-_MOVED = ("prepare_coco", "download_coco", "make_tiny_coco", "center_crop_resize", "URLS", "SOURCES")
 
 
 class CocoDataError(UserError, RuntimeError):
@@ -50,18 +48,6 @@ class CocoDataError(UserError, RuntimeError):
 def split_file(size: int, split: str) -> str:
     """File name of one prepared split, e.g. ``coco32_train.npz``."""
     return f"coco{size}_{split}.npz"
-
-
-def __getattr__(name: str):
-    """Forward the preparation names to :mod:`.coco_prepare`, importing it (and pycocotools) on first use."""
-    if name in _MOVED:
-        from . import coco_prepare
-        return getattr(coco_prepare, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_MOVED})
 
 
 # ---- the data set --------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Prepare MS-COCO 2014 captions for :class:`~minidraw.data.coco.CocoCaptions`: download, crop, tokenise, pack.
+"""Prepare MS-COCO 2014 captions for :class:`~minidraw.data.coco.CocoCaptions`: crop, tokenise, pack.
 
 A one-off step that turns the raw download (~19 GB of JPEGs + caption JSON) into
 three compact array files, one per split, in the format :mod:`minidraw.data.coco`
@@ -18,13 +18,14 @@ to a square and resized with bicubic filtering; captions are tokenised by
 :func:`minidraw.text.tokenize`; the open vocabulary (``<unk>`` for words seen
 fewer than ``min_count`` times) is built from the *training* captions only;
 val2014 is split into dev and test by a seeded permutation of its image ids, so
-no image is in both. :func:`make_tiny_coco` writes a tiny fixture in the real
-COCO layout (real JSON structure, generated JPEGs) so that all of this runs
-offline.
+no image is in both. :func:`~minidraw.data.coco_fixture.make_tiny_coco` writes
+a tiny fixture in the real COCO layout (real JSON structure, generated JPEGs) so
+that all of this runs offline.
 
 Run it with ``minidraw prepare coco --coco-root DIR --out OUT`` (or
-``python data_scripts/prepare_coco.py ...``); ``--download`` fetches COCO first,
-``--tiny`` prepares the fixture instead.
+``python data_scripts/prepare_coco.py ...``); ``--download`` fetches COCO first
+(:func:`~minidraw.data.coco_download.download_coco`), ``--tiny`` prepares the
+fixture instead.
 """
 from __future__ import annotations
 
@@ -32,49 +33,23 @@ import contextlib
 import io
 import json
 import os
-import shutil
-import tempfile
-import zipfile
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 import pooch
-from PIL import Image, ImageDraw
+from PIL import Image
 from pycocotools.coco import COCO
 from tqdm.auto import tqdm
 
 from ..text import Vocabulary, tokenize
 from .coco import SPLITS, CocoDataError, PathLike, split_file
-from .download import fetch, resolve_dir
-
-SOURCES = ("train", "val")  # the two COCO 2014 splits we read from
-URLS = {
-    "annotations": "images.cocodataset.org/annotations/annotations_trainval2014.zip",
-    "train2014": "images.cocodataset.org/zips/train2014.zip",
-    "val2014": "images.cocodataset.org/zips/val2014.zip",
-}
+from .coco_download import SOURCES, URLS
+from .download import atomic_write, resolve_dir, write_json
 
 
-# ---- small helpers -----------------------------------------------------------
-def _atomic_write(path: Path, write) -> None:
-    """Call ``write(f)`` on a temporary binary file beside ``path``, then rename it into place."""
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def _write_json(path: Path, obj) -> None:
-    _atomic_write(path, lambda f: f.write(json.dumps(obj, indent=1).encode()))
-
-
+# ---- reading the raw files -----------------------------------------------------
 def center_crop_resize(img: Image.Image, size: int) -> np.ndarray:
     """RGB, largest centred square, bicubic resize: uint8 ``(size, size, 3)``."""
     img = img.convert("RGB")
@@ -258,10 +233,10 @@ def prepare_coco(coco_root: PathLike | None = None, out_dir: PathLike | None = N
     for split, k in keep.items():
         s = "train" if split == "train" else "val"
         arrays = _pack(src[s], k, vocab)
-        _atomic_write(out / split_file(size, split), lambda f: np.savez_compressed(f, **arrays))
+        atomic_write(out / split_file(size, split), lambda f: np.savez_compressed(f, **arrays))
         counts[split] = {"images": len(arrays["image_ids"]), "captions": len(arrays["lengths"]),
                          "max_len": int(arrays["captions"].shape[1])}
-    _write_json(out / "vocab.json", vocab.to_dict())
+    write_json(out / "vocab.json", vocab.to_dict())
     meta = {
         "format": 1, "size": size, "min_count": min_count, "seed": seed,
         "dev_fraction": dev_fraction, "max_words": max_words, "vocab_size": len(vocab),
@@ -275,140 +250,6 @@ def prepare_coco(coco_root: PathLike | None = None, out_dir: PathLike | None = N
                         "annotations_md5": pooch.file_hash(str(paths[s][0]), alg="md5"),
                         "images": str(paths[s][1])} for s in SOURCES},
     }
-    _write_json(out / "meta.json", meta)  # written last: its presence means "complete"
+    write_json(out / "meta.json", meta)  # written last: its presence means "complete"
     return meta
 
-
-def _move_tree(src: Path, dst: Path) -> None:
-    """Rename ``src`` to ``dst``; where ``dst`` is a folder already, merge into it."""
-    if not dst.exists():
-        os.replace(src, dst)
-    elif src.is_dir() and dst.is_dir():
-        for child in src.iterdir():
-            _move_tree(child, dst / child.name)
-
-
-def download_coco(dest: PathLike | None = None,
-                  which: Iterable[str] = ("annotations", "train2014", "val2014"),
-                  keep_zips: bool = False, progress: bool = True) -> Path:
-    """Download and unzip MS-COCO 2014 (~19 GB) into ``dest`` in the standard layout.
-
-    ``dest`` defaults to ``<coco data dir>/raw``. Parts already unzipped are skipped;
-    unzipping goes through a temporary folder, so a killed run leaves nothing that
-    looks complete. Downloads go through pooch (a temporary file, renamed when
-    complete; a zip already downloaded is reused); COCO publishes no checksums, so
-    none are checked.
-    """
-    dest = resolve_dir("coco", None)[0] / "raw" if dest is None else Path(dest).expanduser()
-    done = {"annotations": [dest / "annotations" / f"captions_{s}2014.json" for s in SOURCES],
-            "train2014": [dest / "train2014"], "val2014": [dest / "val2014"]}
-    for part in which:
-        if part not in URLS:
-            raise ValueError(f"unknown COCO part {part!r}; choose from {sorted(URLS)}")
-        if all(p.exists() for p in done[part]):
-            continue
-        name = URLS[part].rsplit("/", 1)[1]
-        zpath = fetch([f"http://{URLS[part]}", f"https://{URLS[part]}"], dest / name, known_hash=None,
-                      progress=progress)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{part}.", dir=dest))
-        try:
-            with zipfile.ZipFile(zpath) as z:
-                z.extractall(tmp)
-            for child in tmp.iterdir():
-                _move_tree(child, dest / child.name)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        if not keep_zips:
-            zpath.unlink()
-    return dest
-
-
-# ---- a tiny COCO-format fixture ------------------------------------------------
-_COLOURS = {"red": (220, 30, 30), "green": (30, 170, 60), "blue": (40, 60, 220),
-            "yellow": (240, 220, 40), "white": (245, 245, 245), "black": (15, 15, 15),
-            "orange": (245, 140, 20), "purple": (140, 50, 170)}
-_SHAPES = {"circle": ("ball", "disc", "round shape"), "square": ("box", "block", "tile"),
-           "triangle": ("wedge", "arrowhead", "pointy shape")}
-_TEMPLATES = (
-    "{A} {c} {s} on {ab} {b} background.",
-    "{a} {C} {alt} , {b} backdrop",
-    "There is {a} {c} {s} in the middle of {ab} {b} picture!",
-    "{Cc} {alt}; the background is {b}.",
-    "A picture of a {size} {c} {alt} on {b}",
-)
-
-
-def _draw(rng: np.random.Generator, w: int, h: int, colour: str, shape: str, bg: str) -> tuple[Image.Image, str]:
-    """One image: a ``shape`` in ``colour`` near the centre of a ``bg`` canvas of w x h."""
-    img = Image.new("RGB", (w, h), _COLOURS[bg])
-    d = ImageDraw.Draw(img)
-    s = min(w, h)
-    big = bool(rng.random() < 0.5)
-    r = s * (0.35 if big else 0.2)
-    cx, cy = w / 2 + rng.uniform(-0.1, 0.1) * s, h / 2 + rng.uniform(-0.1, 0.1) * s
-    box = (cx - r, cy - r, cx + r, cy + r)
-    fill = _COLOURS[colour]
-    if shape == "circle":
-        d.ellipse(box, fill=fill)
-    elif shape == "square":
-        d.rectangle(box, fill=fill)
-    else:
-        d.polygon([(cx, cy - r), (cx + r, cy + r), (cx - r, cy + r)], fill=fill)
-    return img, ("large" if big else "small")
-
-
-def make_tiny_coco(dest: PathLike, n_train: int = 12, n_val: int = 8, seed: int = 0) -> Path:
-    """Write a tiny MS-COCO 2014 captions look-alike into ``dest`` and return it.
-
-    Same layout and JSON structure as the real thing (``info``, ``licenses``,
-    ``images`` with id / file_name / width / height ..., ``annotations`` with
-    id / image_id / caption, in no particular order), sparse ids and real file
-    names (``train2014/COCO_train2014_000000000009.jpg``). Each JPEG is a coloured
-    shape on a coloured background, of its own non-square size; each has exactly 5
-    captions that describe it with varied case and punctuation. Deterministic in
-    ``seed``.
-    """
-    dest = Path(dest)
-    rng = np.random.default_rng(seed)
-    n = n_train + n_val
-    img_ids = rng.choice(np.arange(1, 600_000), size=n, replace=False).tolist()
-    ann_ids = rng.choice(np.arange(1, 900_000), size=5 * n, replace=False).tolist()
-    colours, shapes = list(_COLOURS), list(_SHAPES)
-    for source, ids in (("train", img_ids[:n_train]), ("val", img_ids[n_train:])):
-        folder = dest / f"{source}2014"
-        folder.mkdir(parents=True, exist_ok=True)
-        images, anns = [], []
-        for img_id in ids:
-            w, h = (int(v) for v in rng.integers(40, 121, size=2))
-            if w == h:
-                w += 7  # non-square, so that the centre crop matters
-            c, b = rng.choice(len(colours), size=2, replace=False)
-            colour, bg, shape = colours[c], colours[b], shapes[rng.integers(len(shapes))]
-            img, size_word = _draw(rng, w, h, colour, shape, bg)
-            name = f"COCO_{source}2014_{img_id:012d}.jpg"
-            img.save(folder / name, quality=90)
-            images.append({"license": 1, "file_name": name,
-                           "coco_url": f"http://images.cocodataset.org/{source}2014/{name}",
-                           "height": h, "width": w, "date_captured": "2013-11-14 11:18:45",
-                           "flickr_url": f"http://farm1.staticflickr.com/1/{img_id}_tiny.jpg",
-                           "id": img_id})
-            alts = _SHAPES[shape]
-            for k, t in enumerate(_TEMPLATES):
-                a, ab = ("an" if w[0] in "aeiou" else "a" for w in (colour, bg))
-                text = t.format(a=a, A=a.capitalize(), ab=ab, c=colour, C=colour.upper(),
-                                Cc=colour.capitalize(), s=shape, alt=alts[k % len(alts)], b=bg,
-                                size=size_word)
-                anns.append({"image_id": img_id, "id": ann_ids.pop(), "caption": text})
-        order = rng.permutation(len(anns))  # real files are not grouped by image
-        data = {
-            "info": {"description": "tiny COCO-format fixture made by minidraw", "url": "",
-                     "version": "1.0", "year": 2014, "contributor": "minidraw",
-                     "date_created": "2015-01-27 09:11:52.357475"},
-            "licenses": [{"url": "http://creativecommons.org/licenses/by/2.0/", "id": 1,
-                          "name": "Attribution License"}],
-            "images": images,
-            "annotations": [anns[i] for i in order],
-        }
-        (dest / "annotations").mkdir(parents=True, exist_ok=True)
-        _write_json(dest / "annotations" / f"captions_{source}2014.json", data)
-    return dest

@@ -10,12 +10,15 @@ Every data set resolves its directory the same way:
 which streams it to a temporary file beside the target, checks its hash, and
 only then renames it into place: a failed or corrupt download never leaves a
 half-written file that looks complete. ``file://`` URLs (a mirror on a shared
-disk) are copied the same way.
+disk) are copied the same way. Files minidraw writes itself get the same
+guarantee from :func:`atomic_write`.
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import tempfile
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -43,6 +46,24 @@ def resolve_dir(name: str, root: str | os.PathLike | None = None) -> tuple[Path,
     if os.environ.get(ENV_DATA):
         return Path(os.environ[ENV_DATA]).expanduser() / name, True
     return cache_dir(name), False
+
+
+def atomic_write(path: Path, write: Callable) -> None:
+    """Call ``write(f)`` on a temporary binary file beside ``path``, then rename it into place."""
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def write_json(path: Path, obj) -> None:
+    """``obj`` as indented JSON at ``path``, written atomically."""
+    atomic_write(path, lambda f: f.write(json.dumps(obj, indent=1).encode()))
 
 
 class DownloadError(UserError, RuntimeError):

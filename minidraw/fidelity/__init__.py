@@ -37,7 +37,7 @@ do not forbid it.
 
 **Captioned shapes.** A caption names one or two objects (size, colour, shape),
 each at a place the layout fixes up to a jitter of at most ±1.6 px per axis
-(:func:`~minidraw.data.shapes.scenes_from_captions` gives these *canonical
+(:func:`~minidraw.data.shapes_grammar.scenes_from_captions` gives these *canonical
 centres*), and a background. The background is read as the nearest of the three
 to the median colour of the image's outer ring (objects never touch it); a
 pixel's *ink* is its distance from that colour. For each named object, at its

@@ -22,11 +22,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data import shapes as sh
 from ..data.download import cache_dir as default_cache_dir
+from ..data.shapes_scene import SHAPES, SIZES
 
 CACHE_VERSION = 1  # bump when a classifier, its training or its input changes
-NONE = len(sh.SHAPES) * len(sh.SIZES)  # the shape classifier's "no object centred here" class
+NONE = len(SHAPES) * len(SIZES)  # the shape classifier's "no object centred here" class
 
 
 # ---- the classifiers ----------------------------------------------------------------------

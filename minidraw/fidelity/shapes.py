@@ -11,13 +11,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data import shapes as sh
+from ..data.shapes import ShapesCaptions
+from ..data.shapes_grammar import parse_caption, scenes_from_captions
+from ..data.shapes_render import BACKGROUND_RGB, COLOUR_RGB
+from ..data.shapes_scene import POSITIONS, RADIUS, RELATIONS, SIZES
 from ..runtime import seeded
 from .classifiers import (CACHE_VERSION, NONE, ShapeClassifier, _accuracy, _cached, _classifier_dir, _digest,
                           _fit, _predict, blur)
 from .result import FidelityResult, _check_images, _crops, _heldout_flags, _parse_all
 
-SHAPES_PLACEMENT_NAMES = tuple(sh.POSITIONS) + tuple(sh.RELATIONS)  # one object: 5 positions; two: 4 relations
+SHAPES_PLACEMENT_NAMES = tuple(POSITIONS) + tuple(RELATIONS)  # one object: 5 positions; two: 4 relations
 SHAPE_ATTRIBUTES = ("shape", "colour", "size", "background")
 SHAPE_CROP = 20    # side of the ink crop the shape classifier reads, pixels of a 32×32 image
 SHAPE_CANVAS = 32
@@ -30,7 +33,7 @@ def background_of(images: torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:
     """Median colour of each image's outer ring ``(M, 3)`` and the nearest background ``(M,)``."""
     ring = torch.cat([images[..., 0, :], images[..., -1, :], images[..., 1:-1, 0], images[..., 1:-1, -1]], -1)
     colour = ring.median(-1).values                                            # (M, 3)
-    palette = torch.from_numpy(sh.BACKGROUND_RGB)                              # (3, 3)
+    palette = torch.from_numpy(BACKGROUND_RGB)                                 # (3, 3)
     return colour, torch.cdist(colour, palette).argmin(1).numpy()
 
 
@@ -65,9 +68,9 @@ def _shape_training_data(split: str, n_scenes: int, seed: int) -> tuple[torch.Te
     with that object's shape and size, one 4 px or more from every object ``NONE``;
     those in between are ambiguous and left out.
     """
-    data = sh.ShapesCaptions(split, seed=seed, length=n_scenes, size=SHAPE_CANVAS)
+    data = ShapesCaptions(split, seed=seed, length=n_scenes, size=SHAPE_CANVAS)
     batch = data.batch(np.arange(n_scenes))
-    canon = sh.scenes_from_captions(batch.texts(data.vocab))                   # canonical layout
+    canon = scenes_from_captions(batch.texts(data.vocab))                      # canonical layout
     rng = np.random.default_rng(seed)
     rows, k = np.nonzero(canon.shape >= 0)
     other = rng.permutation(n_scenes)
@@ -81,7 +84,7 @@ def _shape_training_data(split: str, n_scenes: int, seed: int) -> tuple[torch.Te
     tx, ty = batch.meta["x"].numpy()[q_rows], batch.meta["y"].numpy()[q_rows]  # (N, 2) true centres, -1: none
     dist = np.where(tx >= 0, np.hypot(tx - q_x[:, None], ty - q_y[:, None]), np.inf)  # (N, 2)
     near = dist.argmin(1)
-    cls = (batch.meta["shape"].numpy() * len(sh.SIZES) + batch.meta["size"].numpy())[q_rows, near]
+    cls = (batch.meta["shape"].numpy() * len(SIZES) + batch.meta["size"].numpy())[q_rows, near]
     d = dist.min(1)
     label = np.where(d <= 2.5, cls, NONE)
     keep = (d <= 2.5) | (d >= 4.0)
@@ -114,7 +117,7 @@ def shape_cache_file(cache_dir: str | os.PathLike | None = None, n_scenes: int =
                      seed: int = 0) -> Path:
     """Where :func:`shape_classifier` keeps its classifier: ``shapes-<hash>.pt``, the hash of the
     settings (:data:`CACHE_VERSION` included) and a probe rendering of a few scenes."""
-    probe = sh.ShapesCaptions("train", seed=seed, size=SHAPE_CANVAS).batch(np.arange(8))
+    probe = ShapesCaptions("train", seed=seed, size=SHAPE_CANVAS).batch(np.arange(8))
     key = _digest(_shape_settings(n_scenes, epochs, seed), probe.images.numpy(), probe.captions.numpy())
     return _classifier_dir(cache_dir) / f"shapes-{key}.pt"
 
@@ -149,13 +152,13 @@ def shapes_fidelity(images, texts: Sequence[str], classifier: nn.Module, heldout
         raise ValueError(f"unknown attributes {sorted(unknown)}; choose from {SHAPE_ATTRIBUTES}")
     images = _to_canvas(_check_images(images, texts, 3, None, "captioned-shapes"))
     try:
-        scene = sh.scenes_from_captions(list(texts))                           # canonical layout
+        scene = scenes_from_captions(list(texts))                              # canonical layout
     except ValueError:
-        _parse_all(sh.parse_caption, texts, "captioned-shapes")                # says which caption
+        _parse_all(parse_caption, texts, "captioned-shapes")                   # says which caption
         raise
     named = scene.shape >= 0                                                   # (M, 2)
     cx, cy = scene.x * SHAPE_CANVAS, scene.y * SHAPE_CANVAS                    # (M, 2) pixels
-    r = sh.RADIUS[np.maximum(scene.size, 0)] * SHAPE_CANVAS                    # (M, 2) named half-side
+    r = RADIUS[np.maximum(scene.size, 0)] * SHAPE_CANVAS                       # (M, 2) named half-side
     bg_colour, bg = background_of(images)
     ink = ink_map(images, bg_colour)                                           # (M, 1, B, A)
 
@@ -168,7 +171,7 @@ def shapes_fidelity(images, texts: Sequence[str], classifier: nn.Module, heldout
     fg = ink >= 0.5                                                            # (M, 1, B, A)
     cover = (fg & (d2 <= rr ** 2)).sum((2, 3)).float() / (np.pi * rr[..., 0, 0] ** 2)  # (M, 2)
     present = named & (cover.numpy() >= min_cover)
-    palette = torch.from_numpy(sh.COLOUR_RGB)                                  # (6, 3)
+    palette = torch.from_numpy(COLOUR_RGB)                                     # (6, 3)
     pix = images.permute(0, 2, 3, 1)                                           # (M, B, A, 3)
     dist = ((pix[..., None, :] - palette) ** 2).sum(-1)                    # (M, B, A, 6) squared
     dist_bg = ((pix - bg_colour[:, None, None, :]) ** 2).sum(-1, keepdim=True)  # (M, B, A, 1)
@@ -186,8 +189,8 @@ def shapes_fidelity(images, texts: Sequence[str], classifier: nn.Module, heldout
         cls[rows, k] = probs.argmax(1).numpy()
     present &= cls != NONE
     colour = np.where(present, colour, -1)
-    shape = np.where(present, cls // len(sh.SIZES), -1)
-    size = np.where(present, cls % len(sh.SIZES), -1)
+    shape = np.where(present, cls // len(SIZES), -1)
+    size = np.where(present, cls % len(SIZES), -1)
 
     checks = {"shape": shape == scene.shape, "colour": colour == scene.colour, "size": size == scene.size}
     per_object = present.copy()
@@ -198,7 +201,7 @@ def shapes_fidelity(images, texts: Sequence[str], classifier: nn.Module, heldout
     background_ok = bg == scene.background
     if "background" in attributes:
         correct &= background_ok
-    placement = np.where(scene.n_objects == 2, len(sh.POSITIONS) + scene.relation, scene.position)
+    placement = np.where(scene.n_objects == 2, len(POSITIONS) + scene.relation, scene.position)
     details = {"shape": shape, "colour": colour, "size": size, "background": bg,
                "cover": cover.numpy(), "present_ok": present}
     details.update({f"{a}_ok": checks[a] & present for a in attributes if a in checks})
@@ -218,7 +221,7 @@ def shapes_oracle(scene_texts: Sequence[str], texts: Sequence[str]) -> np.ndarra
     attribute counts, as in :func:`shapes_fidelity`'s default.
     """
     def facts(text):
-        p = sh.parse_caption(text)
+        p = parse_caption(text)
         if p["position"] is not None:
             places = [("at", p["position"])]
         else:
