@@ -45,7 +45,6 @@ under bf16 autocast (``bf16 = true``; on CPUs with bf16 matrix units with ``cpu_
 from __future__ import annotations
 
 import json
-import math
 import os
 import signal
 import time
@@ -55,11 +54,11 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import torch
-import torch.distributed as dist
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 from tqdm.auto import tqdm
 
 from . import pretrained
+from .distributed import agree, setup
 from .checkpoint import load, save
 from .configs import TrainConfig, data_of, preset
 from .data import select
@@ -67,6 +66,7 @@ from .data.batches import Batch, Batches, fixed_batches
 from .errors import UserError
 from .evaluate import Estimate, Sizes, bound_values, evaluate
 from .models import kind_of, kind_of_config
+from .optim import clip_each, learning_rate, make_optimizer, unwrap, weight_average
 from .outputs import Objective
 from .text import pretrain_sentence_encoder
 from .viz import plot_metrics
@@ -80,61 +80,6 @@ METRICS = "metrics.jsonl"
 
 class TrainingDiverged(UserError, FloatingPointError):
     """The bound became NaN or infinite."""
-
-
-# ---- optimiser and learning rate -----------------------------------------------------------
-def make_optimizer(name: str, params, lr: float, beta1: float = 0.9) -> torch.optim.Optimizer:
-    if name == "rmsprop":
-        return torch.optim.RMSprop(params, lr=lr, alpha=0.9, eps=1e-6)
-    if name == "adam":
-        if not 0 <= beta1 < 1:
-            raise ValueError(f"beta1 (Adam's β₁) must lie in [0, 1), got {beta1}")
-        return torch.optim.Adam(params, lr=lr, betas=(beta1, 0.999))
-    raise ValueError(f"optimizer must be 'adam' or 'rmsprop', got {name!r}")
-
-
-def learning_rate(cfg: TrainConfig, step: int) -> float:
-    """The learning rate of step ``step`` (1-based): a linear warm-up over ``warmup_steps``, then
-    constant, or a half cosine from ``lr`` down to ``lr · lr_min`` at ``max_steps``::
-
-        η_k = η_min + (η − η_min) · ½ (1 + cos(π k / K))        (Loshchilov & Hutter, 2017)
-    """
-    if cfg.lr_schedule not in ("constant", "cosine"):
-        raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {cfg.lr_schedule!r}")
-    warm = min(1.0, step / cfg.warmup_steps) if cfg.warmup_steps > 0 else 1.0
-    if cfg.lr_schedule == "constant":
-        return cfg.lr * warm
-    progress = min(1.0, max(0, step - 1) / max(1, cfg.max_steps - 1))     # 0 at the first step, 1 at the last
-    low = cfg.lr * cfg.lr_min
-    return warm * (low + (cfg.lr - low) * 0.5 * (1 + math.cos(math.pi * progress)))
-
-
-def weight_average(model, decay: float) -> Optional[AveragedModel]:
-    """``ema`` > 0: the exponential moving average of the weights (Polyak averaging), one update after every
-    optimiser step — ``None`` when ``decay`` is 0::
-
-        θ̄_1 = θ_1,    θ̄_k = d · θ̄_{k−1} + (1 − d) · θ_k            (d = decay; about 1 / (1 − d) steps' memory)
-
-    The trained weights θ_k wander about a valley floor from step to step; θ̄ is their centre, and what a run
-    evaluates, checkpoints as its model and exports (torch.optim.swa_utils.AveragedModel)."""
-    if not decay:
-        return None
-    if not 0 < decay < 1:
-        raise ValueError(f"ema (the average's decay) must lie in [0, 1), got {decay}")
-    return AveragedModel(_bare(model), multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=False)
-
-
-def _bare(model):
-    """The model inside torch.compile and DistributedDataParallel wrappers."""
-    model = getattr(model, "_orig_mod", model)
-    return getattr(model, "module", model)
-
-
-def clip_each(params, max_norm: float) -> None:
-    """Clip every parameter's gradient to L2 norm ``max_norm`` on its own (the released code's rule)."""
-    for p in params:
-        if p.grad is not None:
-            torch.nn.utils.clip_grad_norm_(p, max_norm)
 
 
 def step_seed(seed: int, rank: int, step: int) -> int:
@@ -187,18 +132,6 @@ def train_step(model, opt: torch.optim.Optimizer, batch: Batch, cfg: TrainConfig
     return loss.item()
 
 
-def agree(flags: list[bool]) -> list[bool]:
-    """Each flag, true when it is true on any process (an all-reduced maximum), so that processes
-    decide together; the flags as they are when ``torch.distributed`` is not running. One tiny
-    all-reduce: cheap enough for every step."""
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return [bool(f) for f in flags]
-    on = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
-    t = torch.tensor([float(bool(f)) for f in flags], device=on)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return [bool(v) for v in t.tolist()]
-
-
 class _Stop:
     """Turns Ctrl-C / SIGTERM into a request to stop after the current step (and checkpoint)."""
 
@@ -242,7 +175,7 @@ def fit(model, batches, cfg: TrainConfig, progress: bool = True, *, out: Optiona
         it = iter(batches)
         batches = lambda step: next(it)  # noqa: E731
     opt = opt or make_optimizer(cfg.optimizer, model.parameters(), cfg.lr, cfg.beta1)
-    bare = _bare(model)
+    bare = unwrap(model)
     objective = bare if isinstance(bare, Objective) else None           # training-only terms around the model
     inner = bare.model if objective is not None else bare
     ema = ema if ema is not None else weight_average(inner, cfg.ema)
@@ -333,14 +266,6 @@ def fidelity_evaluation(cfg: TrainConfig, test_src) -> Callable[[torch.nn.Module
 
 
 # ---- a whole run: data, model, resumption, processes ---------------------------------------
-def _distributed() -> tuple[int, int, int]:
-    """(rank, world size, local rank), starting the process group under torchrun."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0"))
-
-
 def read_metrics(out: str | os.PathLike) -> list[dict]:
     path = Path(out) / METRICS
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
@@ -384,7 +309,7 @@ def objective_for(model, cfg: TrainConfig):
 def run(cfg: TrainConfig, out: Optional[str | os.PathLike] = None, progress: bool = True):
     """Train ``cfg`` (resuming from ``out/checkpoint.pt`` when there is one); returns ``(model, log)``:
     distributed set-up, data, the model, resume or init, then the loop."""
-    rank, world, local = _distributed()
+    rank, world, local = setup()
     device = pick_device(local_rank=local)
     model_cfg = preset(cfg.preset, **cfg.model)
     kind = kind_of_config(model_cfg)

@@ -16,6 +16,7 @@ from PIL import Image
 from minidraw import checkpoint, pretrained
 from minidraw.captioner import Captioner, CaptionerConfig, accuracy
 from minidraw.cli import main
+from minidraw.configs import preset
 from minidraw.data import mnist_captions, shapes, shapes_grammar
 from minidraw.evaluate import MissingDependencyError, Sizes, bleu4, evaluate, markdown_table
 from minidraw.images import ImageFileError, load_images
@@ -187,6 +188,7 @@ class _Oracle(torch.nn.Module):
     def __init__(self, *datasets, n):
         super().__init__()
         self.w = torch.nn.Parameter(torch.zeros(()))
+        self.cfg = preset("aligndraw_mnist_small")            # its kind: a caption-to-image drawing model
         self.table = {}
         for data in datasets:
             b = data.batch(np.arange(n))

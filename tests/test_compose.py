@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from minidraw import train
+from minidraw import optim
 from minidraw.checkpoint import load, save
 from minidraw.compose import ComposeDraw, ComposeDrawConfig, CompositionObjective
 from minidraw.configs import load_config, preset
@@ -318,7 +319,7 @@ def test_what_where_trains_and_checks_its_settings(batch):
         loss = model(images, captions, lengths).bound.mean()
         opt.zero_grad()
         loss.backward()
-        train.clip_each(model.parameters(), 10.0)
+        optim.clip_each(model.parameters(), 10.0)
         opt.step()
     after = torch.stack([run(model, images, captions, lengths, seed=s).bound.mean() for s in range(3)]).mean()
     assert after < 0.85 * before, (before.item(), after.item())

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from minidraw import train
+from minidraw import optim
 from minidraw.configs import preset
 from minidraw.draw import Draw
 from minidraw.models import build
@@ -62,12 +63,12 @@ def test_paper_presets_train_as_the_paper_did_unless_told_otherwise(tmp_path):
             continue
         assert (cfg.optimizer, cfg.batch_size, cfg.lr, cfg.clip) == ("rmsprop", 100, 1e-3, 10.0), name
     cfg = configs.load_config("aligndraw_mnist_paper")
-    opt = train.make_optimizer(cfg.optimizer, [torch.nn.Parameter(torch.zeros(1))], cfg.lr)
+    opt = optim.make_optimizer(cfg.optimizer, [torch.nn.Parameter(torch.zeros(1))], cfg.lr)
     assert isinstance(opt, torch.optim.RMSprop) and opt.defaults["alpha"] == 0.9 and opt.defaults["eps"] == 1e-6
-    opt = train.make_optimizer("adam", [torch.nn.Parameter(torch.zeros(1))], 2e-4, beta1=0.5)
+    opt = optim.make_optimizer("adam", [torch.nn.Parameter(torch.zeros(1))], 2e-4, beta1=0.5)
     assert opt.defaults["betas"] == (0.5, 0.999)
     with pytest.raises(ValueError, match="beta1"):
-        train.make_optimizer("adam", [torch.nn.Parameter(torch.zeros(1))], 2e-4, beta1=1.0)
+        optim.make_optimizer("adam", [torch.nn.Parameter(torch.zeros(1))], 2e-4, beta1=1.0)
     cfg = configs.load_config("aligndraw_coco_paper", None, ["optimizer=adam", "batch_size=64"])   # --set wins
     assert (cfg.optimizer, cfg.batch_size, cfg.lr) == ("adam", 64, 1e-3)
     f = tmp_path / "run.toml"
@@ -422,22 +423,22 @@ def test_two_processes_stop_at_the_same_step(tmp_path, how):
 def test_learning_rate_warms_up_then_follows_the_half_cosine():
     import math
     cfg = tiny("lr=0.01", "lr_schedule=cosine", "lr_min=0.1", "warmup_steps=10", "max_steps=101")
-    lr = [train.learning_rate(cfg, k) for k in range(1, 102)]
+    lr = [optim.learning_rate(cfg, k) for k in range(1, 102)]
     assert lr[0] == pytest.approx(0.01 * 1 / 10 * (0.001 + 0.009 * 1.0) / 0.01)       # warm-up · cosine top
     assert lr[4] == pytest.approx(0.5 * (0.001 + 0.009 * 0.5 * (1 + math.cos(math.pi * 4 / 100))))
     assert lr[50] == pytest.approx(0.001 + 0.009 * 0.5)                                # half way: the middle
     assert lr[-1] == pytest.approx(0.001)                                              # the last step: lr · lr_min
     assert all(a >= b for a, b in zip(lr[10:], lr[11:]))                               # falls after warm-up
     flat = tiny("lr=0.01", "warmup_steps=4")
-    assert [train.learning_rate(flat, k) for k in (1, 2, 4, 50)] == pytest.approx([0.0025, 0.005, 0.01, 0.01])
+    assert [optim.learning_rate(flat, k) for k in (1, 2, 4, 50)] == pytest.approx([0.0025, 0.005, 0.01, 0.01])
     with pytest.raises(ValueError, match="lr_schedule"):
-        train.learning_rate(tiny("lr_schedule=linear"), 1)
+        optim.learning_rate(tiny("lr_schedule=linear"), 1)
 
 
 def test_the_optimiser_uses_the_scheduled_rate(tmp_path):
     cfg = tiny("lr=0.01", "lr_schedule=cosine", "lr_min=0.1", "max_steps=3")
     model = build(preset(cfg.preset, **cfg.model))
-    opt = train.make_optimizer(cfg.optimizer, model.parameters(), cfg.lr)
+    opt = optim.make_optimizer(cfg.optimizer, model.parameters(), cfg.lr)
     images = (torch.rand(32, 1, 28, 28) < 0.3).float()
     train.fit(model, images, cfg, progress=False, opt=opt)
     assert opt.param_groups[0]["lr"] == pytest.approx(0.001)                           # the last step's rate
