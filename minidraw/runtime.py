@@ -77,11 +77,11 @@ def bf16_native(where: torch.device) -> bool:
 
 @contextmanager
 def forked_rng() -> Iterator[None]:
-    """Inside: PyTorch's generators as they are, free to be reseeded. After: the CPU's and every
-    accelerator's random state is what it was before (``torch.manual_seed`` seeds them all, so
-    all are forked)."""
+    """Inside: PyTorch's generators as they are, free to be reseeded. After: the CPU's and the current
+    accelerator's random state is what it was before. Only the current CUDA device is forked: a process
+    (one rank of many) draws its noise there, and forking the others would open a context on every GPU."""
     with ExitStack() as stack:
-        cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+        cuda = [torch.cuda.current_device()] if torch.cuda.is_available() else []
         stack.enter_context(torch.random.fork_rng(devices=cuda, device_type="cuda"))   # the CPU, and CUDA's
         if _mps_available():
             stack.enter_context(torch.random.fork_rng(devices=[0], device_type="mps"))

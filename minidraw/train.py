@@ -120,9 +120,11 @@ def train_step(model, opt: torch.optim.Optimizer, batch: Batch, cfg: TrainConfig
         loss = (out.loss if hasattr(out, "loss") else out.bound).float().mean()   # −L, nats per image
         aux = getattr(out, "aux", None)                 # training-only terms (what_adversary): in the gradient,
         objective = loss if aux is None else loss + aux.float().mean()             # not in the logged bound
-    if not torch.isfinite(objective):
-        what = "loss" if hasattr(out, "loss") else "bound" if not torch.isfinite(loss) else "adversary's term"
-        raise TrainingDiverged(f"the {what} became {objective.item()} at step {step}")
+    bad = not bool(torch.isfinite(objective))
+    if any(agree([bad])):                                   # every process stops at the same step, before backward
+        what = "loss" if hasattr(out, "loss") else "bound" if not torch.isfinite(loss) else "training-only term"
+        where = f" became {objective.item()}" if bad else " became NaN or infinite on another process"
+        raise TrainingDiverged(f"the {what}{where} at step {step}")
     opt.zero_grad(set_to_none=True)
     objective.backward()
     clip_each(model.parameters(), cfg.clip)
