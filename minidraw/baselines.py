@@ -219,11 +219,12 @@ class ConditionalVAE(nn.Module):
         if noise is not None and noise.shape != (1, M, self.cfg.z_size):
             raise ValueError(f"noise must have shape {(1, M, self.cfg.z_size)}, got {tuple(noise.shape)}")
         s = self.sentence(captions, lengths, sentence)                          # (M, 2m)
-        mu, logsigma = self.encode(images, s)                                   # q(z | x, s) = N(μ, σ²)
+        mu, logsigma = (t.to(images.dtype) for t in self.encode(images, s))     # q(z | x, s) = N(μ, σ²)
+        # under bf16 autocast the networks give bf16: the bound is scored in the images' precision, as DRAW's
         eps = torch.randn_like(mu) if noise is None else noise[0]
         z = mu + torch.exp(logsigma) * eps                                      # z = μ + σ ε  (M, z)
         zeros = torch.zeros_like(mu)                                            # p(z) = N(0, I)
-        canvas = self.decoder(z, s)                                             # c (M, C, B, A) logits
+        canvas = self.decoder(z, s).to(images.dtype)                            # c (M, C, B, A) logits
         return DrawOutput(canvas=canvas, nll=bernoulli_nll(canvas, images),     # −log p(x | z, s) (M,)
                           kl=gaussian_kl(mu, logsigma, zeros, zeros).sum(-1, keepdim=True),  # (M, 1)
                           log_qz=gaussian_log_prob(z, mu, logsigma),            # log q(z | x, s) (M,)

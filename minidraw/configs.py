@@ -5,10 +5,11 @@ defaults, preset, a TOML file or shipped recipe (``minidraw/recipes/*.toml``) an
 overrides. The model a configuration describes is :func:`minidraw.models.build`'s."""
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Iterable, Optional, get_type_hints
 
 from .aligndraw import CaptionDrawConfig
 from .baselines import BaselineConfig
@@ -212,24 +213,54 @@ class TrainConfig:
     sentence_pretrain_steps: int = 500   # skipthought with sentence_encoder="autoencoder": its pre-training steps
 
 
-def _convert(value: str, like):
-    """Parse ``value`` as the type of ``like`` (bool, int, float or str)."""
-    if isinstance(like, bool):
-        if value.lower() in ("1", "true", "yes", "on"):
-            return True
-        if value.lower() in ("0", "false", "no", "off"):
-            return False
-        raise ValueError(f"expected true or false, got {value!r}")
+    def __post_init__(self) -> None:
+        """Each setting in its range, before any data is read: one line naming the setting and the fix."""
+        def need(ok: bool, name: str, what: str) -> None:
+            if not ok:
+                raise ValueError(f"{name} must be {what}, got {getattr(self, name)!r}")
+        for name in ("batch_size", "max_steps", "eval_examples", "checkpoint_every"):
+            need(getattr(self, name) >= 1, name, "at least 1")
+        for name in ("warmup_steps", "eval_every", "eval_fidelity", "sentence_pretrain_steps", "seed"):
+            need(getattr(self, name) >= 0, name, "0 or more")
+        for name in ("max_minutes", "what_adversary", "where_kl"):
+            need(0 <= getattr(self, name) < math.inf, name, "a finite number, 0 or more")
+        for name in ("lr", "clip", "checkpoint_minutes"):
+            need(0 < getattr(self, name) < math.inf, name, "a finite number above 0")
+        need(0 <= self.lr_min <= 1, "lr_min", "a fraction of lr, in [0, 1]")
+        need(0 <= self.ema < 1 and 0 <= self.beta1 < 1, "ema" if not 0 <= self.ema < 1 else "beta1", "in [0, 1)")
+        need(self.optimizer in ("adam", "rmsprop"), "optimizer", "'adam' or 'rmsprop'")
+        need(self.lr_schedule in ("constant", "cosine"), "lr_schedule", "'constant' or 'cosine'")
+
+
+def coerce(value, kind, name: str):
+    """``value`` — a string from ``--set`` or a TOML value — as the setting's type ``kind`` (bool, int, float,
+    str); ``ValueError`` naming the setting otherwise. An int takes an integral float (``3e3``), never ``2.5``."""
+    text = value.strip() if isinstance(value, str) else None
     try:
-        if isinstance(like, int) and "e" in value.lower():
-            number = float(value)
-            if number != int(number):
-                raise ValueError
-            return int(number)
-        return type(like)(value)
+        if kind is bool:
+            if isinstance(value, bool):
+                return value
+            if text is not None and text.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+                return text.lower() in ("1", "true", "yes", "on")
+        elif kind is int and not isinstance(value, bool):
+            number = float(text) if text is not None else value
+            if isinstance(number, (int, float)) and math.isfinite(number) and number == int(number):
+                return int(number)
+        elif kind is float and not isinstance(value, bool):
+            number = float(text) if text is not None else value
+            if isinstance(number, (int, float)):
+                return float(number)
+        elif kind is str and isinstance(value, str):
+            return value
     except ValueError:
-        raise ValueError(f"expected {'a whole number' if isinstance(like, int) else type(like).__name__}, "
-                         f"got {value!r}") from None
+        pass
+    expected = {bool: "true or false", int: "a whole number", float: "a number", str: "a string"}.get(kind, str(kind))
+    raise ValueError(f"{name}: expected {expected}, got {value!r}")
+
+
+def _types(cls) -> dict[str, type]:
+    """The type of each field of dataclass ``cls`` (its annotations are strings here)."""
+    return {k: v for k, v in get_type_hints(cls).items() if k in {f.name for f in fields(cls)}}
 
 
 RECIPES = Path(__file__).resolve().parent / "recipes"
@@ -265,37 +296,48 @@ def load_config(preset_name: Optional[str] = None, file: Optional[str] = None,
         except ModuleNotFoundError:  # Python < 3.11
             import tomli as tomllib
         with open(file, "rb") as f:
-            data = tomllib.load(f)
+            try:
+                data = tomllib.load(f)
+            except tomllib.TOMLDecodeError as e:
+                raise ValueError(f"{file} is not valid TOML ({e}): fix that line") from None
     if preset_name:
         data["preset"] = preset_name
-    known = {f.name for f in fields(TrainConfig)}
-    unknown = sorted(set(data) - known)
+    where = f"in {file}" if file else ""
+    types = _types(TrainConfig)
+    unknown = sorted(set(data) - set(types))
     if unknown:
-        raise ValueError(f"unknown training setting(s) {unknown} in {file}; known: {sorted(known)}")
+        raise ValueError(f"unknown training setting(s) {unknown} {where}; known: {sorted(types)}")
+    if not isinstance(data.get("model", {}), dict):
+        raise ValueError(f"model {where} must be a table ([model] with FIELD = VALUE lines), got {data['model']!r}")
     name = data.get("preset", TrainConfig.preset)
-    if name not in PRESETS:
+    if not isinstance(name, str) or name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; presets: {', '.join(sorted(PRESETS))}")
-    # the layers: TrainConfig's defaults, the preset's own training settings (a *_paper preset's
-    # optimiser, batch and rate), the TOML file, then --set
-    cfg = TrainConfig(**{**training_defaults(name), **data, "model": dict(data.get("model", {}))})
-    model_defaults = PRESETS[cfg.preset].model.to_dict()
-    for item in sets:
+    model_types = _types(type(PRESETS[name].model))
+    settings = {k: coerce(v, types[k], f"{k} {where}".strip()) for k, v in data.items() if k != "model"}
+    model = {}
+    for k, v in data.get("model", {}).items():
+        if k not in model_types:
+            raise ValueError(f"unknown model field {k!r} {where}; fields: {sorted(model_types)}")
+        model[k] = coerce(v, model_types[k], f"model.{k} {where}".strip())
+    for item in sets:                                       # --set key=value, typed by the field it names
         key, sep, value = item.partition("=")
         if not sep:
             raise ValueError(f"--set takes key=value, got {item!r}")
         try:
             if key.startswith("model."):
-                name = key[len("model."):]
-                if name not in model_defaults:
-                    raise ValueError(f"unknown model field {name!r}; fields: {sorted(model_defaults)}")
-                cfg.model[name] = _convert(value, model_defaults[name])
-            elif key in known and key != "model":
-                setattr(cfg, key, _convert(value, getattr(cfg, key)))
+                if key[len("model."):] not in model_types:
+                    raise ValueError(f"unknown model field {key[len('model.'):]!r}; fields: {sorted(model_types)}")
+                model[key[len("model."):]] = coerce(value, model_types[key[len("model."):]], key)
+            elif key in types and key not in ("model", "preset"):
+                settings[key] = coerce(value, types[key], key)
             else:
-                raise ValueError(f"unknown training setting {key!r}; settings: {sorted(known - {'model'})}, "
+                raise ValueError(f"unknown training setting {key!r}; settings: {sorted(set(types) - {'model'})}, "
                                  "or model.<field>")
         except ValueError as e:
             raise ValueError(f"--set {item}: {e}") from None
+    # the layers: TrainConfig's defaults, the preset's own training settings (a *_paper preset's
+    # optimiser, batch and rate), the TOML file, then --set
+    cfg = TrainConfig(**{**training_defaults(name), **settings, "model": model})
     try:   # validates the model overrides now, not after the data has loaded
         preset(cfg.preset, **cfg.model)
     except (TypeError, ValueError) as e:

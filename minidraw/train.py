@@ -66,6 +66,7 @@ from .data.batches import Batch, Batches, fixed_batches
 from .errors import UserError
 from .evaluate import Estimate, Sizes, bound_values, evaluate
 from .models import kind_of, kind_of_config
+from .rundir import CHECKPOINT, METRICS, locked, read_metrics
 from .optim import clip_each, learning_rate, make_optimizer, unwrap, weight_average
 from .outputs import Objective
 from .text import pretrain_sentence_encoder
@@ -74,8 +75,6 @@ from .captioner import accuracy_evaluation
 from .runtime import device as pick_device
 from .runtime import bf16_native, forked_rng, seeded
 
-CHECKPOINT = "checkpoint.pt"
-METRICS = "metrics.jsonl"
 
 
 class TrainingDiverged(UserError, FloatingPointError):
@@ -268,11 +267,6 @@ def fidelity_evaluation(cfg: TrainConfig, test_src) -> Callable[[torch.nn.Module
 
 
 # ---- a whole run: data, model, resumption, processes ---------------------------------------
-def read_metrics(out: str | os.PathLike) -> list[dict]:
-    path = Path(out) / METRICS
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
-
-
 def init_weights(model, source: str, objective: Optional[Objective] = None) -> None:
     """Copy the weights of ``source`` — a checkpoint file, or the name of a shipped model
     (:mod:`minidraw.pretrained`) — into ``model``; the two configurations must agree. This is how a
@@ -312,6 +306,12 @@ def run(cfg: TrainConfig, out: Optional[str | os.PathLike] = None, progress: boo
     """Train ``cfg`` (resuming from ``out/checkpoint.pt`` when there is one); returns ``(model, log)``:
     distributed set-up, data, the model, resume or init, then the loop."""
     rank, world, local = setup()
+    with locked(out) if out and rank == 0 else nullcontext():   # one run per directory
+        return _run(cfg, out, progress, rank, world, local)
+
+
+def _run(cfg: TrainConfig, out, progress: bool, rank: int, world: int, local: int):
+    """:func:`run` on process ``rank`` of ``world``, with the run directory ``out`` held."""
     device = pick_device(local_rank=local)
     model_cfg = preset(cfg.preset, **cfg.model)
     kind = kind_of_config(model_cfg)

@@ -6,7 +6,6 @@ The book never pastes package code into a chapter; it shows it with
 from __future__ import annotations
 
 import inspect
-import json
 import os
 import textwrap
 from pathlib import Path
@@ -16,6 +15,8 @@ import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 import numpy as np
 import torch
+
+from .rundir import read_metrics
 
 
 def show_source(obj) -> None:
@@ -220,7 +221,7 @@ def canvases_with_alignment(canvases: torch.Tensor, alpha: torch.Tensor | None, 
 def plot_metrics(out: str | os.PathLike) -> Figure:
     """The training curve from ``metrics.jsonl``, saved as ``metrics.png``: the bound per step (and
     the test bound); for the sharpener, each player's loss and D's accuracy on real and fake."""
-    rows = [json.loads(line) for line in (Path(out) / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    rows = read_metrics(out)
     gan = any("d_loss" in r for r in rows)
     fig = Figure(figsize=(10 if gan else 6, 3.5), layout="constrained")
     axes = fig.subplots(1, 2 if gan else 1, squeeze=False)[0]

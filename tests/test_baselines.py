@@ -249,3 +249,15 @@ def test_images_and_sizes_are_checked_at_the_boundary(shapes, kind):
             m(bad, captions, lengths)
     with pytest.raises(ValueError, match="z_size must be a whole number"):
         BaselineConfig(kind=kind, **{**TINY, "z_size": -3})
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_bound_is_float32_under_bf16_autocast(kind):
+    """The networks may run in bf16, the bound never does: KL, −log p(x | z) and log q, log p are float32."""
+    torch.manual_seed(0)
+    model = ConditionalVAE(BaselineConfig(A=16, B=12, C=3, kind=kind, **TINY))
+    ids, lengths = SHAPES_VOCAB.encode_batch(["a large red circle is at the top left on a white background ."] * 2)
+    x = torch.rand(2, 3, 12, 16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(x, ids, lengths)
+    assert {t.dtype for t in (out.kl, out.nll, out.log_qz, out.log_pz, out.bound)} == {torch.float32}

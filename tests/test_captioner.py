@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from minidraw import rundir
 from minidraw import checkpoint, train
 from minidraw.captioner import Captioner, CaptionerConfig, Decoded, accuracy, agreement, facts_for
 from minidraw.models import build
@@ -548,7 +549,7 @@ def test_it_trains_through_the_trainer_and_resumes_bit_exactly(tmp_path, _offlin
         assert torch.equal(v, w), k
     fresh = build(b.cfg)
     assert any(not torch.equal(v, w) for v, w in zip(fresh.state_dict().values(), b.state_dict().values()))
-    assert [r["step"] for r in train.read_metrics(tmp_path / "b") if "loss" in r] == [1, 2, 3, 4, 5]
+    assert [r["step"] for r in rundir.read_metrics(tmp_path / "b") if "loss" in r] == [1, 2, 3, 4, 5]
 
 
 def test_a_saved_captioner_loads_and_captions_as_before(tmp_path):

@@ -274,6 +274,7 @@ class _Oracle(torch.nn.Module):
     def __init__(self, dataset, n):
         super().__init__()
         self.w = torch.nn.Parameter(torch.zeros(()))
+        self.cfg = preset("aligndraw_mnist_small")            # its kind: a caption-to-image drawing model
         b = dataset.batch(np.arange(n))
         self.table = {tuple(c[:k].tolist()): x for c, k, x in zip(b.captions, b.lengths, b.images)}
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from minidraw import rundir
 from minidraw import train
 from minidraw import optim
 from minidraw.configs import preset
@@ -134,7 +135,7 @@ def test_resume_continues_the_same_curve(tmp_path):
     losses = lambda log: [r["bound"] for r in log if "bound" in r]  # noqa: E731
     assert [r["step"] for r in resumed if "bound" in r] == [4, 5, 6]
     assert losses(resumed) == losses(straight)[3:]                              # bit for bit
-    rows = train.read_metrics(tmp_path / "b")
+    rows = rundir.read_metrics(tmp_path / "b")
     assert [r["step"] for r in rows if "bound" in r] == [1, 2, 3, 4, 5, 6]
     assert (tmp_path / "b" / "metrics.png").exists()
     model, ckpt = checkpoint.load(tmp_path / "b" / "checkpoint.pt")
@@ -242,7 +243,7 @@ def _cli(out, *more):
 def _wait_for_step(out, step, proc, timeout=90, checkpoint=True):
     deadline = time.time() + timeout
     while time.time() < deadline:
-        rows = train.read_metrics(out)
+        rows = rundir.read_metrics(out)
         if rows and rows[-1]["step"] >= step and (not checkpoint or (out / "checkpoint.pt").exists()):
             return
         assert proc.poll() is None, proc.communicate()
@@ -276,7 +277,7 @@ def test_sigkill_mid_run_then_resume(tmp_path, cli_run):
     model, log = train.run(tiny(f"max_steps={killed_at + 2}", "checkpoint_every=1"), out, progress=False)
     assert [r["step"] for r in log if "bound" in r] == [killed_at + 1, killed_at + 2]
     assert not (out / "checkpoint.pt.tmp").exists()
-    steps = [r["step"] for r in train.read_metrics(out) if "bound" in r]
+    steps = [r["step"] for r in rundir.read_metrics(out) if "bound" in r]
     assert steps == list(range(1, killed_at + 3))             # no duplicated or missing steps
 
 
@@ -289,7 +290,7 @@ def test_ctrl_c_checkpoints_and_exits_cleanly(tmp_path, cli_run):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     _, ckpt = checkpoint.load(out / "checkpoint.pt")
-    assert ckpt["step"] == max(r["step"] for r in train.read_metrics(out))
+    assert ckpt["step"] == max(r["step"] for r in rundir.read_metrics(out))
 
 
 def test_cli_errors_are_one_clear_line(tmp_path, capsys):
@@ -395,7 +396,7 @@ def _run_two_ranks(tmp_path, signal_rank=None, limit_rank=None):
     try:
         if signal_rank is not None:
             deadline = time.time() + 60
-            while not (len([r for r in train.read_metrics(tmp_path) if "bound" in r]) >= 3
+            while not (len([r for r in rundir.read_metrics(tmp_path) if "bound" in r]) >= 3
                        and (tmp_path / f"ready{signal_rank}").exists()):
                 assert time.time() < deadline, "the two processes did not get going"
                 assert all(p.is_alive() for p in ctx.processes), "a process died early"
@@ -462,7 +463,7 @@ def test_caption_fidelity_is_logged_at_each_evaluation(tmp_path):
         "model.T=2", "model.enc_size=8", "model.dec_size=8", "model.z_size=2", "batch_size=8", "max_steps=2",
         "eval_every=1", "eval_examples=8", "eval_fidelity=8", "classifiers=" + str(REPO_CLASSIFIERS)])
     train.run(cfg, tmp_path, progress=False)
-    rows = [r for r in train.read_metrics(tmp_path) if "fidelity_seen" in r]
+    rows = [r for r in rundir.read_metrics(tmp_path) if "fidelity_seen" in r]
     assert [r["step"] for r in rows] == [1, 2]
     for r in rows:
         assert 0 <= r["fidelity_seen"] <= 100 and 0 <= r["fidelity_heldout"] <= 100

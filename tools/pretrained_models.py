@@ -123,7 +123,7 @@ def wall_minutes(rows: list[dict]) -> list[float]:
 def curve_rows(run: Path) -> list[dict]:
     """One row per evaluation of ``run/metrics.jsonl``: step, minutes, test bound, fidelity per split and
     template."""
-    from minidraw.train import read_metrics
+    from minidraw.rundir import read_metrics
     rows = read_metrics(run)
     minutes = wall_minutes(rows)
     bounds = {r["step"]: r["test_bound"] for r in rows if "test_bound" in r}
@@ -339,7 +339,7 @@ def write_card(name: str, run: Path | None, classifiers: str | None) -> Path:
     result = evaluate_file(pretrained.path(name), classifiers)
     minutes = None
     if run is not None:
-        from minidraw.train import read_metrics
+        from minidraw.rundir import read_metrics
         rows = [r for r in read_metrics(run) if r["step"] <= (result["step"] or 0)]
         minutes = wall_minutes(rows)[-1] if rows else None
     elif (CURVES / f"{name}.csv").is_file():          # every stage's minutes: the committed curve's last row

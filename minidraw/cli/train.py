@@ -37,7 +37,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Carry out ``minidraw train``; user errors propagate (:func:`minidraw.cli.main` reports them in one line)."""
     from ..checkpoint import read
-    from ..train import CHECKPOINT
+    from ..rundir import CHECKPOINT
     from ..train import run as train_run
     sets = list(args.set)
     if args.max_minutes is not None:
