@@ -143,8 +143,21 @@ def load(path: str | os.PathLike, map_location="cpu"):
     ckpt = upgrade(read(path, map_location), str(path))
     try:
         cfg = from_dict(ckpt["kind"], ckpt["config"])
-        model = kind_of_config(cfg).model(cfg)
-        model.load_state_dict(ckpt["model"])
+    except ValueError as e:                      # an unknown kind, setting or value: the message names it
+        raise CheckpointError(f"{path}: {e}") from None
+    model = kind_of_config(cfg).model(cfg)
+    state = ckpt["model"]
+    mine = model.state_dict()
+    missing, unexpected = sorted(set(mine) - set(state)), sorted(set(state) - set(mine))
+    wrong = sorted(k for k in set(mine) & set(state)
+                   if not isinstance(state[k], torch.Tensor) or state[k].shape != mine[k].shape)
+    if missing or unexpected or wrong:
+        said = "; ".join(f"{what} {', '.join(keys[:4])}{' …' if len(keys) > 4 else ''}" for what, keys in
+                         (("missing", missing), ("unexpected", unexpected), ("of the wrong shape", wrong)) if keys)
+        raise CheckpointError(f"{path} does not hold the weights its configuration describes (weights {said}): it "
+                              f"was damaged or edited; {_AGAIN}")
+    try:
+        model.load_state_dict(state)
     except Exception as e:   # noqa: BLE001
         raise CheckpointError(f"{path} is not a readable minidraw checkpoint ({type(e).__name__}: "
                               f"{(str(e).splitlines() or [''])[0][:200]}); it may be truncated, corrupt or "

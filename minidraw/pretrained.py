@@ -142,8 +142,7 @@ def path(name: str, weights_dir: str | os.PathLike | None = None, cache: str | o
                                 "or changed since it was exported: delete it (it is then downloaded again), "
                                 "reinstall minidraw, or export it again with minidraw.pretrained.export")
         return local
-    base = os.environ.get(ENV_URL) or BASE_URL
-    base = base if base.endswith("/") else base + "/"
+    base = weights_url()
     folder = cache_dir("weights") if cache is None else Path(cache).expanduser()
     fetcher = pooch.create(path=folder, base_url=base, registry={file: f"sha256:{sha256}"})
     show = progress and importlib.util.find_spec("tqdm") is not None
@@ -155,6 +154,19 @@ def path(name: str, weights_dir: str | os.PathLike | None = None, cache: str | o
                            f"access run `python -c \"from minidraw import pretrained; print(pretrained.path("
                            f"'{name}'))\"` and copy the file into {folder}, or set {ENV_URL} to a folder "
                            "(https:// or file://) that holds it") from None
+
+
+def weights_url() -> str:
+    """Where shipped weights are fetched from: ``$MINIDRAW_WEIGHTS_URL`` (``https://…``, ``file://…`` or a folder
+    on this machine) or :data:`BASE_URL`, ending in ``/``."""
+    base = os.environ.get(ENV_URL) or BASE_URL
+    if "://" not in base:
+        folder = Path(base).expanduser()
+        if not folder.is_dir():
+            raise RuntimeError(f"{ENV_URL}={base!r} is neither a URL (https://… or file://…) nor a folder on this "
+                               "machine: give the folder that holds the weights files, or a URL")
+        base = folder.resolve().as_uri()
+    return base if base.endswith("/") else base + "/"
 
 
 def load(name: str, device: str | torch.device = "cpu", weights_dir: str | os.PathLike | None = None,
@@ -202,7 +214,8 @@ def export(checkpoint: str | os.PathLike, name: str, weights_dir: str | os.PathL
     sha256 replaces ``name``'s line in ``<weights_dir>/registry.txt``
     (``weights_dir`` defaults to ``minidraw/weights/``).
 
-    A run that went on from the weights it replaces (trained with ``init=NAME``) is their next stage:
+    A run that went on from the weights it replaces (trained with ``init=`` their name or any copy of the file: the
+    run records the sha256 of what it started from) is their next stage:
     ``step`` counts every stage's steps, and ``stages`` lists each stage's steps and training settings.
     """
     if name not in MODELS:
@@ -213,15 +226,24 @@ def export(checkpoint: str | os.PathLike, name: str, weights_dir: str | os.PathL
     state = {k: v.detach().half() if v.is_floating_point() else v.detach() for k, v in model.state_dict().items()}
     payload = {"kind": ckpt["kind"], "config": ckpt["config"], "model": state,
                "vocab": None if vocab is None else vocab.to_dict(),
-               **{k: ckpt[k] for k in ("train", "step", "data") if k in ckpt}}
+               **{k: ckpt[k] for k in ("train", "step", "data", "init_sha256") if k in ckpt}}
     folder = _dir(weights_dir)
     folder.mkdir(parents=True, exist_ok=True)
     dest = folder / MODELS[name]["file"]
-    if ckpt.get("train", {}).get("init") == name and dest.is_file():     # the next stage of the weights it replaces
+    if dest.is_file():                             # the next stage of the weights it replaces, by their content
         before = torch.load(dest, map_location="cpu", weights_only=True)
-        stages = before.get("stages") or [{"step": before.get("step", 0), "train": before.get("train", {})}]
-        payload["stages"] = [*stages, {"step": ckpt.get("step", 0), "train": ckpt.get("train", {})}]
-        payload["step"] = sum(stage["step"] for stage in payload["stages"])
+        origin, this = ckpt.get("init_sha256"), {"step": ckpt.get("step", 0), "train": ckpt.get("train", {})}
+        stages = None
+        if origin and origin == pooch.file_hash(str(dest), alg="sha256"):        # started from this very file
+            stages = [*(before.get("stages") or [{"step": before.get("step", 0), "train": before.get("train", {})}]),
+                      this]
+        elif origin and origin == before.get("init_sha256") and before.get("stages"):   # the same stage again
+            stages = [*before["stages"][:-1], this]
+        elif not origin and ckpt.get("train", {}).get("init") == name:                # runs from before hashes
+            stages = [*(before.get("stages") or [{"step": before.get("step", 0), "train": before.get("train", {})}]),
+                      this]
+        if stages:
+            payload["stages"], payload["step"] = stages, sum(stage["step"] for stage in stages)
     _atomic_write(dest, lambda f: torch.save(payload, f))
     line = f"{dest.name} {pooch.file_hash(str(dest), alg='sha256')}\n"
     reg = folder / REGISTRY

@@ -14,17 +14,19 @@ with errors a user can act on, :func:`sample` draws, reproducibly from a seed, a
 """
 from __future__ import annotations
 
+import math
 import textwrap
 from pathlib import Path
 from typing import Optional, Sequence
 
 import torch
+import numpy as np
 from torch import nn
 
 from .attention import Window
 from .checkpoint import load
 from .configs import PRESETS
-from .data import mnist_captions, shapes_grammar
+from .data import mnist_captions, shapes_grammar, shapes_scene
 from .errors import UserError
 from .models import IMAGE_TO_CAPTION, KINDS, SHARPENS, kind_of
 from .outputs import Generated
@@ -41,6 +43,11 @@ def takes_caption(model: nn.Module) -> bool:
 
 
 VOCABULARIES = {"mnist_captions": mnist_captions.VOCAB, "shapes": shapes_grammar.VOCAB}   # the closed ones, by data set
+# the words that name what is drawn, and a caption that uses them, for each closed vocabulary
+NAMES = {"mnist_captions": (tuple(str(d) for d in range(10)), mnist_captions.caption_text(0, 3, 7)),
+         "shapes": (shapes_scene.SHAPES, shapes_grammar.EXAMPLES[0])}
+MAX_GRID_PIXELS = 200_000_000   # the most pixels a grid of samples may have (one float32 array, then a PNG)
+CHUNK = 256                     # samples drawn at a time
 
 
 def vocabulary_for(model: nn.Module, ckpt: dict) -> Optional[Vocabulary]:
@@ -96,6 +103,13 @@ def encode_captions(vocab: Vocabulary, texts: Sequence[str], max_words: int) -> 
     caption longer than ``max_words``.
     """
     encoded = [vocab.encode(t) for t in texts]                                   # the vocabulary's own errors
+    data = next((k for k, v in VOCABULARIES.items() if v == vocab), None)
+    if data is not None:                                                         # a caption must name something
+        names, example = NAMES[data]
+        for text in texts:
+            if not set(tokenize(text)) & set(names):
+                raise ValueError(f"the caption {text!r} names nothing to draw: it needs one of "
+                                 f"{' '.join(names)}, e.g. {example!r}")
     for text, ids in zip(texts, encoded):
         if len(ids) > max_words:
             raise ValueError(f"the caption {text!r} has {len(ids)} words; this model's captions have at most "
@@ -138,6 +152,8 @@ def sample(model: nn.Module, vocab: Optional[Vocabulary], caption: Optional[str]
     """
     if n < 1:
         raise ValueError(f"n must be at least 1, got {n}")
+    if not 0 <= temperature < math.inf:
+        raise ValueError(f"temperature scales the prior's σ: give a finite number, 0 or more, got {temperature}")
     check_request(model, caption)
     if caption is None:
         with evaluating(model, seed):
@@ -155,6 +171,25 @@ def sample(model: nn.Module, vocab: Optional[Vocabulary], caption: Optional[str]
                              f"on {model.cfg.sentence_size}")
     with evaluating(model, seed):
         return model.generate(ids, lengths, sentence, temperature=temperature)
+
+
+@torch.no_grad()
+def sample_many(model: nn.Module, vocab: Optional[Vocabulary], caption: Optional[str], n: int, seed: int,
+                temperature: float = 1.0) -> tuple[torch.Tensor, Generated]:
+    """``n`` drawings as :func:`sample` makes them, drawn :data:`CHUNK` at a time so that ``n`` may be large: the
+    images ``(n, C, B, A)`` on the CPU, and the first chunk's :class:`Generated` (its steps, for an animation).
+    A grid of more than :data:`MAX_GRID_PIXELS` pixels is refused before anything is drawn. Up to ``CHUNK``
+    drawings are :func:`sample`'s exactly; chunk k is drawn from seed ``seed + k``."""
+    cfg = model.cfg
+    if n * cfg.B * cfg.A > MAX_GRID_PIXELS:
+        raise ValueError(f"{n:,} drawings of {cfg.B}×{cfg.A} pixels would not fit in one grid; give n at most "
+                         f"{MAX_GRID_PIXELS // (cfg.B * cfg.A):,}")
+    first, images = None, []
+    for k, start in enumerate(range(0, n, CHUNK)):
+        gen = sample(model, vocab, caption, min(CHUNK, n - start), seed + k, temperature)
+        first = gen if first is None else first
+        images.append(gen.images.float().cpu())
+    return torch.cat(images), first
 
 
 @torch.no_grad()
@@ -208,17 +243,40 @@ def window_of(window: Window, i: int) -> Window:
 
 
 # ---- writing the drawings --------------------------------------------------------------------
-def save_grid(images: torch.Tensor, out: str | Path, caption: Optional[str] = None, ncols: int = 4) -> Path:
-    """Write ``images (M, C, B, A)`` as one grid PNG (``caption`` as its title); returns the path."""
-    import matplotlib.pyplot as plt
+def grid_array(images: torch.Tensor, ncols: int, gap: int = 2) -> np.ndarray:
+    """``images (M, C, B, A)`` in [0, 1] tiled ``ncols`` to a row with ``gap`` white pixels between them:
+    one ``(H, W, 3)`` float array (grey pictures as RGB)."""
+    M, C, B, A = images.shape
+    rows = (M + ncols - 1) // ncols
+    x = images.detach().float().cpu().clamp(0, 1).expand(-1, 3, -1, -1) if C == 1 else images.float().cpu()
+    grid = torch.ones(3, rows * (B + gap) + gap, ncols * (A + gap) + gap)
+    for k in range(M):
+        r, c = divmod(k, ncols)
+        grid[:, gap + r * (B + gap): gap + r * (B + gap) + B, gap + c * (A + gap): gap + c * (A + gap) + A] = x[k]
+    return grid.permute(1, 2, 0).numpy()                                         # (H, W, 3)
 
-    from . import viz
-    title = None if caption is None else "\n".join(textwrap.wrap(caption, 60))
-    fig = viz.image_grid(images.cpu(), ncols=min(len(images), ncols), title=title)
+
+def save_grid(images: torch.Tensor, out: str | Path, caption: Optional[str] = None,
+              ncols: Optional[int] = None) -> Path:
+    """Write ``images (M, C, B, A)`` as one grid PNG (``caption`` as its title): one image array, drawn in one
+    ``imshow`` however many there are; returns the path. ``ncols``: 4, or about √M for more than 16."""
+    from matplotlib.figure import Figure
+    n = len(images)
+    ncols = ncols or (min(n, 4) if n <= 16 else math.ceil(math.sqrt(n)))
+    grid = grid_array(images, ncols)
+    scale = max(1, min(4, 640 // grid.shape[1]))                                 # small grids drawn larger
+    title = [] if caption is None else textwrap.wrap(caption, 60)
+    top = 0.25 * len(title) + 0.1 * bool(title)                                  # inches for the title
+    width, height = grid.shape[1] * scale / 100, grid.shape[0] * scale / 100
+    fig = Figure(figsize=(width, height + top), dpi=100)
+    ax = fig.add_axes((0, 0, 1, height / (height + top)))
+    ax.imshow(grid, interpolation="nearest")
+    ax.axis("off")
+    if title:
+        fig.text(0.5, 1 - 0.05 * top / (height + top), "\n".join(title), ha="center", va="top", fontsize=10)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=100)
-    plt.close(fig)
     return out
 
 

@@ -44,6 +44,7 @@ under bf16 autocast (``bf16 = true``; on CPUs with bf16 matrix units with ``cpu_
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -267,18 +268,20 @@ def fidelity_evaluation(cfg: TrainConfig, test_src) -> Callable[[torch.nn.Module
 
 
 # ---- a whole run: data, model, resumption, processes ---------------------------------------
-def init_weights(model, source: str, objective: Optional[Objective] = None) -> None:
+def init_weights(model, source: str, objective: Optional[Objective] = None) -> str:
     """Copy the weights of ``source`` — a checkpoint file, or the name of a shipped model
     (:mod:`minidraw.pretrained`) — into ``model``; the two configurations must agree. This is how a
     long run continues on a new machine from the last exported (float16) weights. An ``objective``
-    whose terms the source checkpoint holds too (the same adversary) goes on from them."""
+    whose terms the source checkpoint holds too (the same adversary) goes on from them. Returns the
+    sha256 of the file the weights came from (how an export knows a run is the next stage of a file)."""
     if Path(source).is_file():
-        saved, ckpt = load(source)
+        path = Path(source)
     elif source in pretrained.list():
-        saved, ckpt = load(pretrained.path(source))
+        path = pretrained.path(source)
     else:
         raise ValueError(f"init={source!r} is neither a checkpoint file nor a shipped model "
                          f"({', '.join(pretrained.list()) or 'none shipped'})")
+    saved, ckpt = load(path)
     if saved.cfg.to_dict() != model.cfg.to_dict() or type(saved.cfg) is not type(model.cfg):
         raise ValueError(f"init={source!r} holds a different model ({saved.cfg}); give the same configuration")
     state = model.state_dict()
@@ -288,6 +291,7 @@ def init_weights(model, source: str, objective: Optional[Objective] = None) -> N
         mine = objective.terms_state()
         if set(terms) == set(mine) and all(terms[k].shape == mine[k].shape for k in mine):
             objective.load_state_dict({**terms, **{f"model.{k}": v for k, v in model.state_dict().items()}})
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def objective_for(model, cfg: TrainConfig):
@@ -323,8 +327,9 @@ def _run(cfg: TrainConfig, out, progress: bool, rank: int, world: int, local: in
         trainee = objective_for(model, cfg).to(device)   # the model, or it and its training-only terms
     opt = make_optimizer(cfg.optimizer, trainee.parameters(), cfg.lr, cfg.beta1)
     start, ckpt = _resume(out, model, trainee, opt, rank, device)
+    init_sha256 = ckpt.get("init_sha256")                              # a resumed run keeps its origin
     if start == 0 and cfg.init:
-        init_weights(model, cfg.init, trainee if trainee is not model else None)
+        init_sha256 = init_weights(model, cfg.init, trainee if trainee is not model else None)
         if rank == 0:
             print(f"initialised from {cfg.init}")
     elif start == 0 and getattr(model, "internal_encoder", False):   # skipthought, offline encoder
@@ -348,7 +353,8 @@ def _run(cfg: TrainConfig, out, progress: bool, rank: int, world: int, local: in
         net = torch.compile(net)
     batches = Batches(train_src, cfg.batch_size, cfg.seed, rank, world, device)
     test = fixed_batches(test_src, cfg.eval_examples, device=device) if rank == 0 else None
-    extra = {"data": source, **({"vocab": vocab.to_dict()} if vocab is not None else {})}
+    extra = {"data": source, **({"vocab": vocab.to_dict()} if vocab is not None else {}),
+             **({"init_sha256": init_sha256} if init_sha256 else {})}
     evaluation = fidelity_evaluation(cfg, test_src) if cfg.eval_fidelity > 0 and rank == 0 else None
     if not kind.has_bound:   # the sharpener, the captioner: their own test numbers, no bound
         held_back, test = test, None

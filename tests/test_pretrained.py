@@ -108,8 +108,9 @@ def test_export_again_replaces_the_registry_line(checkpoint, weights, tmp_path):
 
 def test_a_run_from_the_shipped_weights_exports_as_their_next_stage(checkpoint, weights, tmp_path, mnist_dir,
                                                                     monkeypatch):
-    """A run trained with ``init=NAME`` from the weights it then replaces: the file counts both stages' steps and
-    lists each stage's steps and settings; a run that did not start from them replaces them as before."""
+    """A run trained from the weights it then replaces — ``init=NAME`` or any path to the same bytes (decided by the
+    sha256 the run records): the file counts every stage's steps and lists each one's settings; exporting the same
+    run again changes nothing; a run that did not start from them replaces them as before."""
     d = tmp_path / "w"
     shutil.copytree(weights, d)
     monkeypatch.setenv("MINIDRAW_DATA", str(mnist_dir.parent))
@@ -121,8 +122,14 @@ def test_a_run_from_the_shipped_weights_exports_as_their_next_stage(checkpoint, 
     assert saved["step"] == 2 + 3
     assert [s["step"] for s in saved["stages"]] == [2, 3]
     assert saved["stages"][0]["train"]["init"] == "" and saved["stages"][1]["train"]["init"] == "aligndraw-mnist"
-    pretrained.export(tmp_path / "next" / "checkpoint.pt", "aligndraw-mnist", weights_dir=d)   # a third stage
-    assert [s["step"] for s in torch.load(d / "aligndraw-mnist.pt", weights_only=True)["stages"]] == [2, 3, 3]
+    pretrained.export(tmp_path / "next" / "checkpoint.pt", "aligndraw-mnist", weights_dir=d)   # the same, again
+    assert [s["step"] for s in torch.load(d / "aligndraw-mnist.pt", weights_only=True)["stages"]] == [2, 3]
+    copy = tmp_path / "elsewhere.pt"                                       # init= a copy of the file, by its path:
+    shutil.copy(d / "aligndraw-mnist.pt", copy)                            # the same content, so the next stage
+    train.run(configs.load_config("compose_mnist_small", None, [*TINY, "max_steps=4", f"init={copy}"]),
+              tmp_path / "third", progress=False)
+    pretrained.export(tmp_path / "third" / "checkpoint.pt", "aligndraw-mnist", weights_dir=d)
+    assert [s["step"] for s in torch.load(d / "aligndraw-mnist.pt", weights_only=True)["stages"]] == [2, 3, 4]
     pretrained.export(checkpoint, "aligndraw-mnist", weights_dir=d)        # from scratch: one stage again
     saved = torch.load(d / "aligndraw-mnist.pt", weights_only=True)
     assert saved["step"] == 2 and "stages" not in saved

@@ -189,3 +189,34 @@ def test_the_lapgan_baseline_has_not_collapsed_and_draws_where_the_caption_says(
     ink_in = (one[:, 0] * inside).sum((1, 2)) / inside.sum((1, 2))
     ink_out = (one[:, 0] * (1 - inside)).sum((1, 2)) / (1 - inside).sum((1, 2))
     assert (ink_in > 2 * ink_out).float().mean() > 0.9                        # ink where the digits go
+
+
+@pytest.mark.parametrize("name", [n for n in ("aligndraw-mnist", "aligndraw-mnist-plain", "noaligndraw-mnist",
+                                              "aligndraw-shapes", "draw-mnist") if n in SHIPPED])
+def test_a_shipped_file_holds_nothing_of_training_and_trains_on_exactly_its_bound(name):
+    """No training-only setting or weight in the file (the adversary, where_kl, ...): its configuration is its
+    class's fields exactly, and fine-tuning the loaded model optimises its bound, nothing added."""
+    from dataclasses import fields
+
+    from minidraw.configs import TrainConfig
+    from minidraw.train import objective_for, train_step
+    raw = torch.load(pretrained.path(name), map_location="cpu", weights_only=True)
+    model, vocab = pretrained.load(name)
+    assert set(raw["config"]) == {f.name for f in fields(model.cfg)}, sorted(set(raw["config"]) ^ {
+        f.name for f in fields(model.cfg)})
+    assert not any(k.startswith("adversary") for k in raw["model"]) and "objective" not in raw
+    model.train()
+    assert objective_for(model, TrainConfig()) is model
+    cfg = model.cfg
+    x = (torch.rand(4, cfg.C, cfg.B, cfg.A, generator=torch.Generator().manual_seed(0)) > 0.8).float()
+    if vocab is None:
+        batch = (x,)
+    else:
+        data = MnistCaptions("test") if pretrained.info(name)["data"] == "mnist_captions" else ShapesCaptions("test")
+        b = data.batch(np.arange(4))
+        batch = (b.images, b.captions, b.lengths)
+    torch.manual_seed(3)
+    bound = model(*batch).bound.mean().item()
+    torch.manual_seed(3)
+    loss = train_step(model, torch.optim.SGD(model.parameters(), lr=0.0), batch, TrainConfig(cpu_bf16=False), 1)
+    assert loss == bound

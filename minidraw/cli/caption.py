@@ -5,6 +5,7 @@ import argparse
 import sys
 
 from ..errors import UserError
+from .options import positive_int
 
 DESCRIPTION = """Write a caption for each picture with a trained captioner (image -> text,
 "Show, Attend and Tell": minidraw.captioner).
@@ -27,13 +28,6 @@ EXAMPLES = """examples:
 BATCH = 100   # images captioned at a time
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The ``caption`` options, on ``p`` (the ``caption`` subcommand's parser)."""
     p.description, p.epilog, p.formatter_class = DESCRIPTION, EXAMPLES, argparse.RawDescriptionHelpFormatter
@@ -42,7 +36,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                                         "(--config captioner-mnist or captioner-shapes)")
     p.add_argument("--model", metavar="NAME", help="a pretrained captioner instead: captioner-mnist or "
                                                    "captioner-shapes")
-    p.add_argument("--beam", type=_positive_int, default=1, metavar="K",
+    p.add_argument("--beam", type=positive_int, default=1, metavar="K",
                    help="beam width (default: 1, greedy decoding)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps or auto (default: cpu)")
 

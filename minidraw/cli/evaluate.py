@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 from ..evaluate import DEFAULT_METRICS, METRICS, NO_BOUND_METRICS, Sizes, evaluate, load_captioner, markdown_table, splits_for
 from ..runtime import device as pick_device
+from .options import positive_int
 
 EXAMPLES = """examples:
   minidraw evaluate --checkpoint runs/align/checkpoint.pt
@@ -33,7 +35,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     for f, help_ in (("bound", "images per split for the bound"), ("iwae", "images for IWAE"),
                      ("K", "importance samples for IWAE"), ("queries", "retrieval captions"),
                      ("ssi", "captions for SSI"), ("fidelity", "captions per split for fidelity")):
-        p.add_argument(f"--{f.lower()}", type=int, default=getattr(Sizes, f), help=f"{help_} (default %(default)s)")
+        p.add_argument(f"--{f.lower()}", type=positive_int, default=getattr(Sizes, f),
+                       help=f"{help_} (default %(default)s)")
     p.add_argument("--classifiers", default=None,
                    help="folder of cached fidelity classifiers (default ~/.cache/minidraw/classifiers)")
     p.add_argument("--sharpen", metavar="CKPT", default=None,
@@ -57,6 +60,10 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"unknown metric(s) {unknown}; choose from {', '.join(METRICS)}")
     if args.captioner and metrics is not None and "cycle" not in metrics:
         raise UserError("--captioner is for the cycle metric: add cycle to --metrics (or leave --metrics out)")
+    if args.json:                                         # before the evaluation, not after it
+        json_path = Path(args.json)
+        if json_path.is_dir() or not json_path.parent.is_dir() or not os.access(json_path.parent, os.W_OK):
+            raise UserError(f"cannot write --json {args.json}: give a file in a folder you can write to")
     dev = pick_device(args.device)
     model, ckpt = load(args.checkpoint, map_location=dev)
     if metrics is None:                     # a GAN (the LAPGAN baseline) has no bound: SSI and fidelity only

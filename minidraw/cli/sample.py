@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..errors import UserError
+from .options import non_negative_float, positive_int
 
 DESCRIPTION = """Draw images from a trained minidraw checkpoint or a pretrained model.
 
@@ -33,20 +34,6 @@ EXAMPLES = """examples:
 """
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    value = float(text)
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
-    return value
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The ``sample`` options, on ``p`` (the ``sample`` subcommand's parser)."""
     p.description, p.epilog, p.formatter_class = DESCRIPTION, EXAMPLES, argparse.RawDescriptionHelpFormatter
@@ -56,9 +43,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                                    "aligndraw-shapes or draw-mnist (default with a caption alone: "
                                                    "the one that knows its words)")
     p.add_argument("--caption", metavar="TEXT", help="what to draw (caption models only), in the model's vocabulary")
-    p.add_argument("--n", type=_positive_int, default=16, help="how many images (default: 16)")
+    p.add_argument("--n", type=positive_int, default=16, help="how many images (default: 16)")
     p.add_argument("--seed", type=int, default=0, help="random seed; the same seed draws the same images")
-    p.add_argument("--temperature", type=_non_negative_float, default=1.0, metavar="T",
+    p.add_argument("--temperature", type=non_negative_float, default=1.0, metavar="T",
                    help="scale of the prior's σ: below 1 tidier, above 1 wilder (default: 1)")
     p.add_argument("--out", default="sample.png", metavar="PNG",
                    help="write the grid of images here (a .png; default: sample.png)")
@@ -111,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     from ..checkpoint import load
     from ..runtime import device
     from ..sample import (check_request, encode_captions, load_sharpener, max_words_for, refuse_non_drawing,
-                          sample, save_animation, save_grid, sharpen, vocabulary_for)
+                          sample_many, save_animation, save_grid, sharpen, vocabulary_for)
 
     _check_outputs(args.out, args.animation)
     if args.keep_blurry and not args.sharpen:
@@ -134,16 +121,16 @@ def run(args: argparse.Namespace) -> int:
         check_request(model, args.caption)
         if args.caption is not None:
             encode_captions(vocab, [args.caption], max_words_for(vocab))  # UnknownWordError, EmptyCaptionError, ...
-        gen = sample(model, vocab, args.caption, args.n, args.seed, args.temperature)
+        blurry, gen = sample_many(model, vocab, args.caption, args.n, args.seed, args.temperature)
     except ImportError as e:                                           # skipthought without its encoder
         raise UserError(str(e)) from None
-    images = gen.images
+    images = blurry
     if sharpener is not None:
-        images = sharpen(sharpener, vocab, gen.images, args.caption, args.seed)
+        images = sharpen(sharpener, vocab, blurry, args.caption, args.seed)
     try:
         if sharpener is not None and args.keep_blurry:
-            blurry = Path(args.out).with_name(Path(args.out).stem + "_blurry" + Path(args.out).suffix)
-            print(f"unsharpened: {save_grid(gen.images, blurry, args.caption)}")
+            out = Path(args.out).with_name(Path(args.out).stem + "_blurry" + Path(args.out).suffix)
+            print(f"unsharpened: {save_grid(blurry, out, args.caption)}")
         print(f"{args.n} {'sharpened ' if sharpener is not None else ''}image(s): "
               f"{save_grid(images, args.out, args.caption)}")
         if args.animation and gen.write is None:

@@ -61,12 +61,16 @@ def read_idx(path: str | os.PathLike, expect_ndim: int | None = None) -> np.ndar
     except (OSError, EOFError) as e:  # gzip.BadGzipFile is an OSError
         raise MnistError(f"{path} is not a readable IDX file ({e}); delete it and download it again") from e
     if len(data) < 4 or data[0] != 0 or data[1] != 0:
-        raise MnistError(f"{path} does not start with an IDX magic number; it is not an MNIST file")
+        raise MnistError(f"{path} does not start with an IDX magic number; it is not an MNIST file: delete it and "
+                         "download it again (minidraw prepare mnist), or point MINIDRAW_DATA at a folder that holds the "
+                         "MNIST IDX files")
     dtype_code, ndim = data[2], data[3]
     if dtype_code != 0x08:
-        raise MnistError(f"{path}: IDX type code {dtype_code:#x}, expected 0x08 (unsigned bytes)")
+        raise MnistError(f"{path}: IDX type code {dtype_code:#x}, expected 0x08 (unsigned bytes); it is not an MNIST "
+                         "file: delete it and download it again (minidraw prepare mnist)")
     if expect_ndim is not None and ndim != expect_ndim:
-        raise MnistError(f"{path}: {ndim} dimensions in the header, expected {expect_ndim}")
+        raise MnistError(f"{path}: {ndim} dimensions in the header, expected {expect_ndim} (images and labels "
+                         "swapped?): delete it and download it again (minidraw prepare mnist)")
     header = 4 + 4 * ndim
     if len(data) < header:
         raise MnistError(f"{path} is truncated inside its header; delete it and download it again")
