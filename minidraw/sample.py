@@ -103,6 +103,10 @@ def encode_captions(vocab: Vocabulary, texts: Sequence[str], max_words: int) -> 
     caption longer than ``max_words``.
     """
     encoded = [vocab.encode(t) for t in texts]                                   # the vocabulary's own errors
+    for text, ids in zip(texts, encoded):
+        if len(ids) > max_words:
+            raise ValueError(f"the caption {text!r} has {len(ids)} words; this model's captions have at most "
+                             f"{max_words} words")
     data = next((k for k, v in VOCABULARIES.items() if v == vocab), None)
     if data is not None:                                                         # a caption must name something
         names, example = NAMES[data]
@@ -110,10 +114,6 @@ def encode_captions(vocab: Vocabulary, texts: Sequence[str], max_words: int) -> 
             if not set(tokenize(text)) & set(names):
                 raise ValueError(f"the caption {text!r} names nothing to draw: it needs one of "
                                  f"{' '.join(names)}, e.g. {example!r}")
-    for text, ids in zip(texts, encoded):
-        if len(ids) > max_words:
-            raise ValueError(f"the caption {text!r} has {len(ids)} words; this model's captions have at most "
-                             f"{max_words} words")
     return pad(encoded)                                                          # (M, L), (M,)
 
 

@@ -316,3 +316,20 @@ def test_the_comparison_names_five_buildable_models_per_data_set():
         assert len(kinds) == 5                                      # five different models
     with pytest.raises(KeyError, match="no preset"):
         comparison("mnist", size="paper")
+
+
+def test_evaluate_refuses_sizes_below_one_and_an_unwritable_json_before_it_evaluates(tmp_path, capsys):
+    from minidraw import checkpoint
+    from minidraw.cli import main
+    from minidraw.models import build
+    path = tmp_path / "m.pt"
+    checkpoint.save(path, build(preset("aligndraw_shapes_small", T=2, enc_size=8, dec_size=8, z_size=2)),
+                    {"train": {"preset": "aligndraw_shapes_small", "model": {}}})
+    for argv in (["--metrics", "iwae", "--iwae", "5", "--k", "0"], ["--bound", "-1"]):
+        with pytest.raises(SystemExit) as e:
+            main(["evaluate", "--checkpoint", str(path), *argv])
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and "must be at least 1" in err.splitlines()[-1] and "Traceback" not in err
+    assert main(["evaluate", "--checkpoint", str(path), "--json", str(tmp_path / "no" / "r.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot write --json" in err

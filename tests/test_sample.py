@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -242,3 +243,34 @@ def test_the_first_command_draws_with_the_shipped_model_and_nothing_else(tmp_pat
     assert "aligndraw-mnist" in capsys.readouterr().out
     image = Image.open(tmp_path / "sample.png")
     assert image.size[0] > 200 and image.size[1] > 200
+
+
+def test_a_caption_that_names_nothing_a_wild_temperature_and_too_many_samples_exit_2(ckpts, tmp_path, capsys):
+    out = str(tmp_path / "g.png")
+    base = ["--checkpoint", str(ckpts["shapes"]), "--out", out]
+    assert "names nothing to draw" in fails(capsys, [*base, "--caption", "."])
+    assert "circle square triangle" in fails(capsys, [*base, "--caption", "a red is on the left ."])
+    with pytest.raises(SystemExit) as e:                                  # argparse: its usage, then one line
+        main([*base, "--caption", CAPTION, "--temperature", "inf"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "Traceback" not in err and "finite number, 0 or more" in err.splitlines()[-1]
+    assert "give n at most" in fails(capsys, [*base, "--caption", CAPTION, "--n", "1000000"])
+    with pytest.raises(ValueError, match="temperature"):
+        sample(build(preset("aligndraw_shapes_small", **TINY)), SHAPES_VOCAB, CAPTION, 2, 0, float("nan"))
+
+
+def test_many_samples_are_drawn_in_chunks_into_one_grid(shapes_model, tmp_path, capsys):
+    """More samples than one chunk: the first chunk is sample()'s exactly, the grid one PNG of every drawing."""
+    from PIL import Image
+
+    from minidraw.sample import CHUNK, grid_array, sample_many, save_grid
+    images, first = sample_many(shapes_model, SHAPES_VOCAB, CAPTION, CHUNK + 5, seed=3)
+    assert images.shape[0] == CHUNK + 5
+    torch.testing.assert_close(images[:CHUNK], sample(shapes_model, SHAPES_VOCAB, CAPTION, CHUNK, 3).images)
+    assert first.canvases.shape[1] == CHUNK
+    grid = grid_array(images[:6], ncols=4)                              # 2 rows of 4, 2-pixel white gaps
+    C, B, A = images.shape[1:]
+    assert grid.shape == (2 * (B + 2) + 2, 4 * (A + 2) + 2, 3) and (grid[:2] == 1).all()
+    np.testing.assert_allclose(grid[2:2 + B, 2:2 + A], images[0].permute(1, 2, 0).numpy(), atol=1e-6)
+    png = save_grid(images, tmp_path / "many.png", CAPTION)
+    assert Image.open(png).size[0] >= 17 * A                           # about √M columns, one pixel per pixel
