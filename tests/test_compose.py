@@ -324,3 +324,11 @@ def test_what_where_trains_and_checks_its_settings(batch):
     after = torch.stack([run(model, images, captions, lengths, seed=s).bound.mean() for s in range(3)]).mean()
     assert after < 0.85 * before, (before.item(), after.item())
     assert model.generate(batch[1], batch[2]).images.shape == batch[0].shape
+
+
+def test_a_checkpoint_missing_a_weight_names_it(tmp_path):
+    model = _what_where()
+    state = {k: v for k, v in model.state_dict().items() if k != "draw.c0"}
+    torch.save({"kind": "compose", "config": model.cfg.to_dict(), "model": state}, tmp_path / "m.pt")
+    with pytest.raises(Exception, match="weights missing draw.c0"):
+        load(tmp_path / "m.pt")

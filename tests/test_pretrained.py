@@ -263,3 +263,13 @@ def test_every_card_carries_its_notes():
         name = path.name[: -len(".notes.md")]
         card = (Path(pretrained.__file__).parent / "weights" / f"{name}.md").read_text()
         assert "## Notes" in card and path.read_text().strip() in card, f"{name}.md lacks its notes ({path.name})"
+
+
+def test_the_weights_url_may_be_a_folder_and_a_missing_one_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv(pretrained.ENV_URL, str(tmp_path))
+    assert pretrained.weights_url() == tmp_path.resolve().as_uri() + "/"
+    monkeypatch.setenv(pretrained.ENV_URL, str(tmp_path / "nowhere"))
+    with pytest.raises(RuntimeError, match="neither a URL .* nor a folder"):
+        pretrained.weights_url()
+    monkeypatch.setenv(pretrained.ENV_URL, "https://example.org/w")
+    assert pretrained.weights_url() == "https://example.org/w/"
