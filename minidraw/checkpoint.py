@@ -18,11 +18,10 @@ import torch
 from .errors import CheckpointError
 from .models import from_dict, kind_of, kind_of_config
 
-# Settings that earlier releases stored in a caption model's configuration and that are gone or moved: the
-# extension's switches (with the one value each is still built with), and the terms of training only.
-_EXTENSION = {"what_where": False, "content_first": 0, "content_last": 0, "where_latent": True, "local_write": False,
-              "blind_where": False, "blind_where_keys": True, "where_values": "words", "what_reset": False,
-              "what_normalise": False, "what_share": False}
+# What earlier releases stored in a caption model's configuration that is gone from it or moved: the extension's
+# settings, with the value of a model without the extension, and the terms of training only. (Switches that never
+# shipped are not read: a file that holds one is refused as a configuration this release does not know.)
+_EXTENSION = {"what_where": False, "content_first": 0, "content_last": 0}
 _TRAINING_ONLY = ("what_adversary", "where_kl", "sentence_pretrain_steps")
 _COMPOSE_PRESETS = {"aligndraw_mnist_small": "compose_mnist_small", "aligndraw_mnist_paper": "compose_mnist_paper"}
 
@@ -53,7 +52,7 @@ def upgrade(ckpt: dict, where: str = "the checkpoint") -> dict:
     train = dict(ckpt.get("train") or {})
     overrides = dict(train.get("model") or {})
     if kind == "draw":
-        config = _drop(config, {k: _EXTENSION[k] for k in ("what_where", "where_latent", "local_write")}, where)
+        config = _drop(config, {"what_where": False}, where)
     else:
         for key in _TRAINING_ONLY:                                      # the objective's, not the model's
             for d in (overrides, config):
@@ -67,8 +66,6 @@ def upgrade(ckpt: dict, where: str = "the checkpoint") -> dict:
         if values == "words" or config.get("what_where"):
             kind = "compose"
             config["what_where"] = overrides["what_where"] = bool(config.get("what_where", False))
-            config = _drop(config, {k: v for k, v in _EXTENSION.items()
-                                    if k not in ("what_where", "content_first", "content_last")}, where)
             if "preset" in train:
                 train["preset"] = _COMPOSE_PRESETS.get(train["preset"], train["preset"])
         else:
@@ -144,7 +141,8 @@ def load(path: str | os.PathLike, map_location="cpu"):
     try:
         cfg = from_dict(ckpt["kind"], ckpt["config"])
     except ValueError as e:                      # an unknown kind, setting or value: the message names it
-        raise CheckpointError(f"{path}: {e}") from None
+        raise CheckpointError(f"{path}: {e} (a setting of another minidraw release? load it with the release "
+                              "that wrote it)") from None
     model = kind_of_config(cfg).model(cfg)
     state = ckpt["model"]
     mine = model.state_dict()

@@ -106,16 +106,13 @@ def test_no_module_is_over_400_lines():
 
 def test_the_withdrawn_switches_are_gone():
     withdrawn = ("local_write", "blind_where", "where_values", "what_reset", "what_normalise", "what_share",
-                 "where_latent", "align_values")
+                 "where_latent")
     for path in ROOT.rglob("*.py"):
-        if path.name == "checkpoint.py":                   # reads the files of earlier releases that set them
-            continue
         code = path.read_text()
         for name in withdrawn:
-            # an earlier release's file may still name them, where it is read (checkpoint upgrade, WITHDRAWN)
-            uses = [line for line in code.splitlines() if name in line and "WITHDRAWN" not in line
-                    and '"' + name + '"' not in line]
-            assert not uses, (str(path.relative_to(ROOT)), name, uses[:2])
+            assert name not in code, (str(path.relative_to(ROOT)), name)
+        if path.name != "checkpoint.py":                   # which reads the key of files of earlier releases
+            assert "align_values" not in code, str(path.relative_to(ROOT))
 
 
 def test_one_registry_answers_which_kind():
