@@ -68,3 +68,16 @@ def _no_network(monkeypatch):
             raise AssertionError(f"a test tried to reach the network: {target}")
         return real(url, *a, **k)
     monkeypatch.setattr(urllib.request, "urlopen", guard)
+
+
+@pytest.fixture(scope="module")
+def batch():
+    """Twelve captioned-shapes scenes shrunk to 12 high and 16 wide (A ≠ B), captions of 13 to 18 words:
+    ``(images (M, C, B, A), captions (M, L), lengths (M,))`` for the caption models' tests."""
+    import numpy as np
+    import torch
+
+    from minidraw.data.shapes import ShapesCaptions
+    b = ShapesCaptions("train").batch(np.arange(12))
+    images = torch.nn.functional.interpolate(b.images, size=(12, 16))  # (M, C, B, A) = 12 high, 16 wide
+    return images, b.captions, b.lengths

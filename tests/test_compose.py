@@ -18,13 +18,6 @@ from minidraw.data.shapes import ShapesCaptions
 from minidraw import configs
 
 
-@pytest.fixture(scope="module")
-def batch():
-    b = ShapesCaptions("train").batch(np.arange(12))     # captions of 13 to 18 words
-    images = torch.nn.functional.interpolate(b.images, size=(12, 16))  # (M, C, B, A) = 12 high, 16 wide
-    return images, b.captions, b.lengths
-
-
 def run(m, images, captions, lengths, seed=1, **kw):
     torch.manual_seed(seed)
     return m(images, captions, lengths, **kw)
