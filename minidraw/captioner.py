@@ -69,6 +69,7 @@ from torch import Tensor, nn
 
 from .align import Alignment
 from .outputs import ConfigDict
+from .runtime import eval_mode, evaluating
 
 
 def _scored(logits: Tensor, first: int, scores: Tensor) -> Tensor:
@@ -297,7 +298,6 @@ class Captioner(nn.Module):
         """The training log's numbers on held-back ``batches`` of ``(images, captions, lengths)``:
         ``test_nats_per_word``, ``test_word_acc`` (teacher-forced) and ``test_exact`` (the greedy caption
         is word for word the reference)."""
-        from .runtime import evaluating
         nats = words = correct = exact = total = 0.0
         with evaluating(self, 0) as dev:
             for images, captions, lengths in batches:
@@ -391,7 +391,6 @@ class Captioner(nn.Module):
 
     def caption(self, images: Tensor, vocab, width: int = 1, max_len: Optional[int] = None) -> list[str]:
         """Captions of ``images (M, C, B, A)`` in [0, 1] as strings: greedy with ``width=1``, else beam."""
-        from .runtime import eval_mode
         with eval_mode(self):
             out = self.greedy(images, max_len) if width == 1 else self.beam(images, width, max_len)
         return [vocab.decode(ids) for ids in out.ids]
@@ -400,68 +399,3 @@ class Captioner(nn.Module):
 def _until_end(row: list[int]) -> list[int]:
     """Word ids up to (not including) the first end (0)."""
     return row[: row.index(0)] if 0 in row else row
-
-
-# ---- scoring captions against the scene -------------------------------------------------------
-def facts_for(vocab):
-    """The ``scene_facts`` reader of the closed grammar that ``vocab`` belongs to (MNIST with captions,
-    captioned shapes), or ``None`` (COCO: score with BLEU instead)."""
-    from .data import mnist_captions, shapes
-    for grammar in (mnist_captions, shapes):
-        if vocab == grammar.VOCAB:
-            return grammar.scene_facts
-    return None
-
-
-def agreement(predicted: list[str], truth: list[str], facts) -> tuple[Tensor, Tensor]:
-    """Per caption: ``exact (M,)`` — the predicted caption describes the same scene as the true one
-    (``facts`` of both equal; two wordings of one scene agree) — and ``slots (M,)``, the share of
-    scene facts both share, ``|P ∩ T| / max(|P|, |T|)`` (a fact per digit or object and its place, and
-    the background for shapes). A prediction outside the grammar scores 0 on both."""
-    exact, slots = [], []
-    for p, t in zip(predicted, truth):
-        want = facts(t)
-        try:
-            got = facts(p)
-        except ValueError:                                               # UnknownWordError is a ValueError too
-            exact.append(False)
-            slots.append(0.0)
-            continue
-        exact.append(got == want)
-        slots.append(len(got & want) / max(len(got), len(want)))
-    return torch.tensor(exact), torch.tensor(slots)
-
-
-@torch.no_grad()
-def accuracy(model: Captioner, dataset, n: int, width: int = 1, batch_size: int = 250) -> dict[str, float]:
-    """``{"exact", "slots"}`` in %, of ``model`` captioning the first ``n`` real images of ``dataset``
-    (MNIST with captions or captioned shapes), scored by :func:`agreement`."""
-    from .runtime import evaluating
-    facts = facts_for(dataset.vocab)
-    if facts is None:
-        raise ValueError(f"scene agreement needs a closed grammar (MNIST with captions, captioned shapes), not "
-                         f"{type(dataset).__name__}; score COCO with BLEU")
-    exact, slots = [], []
-    with evaluating(model, 0) as dev:
-        for lo in range(0, n, batch_size):
-            b = dataset.batch(range(lo, min(n, lo + batch_size)))
-            got = model.caption(b.images.to(dev), dataset.vocab, width)
-            e, s = agreement(got, b.texts(dataset.vocab), facts)
-            exact.append(e)
-            slots.append(s)
-    return {"exact": 100 * torch.cat(exact).float().mean().item(), "slots": 100 * torch.cat(slots).mean().item()}
-
-
-def accuracy_evaluation(test, n: int):
-    """``model -> {"exact_seen", "slots_seen", "exact_heldout", "slots_heldout"}`` on the first ``n`` real
-    images of ``test`` and of its held-out compositions: the captioner's learning curve."""
-    from .data.select import heldout_for
-    splits = {"seen": test, "heldout": heldout_for(test)}
-
-    def evaluation(model) -> dict:
-        row = {}
-        for name, split in splits.items():
-            if split is not None:
-                row.update({f"{k}_{name}": v for k, v in accuracy(model, split, n).items()})
-        return row
-    return evaluation

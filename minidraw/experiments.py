@@ -5,7 +5,7 @@ attended words, and the prior's temperature.
 (or phrase) replaced by each of several alternatives, every variant drawn with the *same noise* —
 the same ε for every z_t, because each variant is drawn from the same seed with the same batch
 shape — so the pictures differ only where the word's effect does. :func:`flip` returns the images
-and the caption checker's verdict on each (:func:`minidraw.evaluate.caption_fidelity`).
+and the caption checker's verdict on each (:func:`minidraw.scoring.caption_fidelity`).
 
 **Novel compositions** (the paper's "a stop sign is flying in blue skies"): captions whose
 (shape, colour) or (slot, digit) pairs never occurred in training — the data sets' ``heldout``
@@ -140,7 +140,7 @@ def flip(model, vocab: Vocabulary, caption: str, position_or_word: int | str, al
     images, alpha = draw_same_noise(model, vocab, texts, n, seed, temperature)
     correct = None
     if check:
-        from .evaluate import caption_fidelity
+        from .scoring import caption_fidelity
         data = _dataset_for(vocab) if data is None else data
         flat = images.flatten(0, 1)                                           # (V·n, C, B, A)
         verdict = caption_fidelity(flat, [t for t in texts for _ in range(n)], data, classifiers)
@@ -169,7 +169,8 @@ def novel_compositions(model, data, n: int = 200, seed: int = 0, classifiers=Non
     ``data``: ``"mnist"`` or ``"shapes"``, or a pair ``(seen, heldout)`` of data sets.
     """
     from .data import mnist_captions, shapes
-    from .evaluate import caption_fidelity, generate
+    from .measures import generate
+    from .scoring import caption_fidelity
     if isinstance(data, str):
         make = {"mnist": mnist_captions.MnistCaptions, "shapes": shapes.ShapesCaptions}.get(data)
         if make is None:
@@ -230,7 +231,7 @@ def noise_sources(model, data, templates: Sequence[int] = (2, 3), n: int = 400, 
     with captions: 2, 3 are "top of", "bottom of"), drawn with z^where and z^what at each pair of temperatures
     (τ^where, τ^what) of ``pairs`` and the same seed: at (0, 1) only the what path's latents are sampled, at (1, 0)
     only the where path's (``what_where`` models)."""
-    from .evaluate import caption_fidelity
+    from .scoring import caption_fidelity
     from .runtime import evaluating
     if not getattr(model.cfg, "what_where", False):
         raise ValueError("noise_sources samples z^where and z^what apart: it needs a what/where model (what_where=True)")

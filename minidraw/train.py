@@ -145,7 +145,7 @@ def step_seed(seed: int, rank: int, step: int) -> int:
 def dataset_bound(model, batches, seed: int = 0) -> tuple[float, float]:
     """Mean −L in nats per image over ``batches`` (a tensor of images, or a list of batches), and its
     standard error; the caller's random state is left as it was."""
-    from .evaluate import Estimate, bound_values
+    from .measures import Estimate, bound_values
     if isinstance(batches, torch.Tensor):
         batches = fixed_batches(batches, len(batches), device=batches.device)
     e = Estimate.of(bound_values(model, batches, seed))
@@ -456,7 +456,7 @@ def run(cfg: TrainConfig, out: Optional[str | os.PathLike] = None, progress: boo
         held_back, test = test, None
         evaluation = (lambda m: m.test_metrics(held_back)) if rank == 0 else None  # noqa: E731
         if rank == 0 and cfg.eval_fidelity > 0 and kind_of(model) == "captioner" and select.heldout_for(test_src) is not None:
-            from .captioner import accuracy_evaluation   # and how often its caption describes the right scene
+            from .scoring import accuracy_evaluation   # and how often its caption describes the right scene
             scene = accuracy_evaluation(test_src, cfg.eval_fidelity)
             evaluation = (lambda m: {**m.test_metrics(held_back), **scene(m)})  # noqa: E731
     log = fit(net, batches, cfg, progress, out=out, test=test, opt=opt, start_step=start, extra=extra, rank=rank,

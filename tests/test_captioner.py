@@ -1,6 +1,6 @@
 """The image-to-text captioner (minidraw.captioner, "Show, Attend and Tell" in small): the
 teacher-forced loss against a derivation by hand, padding, greedy and beam decoding (an exhaustive
-search on a tiny vocabulary included), overfitting a handful of captions, scene agreement, training
+search on a tiny vocabulary included), overfitting a handful of captions, scene agreement (minidraw.scoring), training
 through the trainer with exact resumption, and the errors bad input gets."""
 import itertools
 
@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from minidraw import checkpoint, train
-from minidraw.captioner import Captioner, CaptionerConfig, Decoded, accuracy, agreement, facts_for
+from minidraw.captioner import Captioner, CaptionerConfig, Decoded
 from minidraw.configs import build, preset
 from minidraw.data import mnist_captions, shapes
+from minidraw.scoring import accuracy, agreement, facts_for
 from minidraw.text import Vocabulary
 
 TINY = dict(channels=4, feature_size=8, embed_size=8, hidden_size=16, align_size=8)

@@ -5,7 +5,8 @@ import argparse
 import json
 from pathlib import Path
 
-from ..evaluate import DEFAULT_METRICS, METRICS, NO_BOUND_METRICS, Sizes, evaluate, load_captioner, markdown_table, splits_for
+from ..cycle import load_captioner
+from ..evaluate import DEFAULT_METRICS, METRICS, NO_BOUND_METRICS, Sizes, evaluate, markdown_table, splits_for
 from ..runtime import device as pick_device
 
 EXAMPLES = """examples:
