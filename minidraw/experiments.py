@@ -5,7 +5,7 @@ attended words, and the prior's temperature.
 (or phrase) replaced by each of several alternatives, every variant drawn with the *same noise* —
 the same ε for every z_t, because each variant is drawn from the same seed with the same batch
 shape — so the pictures differ only where the word's effect does. :func:`flip` returns the images
-and the caption checker's verdict on each (:func:`minidraw.evaluate.caption_fidelity`).
+and the caption checker's verdict on each (:func:`minidraw.scoring.caption_fidelity`).
 
 **Novel compositions** (the paper's "a stop sign is flying in blue skies"): captions whose
 (shape, colour) or (slot, digit) pairs never occurred in training — the data sets' ``heldout``
@@ -41,7 +41,8 @@ import torch
 
 from .compose import WhatAdversary
 from .data import mnist_captions, shapes, shapes_grammar
-from .evaluate import caption_fidelity, generate
+from .measures import generate
+from .scoring import caption_fidelity
 from .runtime import evaluating
 from .sample import encode_captions, max_words_for, sample
 from .text import Vocabulary, tokenize

@@ -65,14 +65,15 @@ from .configs import TrainConfig, data_of, preset
 from .data import select
 from .data.batches import Batch, Batches, fixed_batches
 from .errors import UserError
-from .evaluate import Estimate, Sizes, bound_values, evaluate
+from .evaluate import Sizes, evaluate
+from .measures import Estimate, bound_values
 from .models import kind_of, kind_of_config
 from .rundir import CHECKPOINT, METRICS, locked, read_metrics
+from .scoring import accuracy_evaluation
 from .optim import clip_each, learning_rate, make_optimizer, unwrap, weight_average
 from .outputs import Objective
 from .text import pretrain_sentence_encoder
 from .viz import plot_metrics
-from .captioner import accuracy_evaluation
 from .runtime import device as pick_device
 from .runtime import bf16_native, forked_rng, seeded
 

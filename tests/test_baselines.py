@@ -220,7 +220,7 @@ def test_the_train_command_takes_a_baseline_preset(mnist_env, tmp_path, capsys):
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_retrieval_scores_of_a_baseline(kind):
-    from minidraw.evaluate import retrieval_scores
+    from minidraw.measures import retrieval_scores
     m = model(kind)
     scores = retrieval_scores(m, ShapesCaptions("test"), n_queries=4, n_candidates=5, pool=10)
     assert scores.shape == (4, 5) and np.isfinite(scores).all()

@@ -14,12 +14,14 @@ import torch
 from PIL import Image
 
 from minidraw import checkpoint, pretrained
-from minidraw.captioner import Captioner, CaptionerConfig, accuracy
+from minidraw.captioner import Captioner, CaptionerConfig
 from minidraw.cli import main
 from minidraw.configs import preset
 from minidraw.data import mnist_captions, shapes, shapes_grammar
-from minidraw.evaluate import MissingDependencyError, Sizes, bleu4, evaluate, markdown_table
+from minidraw.evaluate import Sizes, evaluate, markdown_table
+from minidraw.scoring import MissingDependencyError, bleu4
 from minidraw.images import ImageFileError, load_images
+from minidraw.scoring import MissingDependencyError, accuracy, bleu4
 
 
 def tiny_captioner(C=3, A=32, B=32, vocab=shapes_grammar.VOCAB, seed=0, cls=Captioner) -> Captioner:

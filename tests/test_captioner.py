@@ -1,8 +1,9 @@
 """The image-to-text captioner (minidraw.captioner, "Show, Attend and Tell" in small): the
 teacher-forced loss against a derivation by hand, padding, greedy and beam decoding (an exhaustive
-search on a tiny vocabulary included), overfitting a handful of captions, scene agreement, training
+search on a tiny vocabulary included), overfitting a handful of captions, scene agreement (minidraw.scoring), training
 through the trainer with exact resumption, and the errors bad input gets."""
 import itertools
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,10 +11,11 @@ import torch
 
 from minidraw import rundir
 from minidraw import checkpoint, train
-from minidraw.captioner import Captioner, CaptionerConfig, Decoded, accuracy, agreement, facts_for
+from minidraw.captioner import Captioner, CaptionerConfig, Decoded
 from minidraw.models import build
 from minidraw.configs import preset
 from minidraw.data import mnist_captions, shapes, shapes_grammar
+from minidraw.scoring import accuracy, agreement, facts_for
 from minidraw.text import Vocabulary
 from minidraw import configs
 
@@ -237,33 +239,21 @@ def test_content_words_are_scored_from_what_is_seen_not_from_the_sentence_so_far
             assert spread(shift[:, lo:hi]) > 1e-3
 
 
-@pytest.mark.parametrize("name", PRESETS)
-def test_what_where_the_state_knows_where_it_looked_not_what_it_named(name):
-    """With ``what_where`` the LSTM reads the cell's coordinates and one shared token for every content
-    word: after naming "3" or "7" (the same look) the state and every non-content word's score are the
-    same; after another word, or on an image with other features, the content words' scores differ."""
-    lo, hi = preset(name).content_first, preset(name).content_last
-    model = tiny(name, seed=3, sharp=2.0, what_where=True)
-    a, keys, state = model.start(images_for(model, 2, seed=1))
-    _, state, _ = model.step(torch.tensor([0, 0]), state, a, keys)
-    one, s1, _ = model.step(torch.tensor([lo, lo]), state, a, keys)
-    two, s2, _ = model.step(torch.tensor([hi, lo + 1]), state, a, keys)
-    assert torch.equal(s1[0], s2[0]) and torch.equal(s1[1], s2[1])
-    torch.testing.assert_close(one, two)
-    three, s3, _ = model.step(torch.tensor([1, 1]), state, a, keys)             # a grammar word: another state
-    assert not torch.allclose(s3[0], s1[0])
-    # the features themselves never enter the state: change them where α does not look and with the
-    # same keys, and only the content words' scores can move
-    a2 = a.clone()
-    a2[..., : model.cfg.feature_size] += 1.0
-    four, s4, _ = model.step(torch.tensor([lo, lo]), state, a2, keys)
-    assert torch.equal(s4[0], s1[0])
-    rest = lambda x: torch.cat([x[:, :lo], x[:, hi + 1:]], -1)                    # noqa: E731
-    shift = rest(four) - rest(one)                                              # a constant per row: the softmax
-    assert (shift.max(-1).values - shift.min(-1).values).max().item() < 1e-12
-    assert (four[:, lo:hi + 1] - one[:, lo:hi + 1]).abs().max().item() > 1e-3
-    with pytest.raises(ValueError, match="what_where needs content words"):
-        CaptionerConfig(what_where=True)
+def test_what_where_is_withdrawn_and_the_shipped_files_that_stored_it_off_still_load():
+    """``what_where`` (measured worse, never shipped) is gone: a configuration that stored it off loads as the
+    same model — the shipped captioners do — and one that stored it on is refused by name."""
+    stored = {**CaptionerConfig().to_dict(), "what_where": False}
+    assert CaptionerConfig.from_dict(stored) == CaptionerConfig()
+    with pytest.raises(ValueError, match=r"what_where=True, a setting that was removed"):
+        CaptionerConfig.from_dict({**stored, "what_where": True})
+    with pytest.raises(TypeError):
+        CaptionerConfig(what_where=False)                                # no longer a setting
+    shipped = sorted((Path(checkpoint.__file__).parent / "weights").glob("captioner-*.pt"))
+    assert shipped
+    for path in shipped:
+        assert torch.load(path, map_location="cpu", weights_only=True)["config"]["what_where"] is False
+        model, _ = checkpoint.load(path)
+        assert isinstance(model, Captioner)
 
 
 POSITIONS = {"captioner_mnist_small": ("left", "top"), "captioner_shapes_small": ("top", "below")}  # first, last

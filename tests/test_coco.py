@@ -241,7 +241,7 @@ def test_dataset_items_and_batches(prepared):
 
 
 def test_retrieval_candidates_of_coco_are_other_images(prepared):
-    from minidraw.evaluate import retrieval_candidates
+    from minidraw.measures import retrieval_candidates
     out, _ = prepared
     ds = CocoCaptions("train", root=out)                         # 12 images, 5 captions each
     queries, cand = retrieval_candidates(ds, n_queries=20, n_candidates=6, seed=0)

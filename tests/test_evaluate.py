@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from minidraw.configs import preset
-from minidraw.evaluate import ranks_of_truth, retrieval_metrics, ssi
+from minidraw.measures import ranks_of_truth, retrieval_metrics, ssi
 from minidraw import checkpoint
 from minidraw import configs
 
@@ -96,7 +96,7 @@ class _Matcher(torch.nn.Module):
 
 
 def test_retrieval_scores_put_the_own_image_first_and_rank_it():
-    from minidraw.evaluate import retrieval_scores
+    from minidraw.measures import retrieval_scores
     scores = retrieval_scores(_Matcher(), _Numbered(), n_queries=30, n_candidates=100, batch_size=64)
     assert scores.shape == (30, 100)
     assert (scores[:, 0] < 1e-6).all() and (scores[:, 1:] > 1e-3).all()        # column 0: the own image
@@ -107,7 +107,7 @@ def test_retrieval_scores_put_the_own_image_first_and_rank_it():
 
 
 def test_retrieval_candidates_are_other_images_when_an_image_has_five_captions():
-    from minidraw.evaluate import retrieval_candidates, retrieval_scores
+    from minidraw.measures import retrieval_candidates, retrieval_scores
     data = _FiveCaptions()
     queries, cand = retrieval_candidates(data, n_queries=60, n_candidates=100, seed=3)
     images = cand // 5                                                          # the image of every candidate
@@ -128,7 +128,7 @@ def test_retrieval_scores_with_a_real_alignDRAW_and_common_noise():
     from minidraw.configs import preset
     from minidraw.data.shapes import ShapesCaptions
     from minidraw.models import build
-    from minidraw.evaluate import retrieval_scores
+    from minidraw.measures import retrieval_scores
     torch.manual_seed(0)
     model = build(preset("aligndraw_shapes_small", T=3, enc_size=16, dec_size=16, z_size=4, lang_size=8,
                          align_size=8, embed_size=8))
@@ -150,7 +150,7 @@ def tiny_aligndraw(seed=0):
 
 
 def test_estimate_is_the_mean_and_its_standard_error():
-    from minidraw.evaluate import Estimate
+    from minidraw.measures import Estimate
     v = torch.tensor([1.0, 2.0, 4.0, 9.0])
     e = Estimate.of(v)
     assert e.n == 4 and e.mean == pytest.approx(4.0)
@@ -160,7 +160,7 @@ def test_estimate_is_the_mean_and_its_standard_error():
 
 def test_split_bound_matches_a_naive_loop_and_leaves_the_rng_alone():
     from minidraw.data.shapes import ShapesCaptions
-    from minidraw.evaluate import bound
+    from minidraw.measures import bound
     model, data = tiny_aligndraw(), ShapesCaptions("test")
     torch.manual_seed(123)
     expected_next = torch.rand(1)
@@ -182,7 +182,7 @@ def test_split_bound_matches_a_naive_loop_and_leaves_the_rng_alone():
 def test_iwae_on_a_split_is_tighter_than_the_bound_and_works_unconditionally():
     from minidraw.data.shapes import ShapesCaptions
     from minidraw.draw import Draw, DrawConfig
-    from minidraw.evaluate import bound, iwae
+    from minidraw.measures import bound, iwae
     model, data = tiny_aligndraw(), ShapesCaptions("test")
     single = np.mean([bound(model, data, n=16, seed=s).mean for s in range(6)])   # E[−L] over ε
     tight = iwae(model, data, n=16, K=20, images_per_pass=64)
@@ -195,7 +195,7 @@ def test_iwae_on_a_split_is_tighter_than_the_bound_and_works_unconditionally():
 
 def test_generate_one_image_per_caption_seeded():
     from minidraw.data.shapes import ShapesCaptions
-    from minidraw.evaluate import generate
+    from minidraw.measures import generate
     model, data = tiny_aligndraw(), ShapesCaptions("test")
     g, t = generate(model, data, n=9, seed=1, batch_size=4)
     assert g.shape == t.shape == (9, 3, 32, 32) and 0 <= g.min() and g.max() <= 1
@@ -215,7 +215,7 @@ def test_evaluate_row_and_table():
     assert row["iwae_tightening"] > -5                                    # −L_K ≤ −L on the same images, up to noise
     for key in ("train_bound", "test_bound", "test_iwae", "iwae_tightening", "R@1", "R@5", "R@10", "R@50", "med_r", "ssi"):
         assert np.isfinite(row[key]), key
-    from minidraw.evaluate import bound, retrieval_scores                 # the row is what each measure gives alone
+    from minidraw.measures import bound, retrieval_scores                 # the row is what each measure gives alone
     direct = retrieval_metrics(retrieval_scores(model, splits["test"], 6, 10, seed=0))
     assert {k: row[f"R@{k}"] for k in (1, 5, 10, 50)} == direct.recall and row["med_r"] == direct.median_rank
     assert row["test_bound"] == pytest.approx(bound(model, splits["test"], 20).mean)

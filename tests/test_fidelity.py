@@ -13,6 +13,7 @@ import torch
 
 from minidraw import fidelity as fid
 from minidraw.data import MnistCaptions, ShapesCaptions
+from minidraw.fidelity.classifiers import _accuracy
 
 N = 1000  # captions per check
 
@@ -44,10 +45,10 @@ def test_digit_classifier_accuracy(digits, pools):
     assert not digits.from_cache and digits.cache_path.is_file()
     assert digits.accuracy >= 0.98, f"digit classifier reached only {digits.accuracy:.2%}"
     x = torch.from_numpy(pools.test_images.astype(np.float32) / 255)[:, None]
-    again = fid._accuracy(digits, x, torch.from_numpy(pools.test_labels.astype(np.int64)))
+    again = _accuracy(digits, x, torch.from_numpy(pools.test_labels.astype(np.int64)))
     assert again == pytest.approx(digits.accuracy, abs=1e-6)  # the recorded number is the real one
     labels = torch.from_numpy(pools.test_labels.astype(np.int64))
-    blurred = fid._accuracy(digits, fid.blur(x, 1.2), labels)   # generated digits are soft: still read them
+    blurred = _accuracy(digits, fid.blur(x, 1.2), labels)   # generated digits are soft: still read them
     assert blurred >= 0.96, f"only {blurred:.2%} of blurred test digits read right"
     assert "MNIST" in digits.source
 

@@ -132,6 +132,16 @@ def test_one_registry_answers_which_kind():
     assert not found, found
 
 
+def test_no_private_name_is_re_exported_and_the_captioner_holds_no_scoring():
+    """``minidraw.fidelity`` re-exports its submodules' public names only; scoring captions lives in
+    ``minidraw.scoring``, not beside the model in ``minidraw.captioner``."""
+    from minidraw import captioner, fidelity
+    assert not [n for n in vars(fidelity) if n.startswith("_") and not n.endswith("__")]
+    assert set(fidelity.__all__) <= set(vars(fidelity))
+    for name in ("accuracy", "accuracy_evaluation", "agreement", "facts_for"):
+        assert not hasattr(captioner, name), name
+
+
 def test_only_the_cli_package_parses_command_lines():
     """One CLI (``minidraw.cli``) registers every subcommand; the library modules expose functions."""
     parsing = []

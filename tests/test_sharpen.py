@@ -277,7 +277,8 @@ def test_the_python_api_sharpens_with_one_caption_or_one_per_image(checkpoints):
 def test_after_sharpening_with_a_zero_generator_the_bound_is_the_bound(checkpoints):
     """x̃ = σ(c_T) when G outputs 0: the "after sharpening" column must then equal −L (canvas logits
     within ±10); a real generator changes it."""
-    from minidraw.evaluate import Sizes, bound_values, evaluate, sharpened_bound_values
+    from minidraw.evaluate import Sizes, evaluate
+    from minidraw.measures import bound_values, sharpened_bound_values
     model, _ = checkpoint.load(checkpoints["draw"])
     sharpener = tiny(3, 32, 32)
     assert not sharpener.G.net[-1].weight.any() and not sharpener.G.net[-1].bias.any()   # G starts at ĥ = 0

@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 import torch
 
-from minidraw import evaluate, pretrained
+from minidraw import evaluate, measures, pretrained
 from minidraw.align import most_attended
 from minidraw.data.mnist_captions import TWO_DIGITS, MnistCaptions
 from minidraw.data.shapes import ShapesCaptions
+from minidraw.runtime import evaluating
 
 CLASSIFIERS = Path(__file__).resolve().parents[1] / "book" / "checkpoints" / "classifiers"
 SHIPPED = pretrained.list()
@@ -97,7 +98,7 @@ def test_the_unconditional_draw_bound_is_as_the_card_says(name):
     from minidraw.data.select import mnist_binarized
     model, _ = pretrained.load(name)
     _, test, _ = mnist_binarized()
-    assert evaluate.bound(model, test, 500).mean <= BOUND_CEILINGS[name]
+    assert measures.bound(model, test, 500).mean <= BOUND_CEILINGS[name]
 
 
 @pytest.mark.skipif("aligndraw-mnist" not in SHIPPED, reason="no shipped aligndraw-mnist")
@@ -109,7 +110,7 @@ def test_the_alignment_moves_from_the_first_digit_to_the_second():
     test = MnistCaptions("test")
     two = np.flatnonzero(np.array(TWO_DIGITS)[test.scenes(np.arange(2000))["template"]])[:300]
     b = test.batch(two)
-    with evaluate.evaluating(model, seed=0):
+    with evaluating(model, seed=0):
         alpha = model.generate(b.captions, b.lengths).alpha                # (M, T, L)
     digits = torch.tensor([[2, 10]] * len(two))                          # "the digit d is ... the digit e ."
     assert (b.captions[:, 2] >= 13).all() and (b.captions[:, 10] >= 13).all()   # both positions hold digits
@@ -135,7 +136,7 @@ def test_the_sharpener_does_what_its_card_says_to_the_shipped_drawings(name):
     test, heldout = _splits(drawer_name)
     idx = np.arange(100)
     b = test.batch(idx)
-    with evaluate.evaluating(drawer, seed=0):
+    with evaluating(drawer, seed=0):
         drawn = drawer.generate(b.captions, b.lengths).images
     sharp = sharpen(sharpener, vocab, drawn, test.texts(idx), seed=0)
     assert sharp.shape == drawn.shape and 0 <= sharp.min() and sharp.max() <= 1
@@ -148,7 +149,7 @@ def test_the_sharpener_does_what_its_card_says_to_the_shipped_drawings(name):
 
 @pytest.mark.parametrize("name", [n for n in CAPTIONER_FLOORS if n in SHIPPED])
 def test_the_captioner_reads_real_pictures_as_its_card_says(name):
-    from minidraw.captioner import accuracy
+    from minidraw.scoring import accuracy
     from minidraw.data import select
     data, seen_floor, heldout_floor = CAPTIONER_FLOORS[name]
     model, vocab = pretrained.load(name)

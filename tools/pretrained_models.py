@@ -77,8 +77,8 @@ def evaluate_file(path: Path, classifiers: str | None = None) -> dict:
 def captioner_row(model, splits: dict) -> dict:
     """A captioner on real images: teacher-forced numbers on 500 test images, and how often its caption
     describes the right scene (greedy and beam 3) on 1,000 images of seen and of held-out compositions."""
-    from minidraw.captioner import accuracy
     from minidraw.data.batches import fixed_batches
+    from minidraw.scoring import accuracy
     row = model.test_metrics(fixed_batches(splits["test"], 500))
     for split, name in (("test", "seen"), ("heldout", "heldout")):
         for width in (1, 3):
@@ -218,7 +218,7 @@ def card(name: str, result: dict, minutes: float | None, where: str) -> str:
     if "drawer" in result:
         return "\n".join(lines + sharpener_card(result, ckpt, train))
     if "exact_seen" in result:
-        return "\n".join(lines + captioner_card(result, ckpt, train))
+        return "\n".join(lines + captioner_card(result) + notes(name) + settings(ckpt, train))
     if "sharpener" in result:
         return "\n".join(lines + lapgan_card(result, ckpt, train))
     lines += [f"With `minidraw.evaluate.evaluate` on {SIZES['bound']:,} test images (bound)"
@@ -303,10 +303,10 @@ def lapgan_card(result: dict, ckpt: dict, train: dict) -> list[str]:
     return lines + settings(ckpt, train)
 
 
-def captioner_card(result: dict, ckpt: dict, train: dict) -> list[str]:
+def captioner_card(result: dict) -> list[str]:
     """The measured part of a captioner's card: its captions of real test images."""
     n = SIZES["fidelity"]
-    lines = [f"On real test images (`minidraw.captioner.accuracy`, the first {n:,} images of each split): a "
+    lines = [f"On real test images (`minidraw.scoring.accuracy`, the first {n:,} images of each split): a "
              "caption is *exact* when it describes the same scene as the true one (\"3 is on the left of 7\" and "
              "\"7 is on the right of 3\" are one scene); *slots* is the share of the scene's facts (each digit or "
              "object in its place, the background) that the caption gets right.", "",
@@ -317,7 +317,7 @@ def captioner_card(result: dict, ckpt: dict, train: dict) -> list[str]:
                      f"{result['slots_seen' + tag]:.1f} | {result['slots_heldout' + tag]:.1f} |")
     lines += ["", f"Teacher-forced, on 500 test images: {result['test_nats_per_word']:.3f} nats per word, "
               f"{100 * result['test_word_acc']:.1f} % of words (and ends) predicted right."]
-    return lines + settings(ckpt, train)
+    return lines
 
 
 def summary(r: dict) -> str:

@@ -6,7 +6,8 @@ import json
 import os
 from pathlib import Path
 
-from ..evaluate import DEFAULT_METRICS, METRICS, NO_BOUND_METRICS, Sizes, evaluate, load_captioner, markdown_table, splits_for
+from ..cycle import load_captioner
+from ..evaluate import DEFAULT_METRICS, METRICS, NO_BOUND_METRICS, Sizes, evaluate, markdown_table, splits_for
 from ..runtime import device as pick_device
 from .options import positive_int
 

@@ -80,18 +80,19 @@ classifier's test accuracy (``model.accuracy``) and where it was trained from
 **The package.** :mod:`~minidraw.fidelity.classifiers` (the two CNNs, their training
 and the cache), :mod:`~minidraw.fidelity.result` (:class:`FidelityResult`),
 :mod:`~minidraw.fidelity.mnist` and :mod:`~minidraw.fidelity.shapes` (the two
-checkers); everything is importable from ``minidraw.fidelity`` itself.
+checkers). Their public names are importable from ``minidraw.fidelity`` itself; the helpers the
+checkers share (training, the cache) stay in :mod:`~minidraw.fidelity.classifiers`.
 """
-from .classifiers import (CACHE_VERSION, NONE, DigitClassifier, ShapeClassifier, _accuracy, _cached,  # noqa: F401
-                          _classifier_dir, _digest, _fit, _predict, _shift, blur)
-from .mnist import (DIGIT, DIGIT_BLURS, MNIST_TEMPLATE_NAMES, digit_cache_file, digit_classifier,  # noqa: F401
-                    find_digits, mnist_fidelity, mnist_oracle, slot_regions, train_digit_classifier)
-from .result import FidelityResult  # noqa: F401
-from .shapes import (BLUR_SIGMAS, RELATIONS_H, SHAPE_ATTRIBUTES, SHAPE_CANVAS, SHAPE_CROP,  # noqa: F401
-                     SHAPES_PLACEMENT_NAMES, background_of, ink_map, shape_cache_file, shape_classifier,
-                     shapes_fidelity, shapes_oracle, train_shape_classifier)
+from .classifiers import CACHE_VERSION, NONE, DigitClassifier, ShapeClassifier, blur
+from .mnist import (DIGIT, DIGIT_BLURS, MNIST_TEMPLATE_NAMES, digit_cache_file, digit_classifier, find_digits,
+                    mnist_fidelity, mnist_oracle, slot_regions, train_digit_classifier)
+from .result import FidelityResult
+from .shapes import (BLUR_SIGMAS, RELATIONS_H, SHAPE_ATTRIBUTES, SHAPE_CANVAS, SHAPE_CROP, SHAPES_PLACEMENT_NAMES,
+                     background_of, ink_map, shape_cache_file, shape_classifier, shapes_fidelity, shapes_oracle,
+                     train_shape_classifier)
 
-__all__ = ["CACHE_VERSION", "DigitClassifier", "FidelityResult", "ShapeClassifier", "background_of", "blur",
-           "digit_cache_file", "digit_classifier", "find_digits", "ink_map", "mnist_fidelity", "mnist_oracle",
-           "shape_cache_file", "shape_classifier", "shapes_fidelity", "shapes_oracle", "slot_regions",
-           "train_digit_classifier", "train_shape_classifier"]
+__all__ = ["BLUR_SIGMAS", "CACHE_VERSION", "DIGIT", "DIGIT_BLURS", "DigitClassifier", "FidelityResult",
+           "MNIST_TEMPLATE_NAMES", "NONE", "RELATIONS_H", "SHAPES_PLACEMENT_NAMES", "SHAPE_ATTRIBUTES", "SHAPE_CANVAS",
+           "SHAPE_CROP", "ShapeClassifier", "background_of", "blur", "digit_cache_file", "digit_classifier",
+           "find_digits", "ink_map", "mnist_fidelity", "mnist_oracle", "shape_cache_file", "shape_classifier",
+           "shapes_fidelity", "shapes_oracle", "slot_regions", "train_digit_classifier", "train_shape_classifier"]
