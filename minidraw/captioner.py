@@ -189,8 +189,6 @@ class Captioner(nn.Module):
     """The soft-attention captioner. ``forward(images, captions, lengths)`` is the training loss;
     :meth:`greedy` and :meth:`beam` write captions."""
 
-    has_bound = False   # the trainer reports the cross-entropy and word accuracy, not a bound
-
     def __init__(self, cfg: CaptionerConfig) -> None:
         super().__init__()
         if cfg.vocab_size < 2:

@@ -104,8 +104,6 @@ class LapGan(nn.Module):
     (pooled to the coarse size); :meth:`generate` draws ``u(x₀)`` for captions — give it to a
     :class:`~minidraw.sharpen.Sharpener` (``sharpen``) for the finer level."""
 
-    has_bound = False   # a GAN: no likelihood, no bound
-
     def __init__(self, cfg: LapGanConfig) -> None:
         super().__init__()
         self.cfg = cfg
@@ -140,9 +138,7 @@ class LapGan(nn.Module):
 class LapGanPyramid(nn.Module):
     """The LAPGAN baseline as one drawing model: the coarse level :class:`LapGan`, then a
     :class:`~minidraw.sharpen.Sharpener` of the same data for the finer level. ``generate`` draws; there is
-    no bound (``has_bound = False``)."""
-
-    has_bound = False
+    no bound (its kind in :mod:`minidraw.models` says so)."""
 
     def __init__(self, coarse: LapGan, sharpener: Sharpener) -> None:
         super().__init__()

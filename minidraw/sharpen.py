@@ -265,8 +265,6 @@ class Sharpener(nn.Module):
     """The caption-conditioned sharpener: :meth:`forward` is one GAN training step's losses on real
     images; :meth:`sharpen` adds a generated residual to blurry images (e.g. alignDRAW's samples)."""
 
-    has_bound = False   # the trainer reports GAN losses and D's accuracy, not a bound
-
     def __init__(self, cfg: SharpenConfig) -> None:
         super().__init__()
         self.cfg = cfg
