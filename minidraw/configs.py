@@ -255,7 +255,7 @@ def coerce(value, kind, name: str):
     except ValueError:
         pass
     expected = {bool: "true or false", int: "a whole number", float: "a number", str: "a string"}.get(kind, str(kind))
-    raise ValueError(f"{name}: expected {expected}, got {value!r}")
+    raise ValueError(f"{name + ': ' if name else ''}expected {expected}, got {value!r}")
 
 
 def _types(cls) -> dict[str, type]:
@@ -327,9 +327,9 @@ def load_config(preset_name: Optional[str] = None, file: Optional[str] = None,
             if key.startswith("model."):
                 if key[len("model."):] not in model_types:
                     raise ValueError(f"unknown model field {key[len('model.'):]!r}; fields: {sorted(model_types)}")
-                model[key[len("model."):]] = coerce(value, model_types[key[len("model."):]], key)
+                model[key[len("model."):]] = coerce(value, model_types[key[len("model."):]], "")
             elif key in types and key not in ("model", "preset"):
-                settings[key] = coerce(value, types[key], key)
+                settings[key] = coerce(value, types[key], "")
             else:
                 raise ValueError(f"unknown training setting {key!r}; settings: {sorted(set(types) - {'model'})}, "
                                  "or model.<field>")

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Callable, Optional
 import torch
 from torch import Tensor
 
-from .data import mnist_captions, shapes
+from .data import mnist_captions, shapes, shapes_grammar
 from .data.select import heldout_for
 from .errors import UserError
 from .fidelity import FidelityResult, digit_classifier, mnist_fidelity, shape_classifier, shapes_fidelity
@@ -55,7 +55,7 @@ def caption_fidelity(images: Tensor, texts: list[str], dataset, classifiers=None
 def facts_for(vocab: Vocabulary) -> Optional[Facts]:
     """The ``scene_facts`` reader of the closed grammar that ``vocab`` belongs to (MNIST with captions,
     captioned shapes), or ``None`` (COCO: score with BLEU instead)."""
-    for grammar in (mnist_captions, shapes):
+    for grammar in (mnist_captions, shapes_grammar):
         if vocab == grammar.VOCAB:
             return grammar.scene_facts
     return None
