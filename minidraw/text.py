@@ -25,6 +25,9 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from .runtime import seeded
+
+
 PAD, UNK = "<pad>", "<unk>"
 _TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z]+)?|[^\sa-z0-9]")
 
@@ -317,7 +320,6 @@ def pretrain_sentence_encoder(dataset, vocab_size: int, embed_size: int = 32, hi
     """
     from tqdm.auto import tqdm
 
-    from .runtime import seeded
     with seeded(seed):
         model = SentenceAutoencoder(vocab_size, embed_size, hidden_size)
     opt = torch.optim.Adam(model.parameters(), lr=lr)

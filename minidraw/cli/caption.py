@@ -4,7 +4,13 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .. import pretrained
+from ..checkpoint import load
 from ..errors import UserError
+from ..images import load_images
+from ..models import KINDS
+from ..runtime import device
+from ..sample import vocabulary_for
 from .options import positive_int
 
 DESCRIPTION = """Write a caption for each picture with a trained captioner (image -> text,
@@ -43,7 +49,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _checkpoint_path(args: argparse.Namespace):
     """``--checkpoint``, or the weights of the pretrained model ``--model`` names."""
-    from .. import pretrained
     if args.checkpoint is not None and args.model is not None:
         raise UserError("give --checkpoint or --model, not both")
     if args.checkpoint is not None:
@@ -63,11 +68,6 @@ def _checkpoint_path(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     """Carry out ``minidraw caption``: 0 on success; user errors propagate (one line, exit status 2)."""
-    from ..checkpoint import load
-    from ..images import load_images
-    from ..runtime import device
-    from ..models import KINDS
-    from ..sample import vocabulary_for
 
     dev = device(args.device)
     path = _checkpoint_path(args)

@@ -6,9 +6,13 @@ import json
 import os
 from pathlib import Path
 
+from ..checkpoint import load
 from ..cycle import load_captioner
+from ..errors import UserError
 from ..evaluate import DEFAULT_METRICS, METRICS, NO_BOUND_METRICS, Sizes, evaluate, markdown_table, splits_for
+from ..models import kind_of
 from ..runtime import device as pick_device
+from ..sample import load_sharpener, refuse_non_drawing, vocabulary_for
 from .options import positive_int
 
 EXAMPLES = """examples:
@@ -52,9 +56,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Carry out ``minidraw evaluate``; user errors propagate (the CLI reports them in one line)."""
-    from ..checkpoint import load
-    from ..errors import UserError
-    from ..models import kind_of
     metrics = None if args.metrics is None else [m.strip() for m in args.metrics.split(",") if m.strip()]
     unknown = sorted(set(metrics or ()) - set(METRICS))
     if unknown:
@@ -70,7 +71,6 @@ def run(args: argparse.Namespace) -> int:
     if metrics is None:                     # a GAN (the LAPGAN baseline) has no bound: SSI and fidelity only
         default = DEFAULT_METRICS if kind_of(model).has_bound else NO_BOUND_METRICS
         metrics = [*default, *(["cycle"] if args.captioner else [])]
-    from ..sample import refuse_non_drawing
     refuse_non_drawing(ckpt["kind"], args.checkpoint,
                        sharpener_hint=f"evaluate the drawing model and give the sharpener as --sharpen {args.checkpoint}",
                        captioner_hint=f"evaluate a drawing model and give the captioner as --captioner "
@@ -81,7 +81,6 @@ def run(args: argparse.Namespace) -> int:
                         "written by `minidraw train`")
     sharpener = None
     if args.sharpen:
-        from ..sample import load_sharpener, vocabulary_for
         sharpener = load_sharpener(args.sharpen, model, vocabulary_for(model, ckpt), map_location=dev)
     captioner = load_captioner(args.captioner, map_location=dev) if args.captioner else None
     splits = splits_for(ckpt["train"], model.cfg, args.data)

@@ -5,7 +5,22 @@ import argparse
 from pathlib import Path
 from typing import Optional
 
+from .. import pretrained
+from ..checkpoint import load
 from ..errors import UserError
+from ..runtime import device
+from ..sample import (
+    check_request,
+    encode_captions,
+    load_sharpener,
+    max_words_for,
+    refuse_non_drawing,
+    sample_many,
+    save_animation,
+    save_grid,
+    sharpen,
+    vocabulary_for,
+)
 from .options import non_negative_float, positive_int
 
 DESCRIPTION = """Draw images from a trained minidraw checkpoint or a pretrained model.
@@ -61,7 +76,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _checkpoint_path(args: argparse.Namespace) -> str | Path:
     """``--checkpoint``, or the weights of the pretrained model ``--model`` names or ``--caption`` picks."""
-    from .. import pretrained
     if args.checkpoint is not None:
         if args.model is not None:
             raise UserError("give --checkpoint or --model, not both")
@@ -95,10 +109,6 @@ def run(args: argparse.Namespace) -> int:
     import matplotlib
     matplotlib.use("Agg")
 
-    from ..checkpoint import load
-    from ..runtime import device
-    from ..sample import (check_request, encode_captions, load_sharpener, max_words_for, refuse_non_drawing,
-                          sample_many, save_animation, save_grid, sharpen, vocabulary_for)
 
     _check_outputs(args.out, args.animation)
     if args.keep_blurry and not args.sharpen:

@@ -5,7 +5,10 @@ import argparse
 import os
 from pathlib import Path
 
+from ..checkpoint import read
 from ..configs import PRESETS, load_config, recipes, resume_config
+from ..rundir import CHECKPOINT
+from ..train import run as train_run
 
 EXAMPLES = """examples:
   minidraw train --preset draw_mnist_small --set lr=3e-3 --out runs/draw --max-minutes 3
@@ -36,9 +39,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Carry out ``minidraw train``; user errors propagate (:func:`minidraw.cli.main` reports them in one line)."""
-    from ..checkpoint import read
-    from ..rundir import CHECKPOINT
-    from ..train import run as train_run
     sets = list(args.set)
     if args.max_minutes is not None:
         sets.append(f"max_minutes={args.max_minutes}")
