@@ -1,11 +1,12 @@
 """Checkpoints: a model's configuration and weights in one file, loaded without running code.
 
 A checkpoint is ``{"kind", "config", "model", ...}`` — the model's kind (a name of
-:data:`minidraw.models.KINDS`), its configuration as a dict, its ``state_dict`` — plus whatever the trainer adds (training settings, step,
-optimiser state, vocabulary). :func:`save` writes it atomically (a temporary
-file, fsync, rename: a kill never leaves half a file); :func:`load` reads it
-with ``weights_only=True``, so a file that holds other Python objects — a pickle
-that could run code — is refused with a message that says so.
+:data:`minidraw.models.KINDS`), its configuration as a dict, its ``state_dict`` — plus whatever
+the trainer adds (training settings, step, optimiser state, vocabulary, the objective's own
+weights). :func:`save` writes it atomically (a temporary file, fsync, rename: a kill never leaves
+half a file); :func:`load` reads it with ``weights_only=True``, so a file that holds other Python
+objects — a pickle that could run code — is refused with a message that says so; :func:`upgrade`
+reads the files of earlier releases in today's terms.
 """
 from __future__ import annotations
 

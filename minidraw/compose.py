@@ -108,7 +108,7 @@ class WhatWhereWrite(WriteAttention):
     def __init__(self, cfg: ComposeDrawConfig) -> None:
         super().__init__(cfg.dec_size, cfg.A, cfg.B, cfg.C, cfg.write_N)
         self.h_where = cfg.dec_size // 2
-        self.window = nn.Linear(self.h_where, 5)                               # (g̃_X, g̃_Y, log σ², log δ̃, log γ)
+        self.window = nn.Linear(self.h_where, 5)                   # (g̃_X, g̃_Y, log σ², log δ̃, log γ)
         self.patch = nn.Linear(cfg.dec_size - self.h_where, cfg.C * cfg.write_N ** 2)
 
     def forward(self, h: Tensor):

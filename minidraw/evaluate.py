@@ -17,17 +17,17 @@ from __future__ import annotations
 import itertools
 import time
 from dataclasses import dataclass
-from typing import Iterable, Optional
+from typing import Callable, Iterable, Optional
 
 import numpy as np
 import torch
 
+from .configs import PRESETS, TrainConfig
 from .cycle import caption_images, cycle_captioner
-from .configs import PRESETS
-from .data.select import evaluation_splits
-from .models import kind_of, kind_of_config
+from .data.select import evaluation_splits, heldout_for
 from .measures import bound, generate, iwae, retrieval_metrics, retrieval_scores, sharpened_bound, ssi
-from .scoring import agreement, bleu4, caption_fidelity, facts_for, require_sacrebleu
+from .models import Kind, kind_of, kind_of_config
+from .scoring import accuracy_evaluation, agreement, bleu4, caption_fidelity, facts_for, require_sacrebleu
 
 
 # ---- a row of the table ------------------------------------------------------------------------
@@ -205,3 +205,37 @@ def markdown_table(rows: dict[str, dict], columns=COLUMNS) -> str:
         cells = [fmt.format(r[key]) if key in r and r[key] is not None else "–" for key, _, fmt in cols]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+# ---- what a training run evaluates beside its test bound ------------------------------------------------------
+def fidelity_evaluation(cfg: TrainConfig, test_src) -> Callable[[torch.nn.Module], dict]:
+    """``model -> {"fidelity_seen", "fidelity_heldout", ..._by_template}`` on the first
+    ``cfg.eval_fidelity`` captions of the test and held-out splits: the learning curve of what
+    the model draws, not only of its bound."""
+    heldout = heldout_for(test_src)
+    if heldout is None:
+        raise ValueError("eval_fidelity needs MNIST with captions or captioned shapes: caption fidelity has no "
+                         f"checker for {type(test_src).__name__}")
+    splits = {"test": test_src, "heldout": heldout}
+    sizes = Sizes(fidelity=cfg.eval_fidelity)
+
+    def fidelity(model) -> dict:
+        row = evaluate(model, splits, ["fidelity"], sizes, classifiers=cfg.classifiers or None)
+        row["eval_seconds"] = row.pop("seconds")
+        return row
+    return fidelity
+
+
+def training_evaluation(kind: Kind, cfg: TrainConfig, test_src,
+                        test: list) -> tuple[Optional[Callable], Optional[list]]:
+    """``(evaluation, test)`` for process 0 of a training run: the callback the loop calls every ``eval_every``
+    steps and the test batches whose bound it scores. Caption fidelity (``eval_fidelity``) for the drawing
+    models; for the kinds without a bound (the sharpener, the captioner, the LAPGAN baseline) their own test
+    numbers on ``test`` instead of a bound, and for a captioner of a closed grammar how often its caption
+    describes the right scene."""
+    if kind.has_bound:
+        return (fidelity_evaluation(cfg, test_src) if cfg.eval_fidelity > 0 else None), test
+    if cfg.eval_fidelity > 0 and kind.name == "captioner" and heldout_for(test_src) is not None:
+        scene = accuracy_evaluation(test_src, cfg.eval_fidelity)
+        return (lambda m: {**m.test_metrics(test), **scene(m)}), None
+    return (lambda m: m.test_metrics(test)), None

@@ -40,7 +40,8 @@ ENV_URL = "MINIDRAW_WEIGHTS_URL"
 # name -> its file, what it is, the data set it learned from, and its kind of model (minidraw.models.KINDS) and,
 # for the caption models, variant: what export checks
 MODELS: dict[str, dict[str, Optional[str]]] = {
-    "aligndraw-mnist": {"file": "aligndraw-mnist.pt", "data": "mnist_captions", "kind": "compose", "variant": "align",
+    "aligndraw-mnist": {"file": "aligndraw-mnist.pt", "data": "mnist_captions", "kind": "compose",
+                        "variant": "align",
                         "description": "alignDRAW on MNIST with captions (60×60, one or two digits), ours: α averages "
                                        "the word embeddings and the generator is split into a where-LSTM and a "
                                        "what-LSTM (minidraw.compose)"},
@@ -48,7 +49,8 @@ MODELS: dict[str, dict[str, Optional[str]]] = {
                               "variant": "align",
                               "description": "alignDRAW on MNIST with captions, one generator LSTM (the paper's "
                                              "layout) and, ours, α averaging the word embeddings (minidraw.compose)"},
-    "noaligndraw-mnist": {"file": "noaligndraw-mnist.pt", "data": "mnist_captions", "kind": "caption", "variant": "noalign",
+    "noaligndraw-mnist": {"file": "noaligndraw-mnist.pt", "data": "mnist_captions", "kind": "caption",
+                          "variant": "noalign",
                           "description": "noalignDRAW (one sentence vector, no alignment) on MNIST with captions"},
     "aligndraw-shapes": {"file": "aligndraw-shapes.pt", "data": "shapes", "kind": "caption", "variant": "align",
                          "description": "alignDRAW on captioned shapes (32×32 colour)"},

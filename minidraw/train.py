@@ -65,11 +65,10 @@ from .configs import TrainConfig, data_of, preset
 from .data import select
 from .data.batches import Batch, Batches, fixed_batches
 from .errors import UserError
-from .evaluate import Sizes, evaluate
+from .evaluate import training_evaluation
 from .measures import Estimate, bound_values
 from .models import kind_of, kind_of_config
 from .rundir import CHECKPOINT, METRICS, locked, read_metrics
-from .scoring import accuracy_evaluation
 from .optim import clip_each, learning_rate, make_optimizer, unwrap, weight_average
 from .outputs import Objective
 from .text import pretrain_sentence_encoder
@@ -250,24 +249,6 @@ def fit(model, batches, cfg: TrainConfig, progress: bool = True, *, out: Optiona
     return log
 
 
-def fidelity_evaluation(cfg: TrainConfig, test_src) -> Callable[[torch.nn.Module], dict]:
-    """``model -> {"fidelity_seen", "fidelity_heldout", ..._by_template}`` on the first
-    ``cfg.eval_fidelity`` captions of the test and held-out splits: the learning curve of what
-    the model draws, not only of its bound."""
-    heldout = select.heldout_for(test_src)
-    if heldout is None:
-        raise ValueError("eval_fidelity needs MNIST with captions or captioned shapes: caption fidelity has no "
-                         f"checker for {type(test_src).__name__}")
-    splits = {"test": test_src, "heldout": heldout}
-    sizes = Sizes(fidelity=cfg.eval_fidelity)
-
-    def fidelity(model) -> dict:
-        row = evaluate(model, splits, ["fidelity"], sizes, classifiers=cfg.classifiers or None)
-        row["eval_seconds"] = row.pop("seconds")
-        return row
-    return fidelity
-
-
 # ---- a whole run: data, model, resumption, processes ---------------------------------------
 def init_weights(model, source: str, objective: Optional[Objective] = None) -> str:
     """Copy the weights of ``source`` — a checkpoint file, or the name of a shipped model
@@ -328,46 +309,46 @@ def _run(cfg: TrainConfig, out, progress: bool, rank: int, world: int, local: in
         trainee = objective_for(model, cfg).to(device)   # the model, or it and its training-only terms
     opt = make_optimizer(cfg.optimizer, trainee.parameters(), cfg.lr, cfg.beta1)
     start, ckpt = _resume(out, model, trainee, opt, rank, device)
-    init_sha256 = ckpt.get("init_sha256")                              # a resumed run keeps its origin
-    if start == 0 and cfg.init:
-        init_sha256 = init_weights(model, cfg.init, trainee if trainee is not model else None)
-        if rank == 0:
-            print(f"initialised from {cfg.init}")
-    elif start == 0 and getattr(model, "internal_encoder", False):   # skipthought, offline encoder
-        encoder, loss = pretrain_sentence_encoder(train_src, model_cfg.vocab_size, model_cfg.embed_size,
-                                                  model_cfg.lang_size, steps=cfg.sentence_pretrain_steps,
-                                                  seed=cfg.seed, progress=progress and rank == 0)
-        model.frozen_language.load_state_dict(encoder.state_dict())
-        if rank == 0:
-            print(f"frozen sentence encoder: caption autoencoder, {loss:.3f} nats per word after "
-                  f"{cfg.sentence_pretrain_steps} steps")
+    init_sha256 = _start(model, trainee, cfg, train_src, rank, progress) if start == 0 else ckpt.get("init_sha256")
     ema = weight_average(model, cfg.ema)
     if ema is not None and start > 0 and "live" in ckpt:                # the average goes on where it was
         ema.module.load_state_dict(ckpt["model"])
         ema.n_averaged.fill_(int(ckpt["ema_updates"]))
     if rank == 0:
         print(source)
-    net = trainee
-    if world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(trainee, device_ids=[local] if device.type == "cuda" else None)
-    if cfg.compile:
-        net = torch.compile(net)
+    net = torch.nn.parallel.DistributedDataParallel(trainee, device_ids=[local] if device.type == "cuda" else None) \
+        if world > 1 else trainee
+    net = torch.compile(net) if cfg.compile else net
     batches = Batches(train_src, cfg.batch_size, cfg.seed, rank, world, device)
     test = fixed_batches(test_src, cfg.eval_examples, device=device) if rank == 0 else None
+    evaluation, test = training_evaluation(kind, cfg, test_src, test) if rank == 0 else (None, None)
     extra = {"data": source, **({"vocab": vocab.to_dict()} if vocab is not None else {}),
              **({"init_sha256": init_sha256} if init_sha256 else {})}
-    evaluation = fidelity_evaluation(cfg, test_src) if cfg.eval_fidelity > 0 and rank == 0 else None
-    if not kind.has_bound:   # the sharpener, the captioner: their own test numbers, no bound
-        held_back, test = test, None
-        evaluation = (lambda m: m.test_metrics(held_back)) if rank == 0 else None  # noqa: E731
-        if rank == 0 and cfg.eval_fidelity > 0 and kind.name == "captioner" and select.heldout_for(test_src) is not None:
-            scene = accuracy_evaluation(test_src, cfg.eval_fidelity)   # how often its caption describes the scene
-            evaluation = (lambda m: {**m.test_metrics(held_back), **scene(m)})  # noqa: E731
     log = fit(net, batches, cfg, progress, out=out, test=test, opt=opt, start_step=start, extra=extra, rank=rank,
               evaluation=evaluation, ema=ema)
     if out and rank == 0:
         plot_metrics(out)                                                  # metrics.png beside metrics.jsonl
     return (ema.module if ema is not None else model), log
+
+
+def _start(model, trainee, cfg: TrainConfig, train_src, rank: int, progress: bool) -> Optional[str]:
+    """A new run's first weights beyond the seed's: ``init``'s (returns the sha256 of their file), or, for
+    skipthoughtDRAW with its own encoder, the frozen sentence encoder pre-trained on the captions."""
+    if cfg.init:
+        sha256 = init_weights(model, cfg.init, trainee if trainee is not model else None)
+        if rank == 0:
+            print(f"initialised from {cfg.init}")
+        return sha256
+    if getattr(model, "internal_encoder", False):
+        c = model.cfg
+        encoder, loss = pretrain_sentence_encoder(train_src, c.vocab_size, c.embed_size, c.lang_size,
+                                                  steps=cfg.sentence_pretrain_steps, seed=cfg.seed,
+                                                  progress=progress and rank == 0)
+        model.frozen_language.load_state_dict(encoder.state_dict())
+        if rank == 0:
+            print(f"frozen sentence encoder: caption autoencoder, {loss:.3f} nats per word after "
+                  f"{cfg.sentence_pretrain_steps} steps")
+    return None
 
 
 def _resume(out, model, trainee, opt, rank: int, device) -> tuple[int, dict]:

@@ -3,14 +3,12 @@ import numpy as np
 import pytest
 import torch
 
-from minidraw.data.shapes_grammar import VOCAB as SHAPES_VOCAB
-from minidraw import train
-from minidraw import optim
+from minidraw import checkpoint, optim, train
+from minidraw.aligndraw import CaptionDraw, CaptionDrawConfig
 from minidraw.configs import preset
 from minidraw.data.shapes import ShapesCaptions
-from minidraw.aligndraw import CaptionDraw, CaptionDrawConfig
+from minidraw.data.shapes_grammar import VOCAB as SHAPES_VOCAB
 from minidraw.models import build
-from minidraw import checkpoint
 
 SMALL = dict(A=16, B=12, C=3, T=5, read_N=3, write_N=4, enc_size=32, dec_size=32, z_size=6,
              vocab_size=len(SHAPES_VOCAB), embed_size=8, lang_size=8, align_size=12, sentence_size=10)

@@ -4,17 +4,14 @@ import pytest
 import torch
 from torch.distributions import Normal, kl_divergence
 
-from minidraw.data.shapes_grammar import VOCAB as SHAPES_VOCAB
-from minidraw import train
+from minidraw import checkpoint, configs, train
 from minidraw.baselines import BaselineConfig, ConditionalVAE, conv_sizes
 from minidraw.bound import bernoulli_nll
 from minidraw.configs import preset
+from minidraw.data.batches import Batches, fixed_batches
 from minidraw.data.shapes import ShapesCaptions
+from minidraw.data.shapes_grammar import VOCAB as SHAPES_VOCAB
 from minidraw.models import build
-from minidraw import checkpoint
-from minidraw import configs
-from minidraw.data.batches import Batches
-from minidraw.data.batches import fixed_batches
 
 KINDS = ("fc", "conv")
 TINY = dict(vocab_size=len(SHAPES_VOCAB), embed_size=8, lang_size=8, hidden=24, channels=4, z_size=5)

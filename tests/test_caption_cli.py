@@ -5,13 +5,13 @@ No test needs the shipped captioners: tiny random ones are saved here, and the c
 stand-in captioner that reads a known share of the real pictures right."""
 from __future__ import annotations
 
-import sys
 from dataclasses import asdict
+import sys
 
+from PIL import Image
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from minidraw import checkpoint, pretrained
 from minidraw.captioner import Captioner, CaptionerConfig
@@ -19,7 +19,6 @@ from minidraw.cli import main
 from minidraw.configs import preset
 from minidraw.data import mnist_captions, shapes, shapes_grammar
 from minidraw.evaluate import Sizes, evaluate, markdown_table
-from minidraw.scoring import MissingDependencyError, bleu4
 from minidraw.images import ImageFileError, load_images
 from minidraw.scoring import MissingDependencyError, accuracy, bleu4
 

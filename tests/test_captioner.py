@@ -9,15 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from minidraw import rundir
-from minidraw import checkpoint, train
+from minidraw import checkpoint, configs, rundir, train
 from minidraw.captioner import Captioner, CaptionerConfig, Decoded
-from minidraw.models import build
 from minidraw.configs import preset
 from minidraw.data import mnist_captions, shapes, shapes_grammar
+from minidraw.models import build
 from minidraw.scoring import accuracy, agreement, facts_for
 from minidraw.text import Vocabulary
-from minidraw import configs
 
 TINY = dict(channels=4, feature_size=8, embed_size=8, hidden_size=16, align_size=8)
 TINY_SETS = [f"model.{k}={v}" for k, v in TINY.items()]

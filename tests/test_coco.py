@@ -1,17 +1,17 @@
 """MS-COCO preparation and loading, on a tiny COCO-format fixture (never the network)."""
 from __future__ import annotations
 
+from collections import Counter
 import json
+from pathlib import Path
 import shutil
 import subprocess
 import sys
-from collections import Counter
-from pathlib import Path
 
+from PIL import Image
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from minidraw.data.coco import KEYS, CocoCaptions, CocoDataError, split_file
 from minidraw.data.coco_fixture import make_tiny_coco
@@ -351,7 +351,8 @@ def test_npz_missing_key_or_inconsistent(prepared, tmp_path):
 def test_download_coco_unzips_in_place_and_reports_failures(raw, tmp_path, monkeypatch):
     import zipfile
 
-    from minidraw.data import coco_download as coco, download as dl
+    from minidraw.data import coco_download as coco
+    from minidraw.data import download as dl
     served = tmp_path / "served"
     served.mkdir()
     with zipfile.ZipFile(served / "annotations_trainval2014.zip", "w") as z:

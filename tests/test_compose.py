@@ -7,15 +7,13 @@ import pytest
 import torch
 from torch import nn
 
-from minidraw import train
-from minidraw import optim
+from minidraw import configs, optim, train
 from minidraw.checkpoint import load, save
 from minidraw.compose import ComposeDraw, ComposeDrawConfig, CompositionObjective
 from minidraw.configs import load_config, preset
 from minidraw.data.mnist_captions import VOCAB
-from minidraw.data.shapes import VOCAB as SHAPES_VOCAB
 from minidraw.data.shapes import ShapesCaptions
-from minidraw import configs
+from minidraw.data.shapes import VOCAB as SHAPES_VOCAB
 
 
 def run(m, images, captions, lengths, seed=1, **kw):

@@ -1,13 +1,11 @@
 import pytest
 import torch
 
-from minidraw import train
-from minidraw import optim
+from minidraw import checkpoint, optim, train
 from minidraw.bound import bernoulli_nll
-from minidraw.data.mnist import binarize
 from minidraw.configs import PRESETS, preset
+from minidraw.data.mnist import binarize
 from minidraw.draw import Draw, DrawConfig
-from minidraw import checkpoint
 
 TINY = DrawConfig(A=12, B=9, C=3, T=4, read_N=3, write_N=4, enc_size=16, dec_size=16, z_size=5)
 

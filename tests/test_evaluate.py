@@ -3,10 +3,9 @@ import numpy as np
 import pytest
 import torch
 
+from minidraw import checkpoint, configs
 from minidraw.configs import preset
 from minidraw.measures import ranks_of_truth, retrieval_metrics, ssi
-from minidraw import checkpoint
-from minidraw import configs
 
 
 def test_hand_made_scores_give_known_ranks_and_recalls():
@@ -127,8 +126,8 @@ def test_retrieval_candidates_are_other_images_when_an_image_has_five_captions()
 def test_retrieval_scores_with_a_real_alignDRAW_and_common_noise():
     from minidraw.configs import preset
     from minidraw.data.shapes import ShapesCaptions
-    from minidraw.models import build
     from minidraw.measures import retrieval_scores
+    from minidraw.models import build
     torch.manual_seed(0)
     model = build(preset("aligndraw_shapes_small", T=3, enc_size=16, dec_size=16, z_size=4, lang_size=8,
                          align_size=8, embed_size=8))
@@ -215,7 +214,7 @@ def test_evaluate_row_and_table():
     assert row["iwae_tightening"] > -5                                    # −L_K ≤ −L on the same images, up to noise
     for key in ("train_bound", "test_bound", "test_iwae", "iwae_tightening", "R@1", "R@5", "R@10", "R@50", "med_r", "ssi"):
         assert np.isfinite(row[key]), key
-    from minidraw.measures import bound, retrieval_scores                 # the row is what each measure gives alone
+    from minidraw.measures import bound, retrieval_scores  # the row is what each measure gives alone
     direct = retrieval_metrics(retrieval_scores(model, splits["test"], 6, 10, seed=0))
     assert {k: row[f"R@{k}"] for k in (1, 5, 10, 50)} == direct.recall and row["med_r"] == direct.median_rank
     assert row["test_bound"] == pytest.approx(bound(model, splits["test"], 20).mean)
@@ -251,8 +250,8 @@ def test_evaluate_command_on_a_checkpoint(tmp_path, capsys):
 
 
 def test_evaluate_with_a_corrupt_mnist_file_is_one_line(tmp_path, capsys, mnist_dir):
-    import shutil
     from dataclasses import asdict
+    import shutil
 
     from minidraw import cli, train
     from minidraw.draw import Draw

@@ -125,8 +125,8 @@ def test_layout_probe_reads_nothing_from_a_blank_what_path_and_everything_from_o
     from types import SimpleNamespace
 
     from minidraw import pretrained
-    from minidraw.data.mnist_captions import MnistCaptions
     from minidraw.compose import ComposeDraw
+    from minidraw.data.mnist_captions import MnistCaptions
     data = MnistCaptions("train")
     model, _ = pretrained.load("aligndraw-mnist")
     blank = ComposeDraw(model.cfg)

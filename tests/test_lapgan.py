@@ -4,15 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from minidraw.models import kind_of
-from minidraw import cli, evaluate, train
-from minidraw.data.shapes import VOCAB as SHAPES_VOCAB
+from minidraw import checkpoint, cli, configs, evaluate, train
 from minidraw.data.shapes import ShapesCaptions
+from minidraw.data.shapes import VOCAB as SHAPES_VOCAB
 from minidraw.lapgan import LapGan, LapGanConfig, LapGanPyramid
+from minidraw.models import kind_of
 from minidraw.sample import sample
-from minidraw.sharpen import Sharpener, SharpenConfig, upsample
-from minidraw import checkpoint
-from minidraw import configs
+from minidraw.sharpen import SharpenConfig, Sharpener, upsample
 
 RUN = ["batch_size=8", "eval_every=0", "eval_examples=16"]
 CAPTION = "a red circle is at the top left on a white background ."

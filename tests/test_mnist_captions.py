@@ -2,8 +2,18 @@ import numpy as np
 import pytest
 import torch
 
-from minidraw.data.mnist_captions import (CANVAS, DIGIT, PARTNER, SLOTS, TEMPLATES, VOCAB, MnistCaptions,
-                                          caption_text, choose_heldout, parse_caption)
+from minidraw.data.mnist_captions import (
+    CANVAS,
+    DIGIT,
+    PARTNER,
+    SLOTS,
+    TEMPLATES,
+    VOCAB,
+    MnistCaptions,
+    caption_text,
+    choose_heldout,
+    parse_caption,
+)
 from minidraw.text import UnknownWordError
 
 

@@ -3,16 +3,15 @@ picking a model for a caption. Everything in temporary folders; never the networ
 from __future__ import annotations
 
 import hashlib
-import shutil
 from pathlib import Path
+import shutil
 
 import pytest
 import torch
 
-from minidraw import pretrained, train
+from minidraw import configs, pretrained, train
 from minidraw.data import mnist_captions
 from minidraw.text import EmptyCaptionError, UnknownWordError
-from minidraw import configs
 
 MNIST_CAPTION = "the digit 3 is on the left of the digit 7 ."
 SHAPES_CAPTION = "a large red circle is at the top left on a white background ."

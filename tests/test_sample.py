@@ -4,23 +4,21 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from PIL import Image
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
-from minidraw.data.shapes_grammar import VOCAB as SHAPES_VOCAB
-from minidraw import train
+from minidraw import checkpoint, cli, configs, train
+from minidraw.cli.sample import add_arguments, run
 from minidraw.configs import preset
 from minidraw.data import mnist_captions, shapes
+from minidraw.data.shapes_grammar import VOCAB as SHAPES_VOCAB
 from minidraw.draw import Draw, DrawConfig
 from minidraw.models import build
-from minidraw import cli
-from minidraw.cli.sample import add_arguments, run
 from minidraw.sample import encode_captions, max_words_for, sample, vocabulary_for
 from minidraw.text import EmptyCaptionError, UnknownWordError, Vocabulary
-from minidraw import checkpoint
-from minidraw import configs
+
 
 def main(argv: list[str]) -> int:
     """``minidraw sample ARGV``, through the one command line."""

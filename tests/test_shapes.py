@@ -11,8 +11,15 @@ import torch
 import minidraw.data
 from minidraw.data.common import CaptionBatch
 from minidraw.data.shapes import ShapesCaptions, heldout_pairs, render_caption
-from minidraw.data.shapes_grammar import (MAX_LEN, VOCAB, WORDS, caption_texts, parse_caption, scene_from_caption,
-                                          scenes_from_captions)
+from minidraw.data.shapes_grammar import (
+    MAX_LEN,
+    VOCAB,
+    WORDS,
+    caption_texts,
+    parse_caption,
+    scene_from_caption,
+    scenes_from_captions,
+)
 from minidraw.data.shapes_render import BACKGROUND_RGB, COLOUR_RGB, SQUARE, render
 from minidraw.data.shapes_scene import BACKGROUNDS, COLOURS, POSITIONS, RADIUS, RELATIONS, SHAPES, SIZES, Scene
 from minidraw.text import UnknownWordError, tokenize

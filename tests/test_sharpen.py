@@ -6,17 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from minidraw import cli, train
+from minidraw import checkpoint, cli, configs, train
 from minidraw.checkpoint import load, save
-from minidraw.models import build
 from minidraw.configs import preset
-from minidraw.data.shapes_grammar import VOCAB as SHAPES_VOCAB
 from minidraw.data.shapes import ShapesCaptions
+from minidraw.data.shapes_grammar import VOCAB as SHAPES_VOCAB
+from minidraw.models import build
+from minidraw.sharpen import SharpenConfig, Sharpener, downsample, low_pass, pyramid, reconstruct, upsample
 from minidraw.text import Vocabulary
-from minidraw.sharpen import (Sharpener, SharpenConfig, downsample, low_pass, pyramid, reconstruct,
-                              upsample)
-from minidraw import checkpoint
-from minidraw import configs
 
 TINY = dict(vocab_size=len(SHAPES_VOCAB), embed_size=4, lang_size=4, g_hidden=6, g_kernel=3, g_last_kernel=3,
             d_hidden=4)

@@ -149,8 +149,8 @@ def test_the_sharpener_does_what_its_card_says_to_the_shipped_drawings(name):
 
 @pytest.mark.parametrize("name", [n for n in CAPTIONER_FLOORS if n in SHIPPED])
 def test_the_captioner_reads_real_pictures_as_its_card_says(name):
-    from minidraw.scoring import accuracy
     from minidraw.data import select
+    from minidraw.scoring import accuracy
     data, seen_floor, heldout_floor = CAPTIONER_FLOORS[name]
     model, vocab = pretrained.load(name)
     test = (MnistCaptions("test", seed=select.TEST_SEED) if data == "mnist" else
@@ -167,9 +167,8 @@ def test_the_lapgan_baseline_has_not_collapsed_and_draws_where_the_caption_says(
     """A GAN can fail by collapse (one picture for every caption and noise) or by a discriminator that has won.
     The shipped coarse level: D₀ right on neither real nor generated pictures much more than half the time
     (card: 59 / 56 %), pictures that differ with the noise, and ink where the caption puts its digits."""
-    from minidraw.data import select
+    from minidraw.data import mnist_captions, select
     from minidraw.data.batches import fixed_batches
-    from minidraw.data import mnist_captions
     from minidraw.data.mnist_captions import PARTNER, parse_caption
     model, vocab = pretrained.load("lapgan-mnist")
     test = MnistCaptions("test", seed=select.TEST_SEED)

@@ -1,24 +1,20 @@
 """The trainer: configuration, exact resumption, failures that lose nothing, many processes."""
 import os
+from pathlib import Path
 import pickle
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
 
-from minidraw import rundir
-from minidraw import train
-from minidraw import optim
+from minidraw import checkpoint, configs, evaluate, optim, rundir, train
 from minidraw.configs import preset
+from minidraw.data.batches import Batches
 from minidraw.draw import Draw
 from minidraw.models import build
-from minidraw import checkpoint
-from minidraw import configs
-from minidraw.data.batches import Batches
 
 TINY = ["model.T=2", "model.enc_size=16", "model.dec_size=16", "model.z_size=4",
         "batch_size=16", "eval_examples=64", "eval_every=0", "checkpoint_every=2", "seed=3"]
@@ -469,7 +465,7 @@ def test_caption_fidelity_is_logged_at_each_evaluation(tmp_path):
         assert 0 <= r["fidelity_seen"] <= 100 and 0 <= r["fidelity_heldout"] <= 100
         assert set(r["fidelity_seen_by_template"]) >= {"left of", "top right corner"} and r["seconds"] > 0
     with pytest.raises(ValueError, match="no checker"):
-        train.fidelity_evaluation(cfg, torch.zeros(4, 1, 28, 28))
+        evaluate.fidelity_evaluation(cfg, torch.zeros(4, 1, 28, 28))
 
 
 REPO_CLASSIFIERS = Path(__file__).resolve().parents[1] / "book" / "checkpoints" / "classifiers"
