@@ -28,7 +28,7 @@ Then, with a single latent z (no steps: T = 1),
   convolutions mirroring the encoder back to (C, B, A) (odd sizes such as
   60 -> 30 -> 15 -> 7 -> 3 are undone exactly with ``output_padding``).
 
-:class:`ConditionalVAE` takes the same calls as :class:`~minidraw.draw.CaptionDraw`
+:class:`ConditionalVAE` takes the same calls as :class:`~minidraw.aligndraw.CaptionDraw`
 and returns the same :class:`~minidraw.draw.DrawOutput`, with one step
 (``kl (M, 1)``, ``noise (1, M, z_size)``) and no attention windows (``read`` and
 ``write`` are None), so the trainer, checkpoints and the retrieval evaluation
