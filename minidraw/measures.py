@@ -87,9 +87,11 @@ def bound(model, data, n: int = 1000, batch_size: int = 500, seed: int = 0) -> E
 
 @torch.no_grad()
 def iwae(model, data, n: int = 200, K: int = 50, seed: int = 0, images_per_pass: int = 1000) -> Estimate:
-    """−L_K in nats per image (K importance samples each): ≤ −L in expectation, → −log p(x) as K grows::
+    """−L_K in nats per image (K importance samples each): ≤ −L in expectation, → −log p(x) as K grows.
 
-        −L_K = −log (1/K) Σ_k p(x, z_k) / q(z_k | x),     z_k ~ q(z | x)
+    The estimate, with z_k ~ q(z | x)::
+
+        −L_K = −log (1/K) Σ_k p(x, z_k) / q(z_k | x)
     """
     per = max(1, images_per_pass // K)                                       # images per pass: K copies each
     with evaluating(model, seed) as dev:
