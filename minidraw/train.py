@@ -15,9 +15,8 @@ terms (:mod:`minidraw.compose`: ``what_adversary``, ``where_kl``) is trained ins
 :class:`~minidraw.outputs.Objective`, whose own weights ride in the checkpoint beside the model
 (``"objective"``) but never in it.
 
-**Optimiser** as in the authors' released code: RMSProp (decay 0.9, eps 1e-6),
-every parameter's gradient clipped to L2 norm 10; Adam is offered too. The loss
-is −L in nats per image, averaged over the batch.
+**Optimiser** as in the authors' released code (:mod:`minidraw.optim`): RMSProp (decay 0.9,
+eps 1e-6), every parameter's gradient clipped to L2 norm 10; Adam is offered too.
 
 **Exact resumption.** The batch of step k and the noise ε it draws are pure
 functions of (seed, process rank, k) — epoch e is a seeded permutation, and
@@ -34,13 +33,16 @@ of the weights (:func:`weight_average`). θ̄ is what the run evaluates, what it
 (so ``minidraw sample``, ``evaluate``, ``init=`` and exports all take θ̄) — the trained weights travel beside
 it as ``live``, and a resumed run goes on from those.
 
-**Many GPUs.** Under ``torchrun`` (``WORLD_SIZE`` > 1) each process takes its
-slice of the global batch and PyTorch's DistributedDataParallel averages the
-gradients; rank 0 writes checkpoints and metrics. The processes agree on stopping
-(an all-reduced flag every step): a time limit or a signal on any one of them stops
-all at the same step, so none is left waiting in an all-reduce. On CUDA the forward pass runs
-under bf16 autocast (``bf16 = true``; on CPUs with bf16 matrix units with ``cpu_bf16 = true``); ``compile = true`` wraps the model in
-``torch.compile``.
+**Many GPUs.** Under ``torchrun`` (``WORLD_SIZE`` > 1) each process works on its own GPU
+(:mod:`minidraw.distributed`), takes its slice of the global batch, and PyTorch's
+DistributedDataParallel averages the gradients; rank 0 writes checkpoints and metrics. The
+processes agree on stopping (all-reduced flags every step): a loss that became NaN, a time limit
+or a signal on any one of them stops all at the same step, so none is left waiting in an
+all-reduce. On CUDA the forward pass runs under bf16 autocast (``bf16 = true``; on CPUs with bf16
+matrix units with ``cpu_bf16 = true``); ``compile = true`` wraps the model in ``torch.compile``.
+
+**One run per directory.** A run holds its ``--out`` folder (:func:`minidraw.rundir.locked`): a second
+run given the same folder is refused, naming the process that holds it.
 """
 from __future__ import annotations
 
@@ -59,23 +61,23 @@ from torch.optim.swa_utils import AveragedModel
 from tqdm.auto import tqdm
 
 from . import pretrained
-from .distributed import agree, setup
 from .checkpoint import load, save
 from .configs import TrainConfig, data_of, preset
 from .data import select
 from .data.batches import Batch, Batches, fixed_batches
+from .distributed import agree, setup
 from .errors import UserError
 from .evaluate import training_evaluation
 from .measures import Estimate, bound_values
 from .models import kind_of, kind_of_config
-from .rundir import CHECKPOINT, METRICS, locked, read_metrics
 from .optim import clip_each, learning_rate, make_optimizer, unwrap, weight_average
 from .outputs import Objective
+from .rundir import CHECKPOINT, METRICS, locked, read_metrics
+from .runtime import bf16_native
+from .runtime import device as pick_device
+from .runtime import forked_rng, seeded
 from .text import pretrain_sentence_encoder
 from .viz import plot_metrics
-from .runtime import device as pick_device
-from .runtime import bf16_native, forked_rng, seeded
-
 
 
 class TrainingDiverged(UserError, FloatingPointError):

@@ -1,9 +1,9 @@
 """The benchmarks stay runnable: the prepared GPU script's measurements, run on the CPU in miniature."""
 import json
 import os
-from pathlib import Path
 import subprocess
 import sys
+from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 

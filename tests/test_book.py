@@ -1,9 +1,9 @@
 """The book's own invariants: every chapter is in the table of contents, committed
 without bulky outputs, and installs minidraw from the one configured repository."""
 import json
-from pathlib import Path
 import re
 import sys
+from pathlib import Path
 
 import pytest
 

@@ -5,13 +5,13 @@ No test needs the shipped captioners: tiny random ones are saved here, and the c
 stand-in captioner that reads a known share of the real pictures right."""
 from __future__ import annotations
 
-from dataclasses import asdict
 import sys
+from dataclasses import asdict
 
-from PIL import Image
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from minidraw import checkpoint, pretrained
 from minidraw.captioner import Captioner, CaptionerConfig

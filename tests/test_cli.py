@@ -1,9 +1,9 @@
 """`minidraw` / `python -m minidraw`: the commands and their help."""
 import json
 import os
-from pathlib import Path
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest

@@ -1,17 +1,17 @@
 """MS-COCO preparation and loading, on a tiny COCO-format fixture (never the network)."""
 from __future__ import annotations
 
-from collections import Counter
 import json
-from pathlib import Path
 import shutil
 import subprocess
 import sys
+from collections import Counter
+from pathlib import Path
 
-from PIL import Image
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from minidraw.data.coco import KEYS, CocoCaptions, CocoDataError, split_file
 from minidraw.data.coco_fixture import make_tiny_coco

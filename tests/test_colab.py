@@ -1,7 +1,7 @@
 """minidraw.colab: where the notebooks read and write, on Colab and off it (no network, nothing mounted)."""
-from pathlib import Path
 import sys
 import types
+from pathlib import Path
 
 import pytest
 

@@ -12,8 +12,8 @@ from minidraw.checkpoint import load, save
 from minidraw.compose import ComposeDraw, ComposeDrawConfig, CompositionObjective
 from minidraw.configs import load_config, preset
 from minidraw.data.mnist_captions import VOCAB
-from minidraw.data.shapes import ShapesCaptions
 from minidraw.data.shapes import VOCAB as SHAPES_VOCAB
+from minidraw.data.shapes import ShapesCaptions
 
 
 def run(m, images, captions, lengths, seed=1, **kw):

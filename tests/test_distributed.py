@@ -1,7 +1,7 @@
 """Many processes: each rank on its own GPU before any CUDA work, and a loss that becomes NaN on one rank stops
 every rank at the same step (none is left waiting in a collective)."""
-from datetime import timedelta
 import multiprocessing
+from datetime import timedelta
 
 import pytest
 import torch

@@ -250,8 +250,8 @@ def test_evaluate_command_on_a_checkpoint(tmp_path, capsys):
 
 
 def test_evaluate_with_a_corrupt_mnist_file_is_one_line(tmp_path, capsys, mnist_dir):
-    from dataclasses import asdict
     import shutil
+    from dataclasses import asdict
 
     from minidraw import cli, train
     from minidraw.draw import Draw

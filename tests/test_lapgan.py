@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from minidraw import checkpoint, cli, configs, evaluate, train
-from minidraw.data.shapes import ShapesCaptions
 from minidraw.data.shapes import VOCAB as SHAPES_VOCAB
+from minidraw.data.shapes import ShapesCaptions
 from minidraw.lapgan import LapGan, LapGanConfig, LapGanPyramid
 from minidraw.models import kind_of
 from minidraw.sample import sample

@@ -3,8 +3,8 @@ picking a model for a caption. Everything in temporary folders; never the networ
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
 import shutil
+from pathlib import Path
 
 import pytest
 import torch

@@ -26,11 +26,11 @@ import functools
 import http.server
 import json
 import os
-from pathlib import Path
 import re
 import shutil
 import tempfile
 import threading
+from pathlib import Path
 
 import pytest
 

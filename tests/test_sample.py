@@ -4,10 +4,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from PIL import Image
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from minidraw import checkpoint, cli, configs, train
 from minidraw.cli.sample import add_arguments, run

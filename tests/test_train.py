@@ -1,11 +1,11 @@
 """The trainer: configuration, exact resumption, failures that lose nothing, many processes."""
 import os
-from pathlib import Path
 import pickle
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
