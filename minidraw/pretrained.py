@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from .checkpoint import load as load_checkpoint
-from .data.download import cache_dir, downloader, one_line
+from .data.download import atomic_write, cache_dir, downloader, one_line
 from .models import kind_of
 from .sample import VOCABULARIES, vocabulary_for
 from .text import EmptyCaptionError, UnknownWordError, Vocabulary, tokenize
@@ -195,19 +195,6 @@ def _check_fits(name: str, model: nn.Module, vocab: Optional[Vocabulary]) -> Non
         raise ValueError(f"{name} draws from {entry['data']} captions, but the checkpoint uses another vocabulary")
 
 
-def _atomic_write(dest: Path, write) -> None:
-    """``write(f)`` into a temporary file beside ``dest``, fsync, then rename it into place."""
-    tmp = dest.with_name(dest.name + ".tmp")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def export(checkpoint: str | os.PathLike, name: str, weights_dir: str | os.PathLike | None = None) -> Path:
     """Write training checkpoint ``checkpoint`` as the shipped weights of ``name``; returns the file.
 
@@ -246,12 +233,12 @@ def export(checkpoint: str | os.PathLike, name: str, weights_dir: str | os.PathL
                       this]
         if stages:
             payload["stages"], payload["step"] = stages, sum(stage["step"] for stage in stages)
-    _atomic_write(dest, lambda f: torch.save(payload, f))
+    atomic_write(dest, lambda f: torch.save(payload, f))
     line = f"{dest.name} {pooch.file_hash(str(dest), alg='sha256')}\n"
     reg = folder / REGISTRY
     old = reg.read_text().splitlines(keepends=True) if reg.is_file() else [REGISTRY_HEADER]
     kept = [x for x in old if not (x.split() and x.split()[0] == dest.name)]
-    _atomic_write(reg, lambda f: f.write("".join(kept + [line]).encode()))
+    atomic_write(reg, lambda f: f.write("".join(kept + [line]).encode()))
     return dest
 
 

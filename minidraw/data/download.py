@@ -49,11 +49,14 @@ def resolve_dir(name: str, root: str | os.PathLike | None = None) -> tuple[Path,
 
 
 def atomic_write(path: Path, write: Callable) -> None:
-    """Call ``write(f)`` on a temporary binary file beside ``path``, then rename it into place."""
+    """Call ``write(f)`` on a temporary binary file beside ``path``, fsync it, then rename it into place: a kill
+    leaves the old file or the new one, never half of one."""
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".part", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
