@@ -183,3 +183,7 @@ class Objective(nn.Module):
     def terms_state(self) -> dict[str, Tensor]:
         """The objective's own weights, without the model's: what a checkpoint keeps to resume it."""
         return {k: v for k, v in self.state_dict().items() if not k.startswith("model.")}
+
+    def load_terms(self, terms: dict[str, Tensor]) -> None:
+        """Put back weights :meth:`terms_state` gave; the model's own stay as they are."""
+        self.load_state_dict({**terms, **{f"model.{k}": v for k, v in self.model.state_dict().items()}})

@@ -266,7 +266,7 @@ def init_weights(model, source: str, objective: Optional[Objective] = None) -> s
         raise ValueError(f"init={source!r} is neither a checkpoint file nor a shipped model "
                          f"({', '.join(pretrained.list()) or 'none shipped'})")
     saved, ckpt = load(path)
-    if saved.cfg.to_dict() != model.cfg.to_dict() or type(saved.cfg) is not type(model.cfg):
+    if saved.cfg != model.cfg:                                          # same class, same settings
         raise ValueError(f"init={source!r} holds a different model ({saved.cfg}); give the same configuration")
     state = model.state_dict()
     model.load_state_dict({k: v.to(state[k].dtype) for k, v in saved.state_dict().items()})
@@ -274,7 +274,7 @@ def init_weights(model, source: str, objective: Optional[Objective] = None) -> s
     if objective is not None and terms:
         mine = objective.terms_state()
         if set(terms) == set(mine) and all(terms[k].shape == mine[k].shape for k in mine):
-            objective.load_state_dict({**terms, **{f"model.{k}": v for k, v in model.state_dict().items()}})
+            objective.load_terms(terms)
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
@@ -366,12 +366,11 @@ def _resume(out, model, trainee, opt, rank: int, device) -> tuple[int, dict]:
     if not ckpt_path.exists():
         return 0, {}
     saved, ckpt = load(ckpt_path, map_location=device)
-    if saved.cfg.to_dict() != model.cfg.to_dict() or type(saved.cfg) is not type(model.cfg):
+    if saved.cfg != model.cfg:
         raise ValueError(f"{ckpt_path} holds a different model ({saved.cfg}); use another --out to start afresh")
     model.load_state_dict(ckpt["live"] if "live" in ckpt else saved.state_dict())   # ema: the trained weights
     if trainee is not model:
-        trainee.load_state_dict({**ckpt.get("objective", {}),
-                                 **{f"model.{k}": v for k, v in model.state_dict().items()}})
+        trainee.load_terms(ckpt.get("objective", {}))
     opt.load_state_dict(ckpt["optimizer"])
     start = int(ckpt["step"])
     if rank == 0:   # drop metrics a killed run wrote after its last checkpoint: the curve replays them
