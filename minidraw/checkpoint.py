@@ -47,6 +47,9 @@ def upgrade(ckpt: dict, where: str = "the checkpoint") -> dict:
     weights to ``"objective"``, from which a resumed run goes on), and switches that still hold the one value
     built now are dropped."""
     kind, config = ckpt["kind"], dict(ckpt["config"])
+    if isinstance(ckpt.get("train"), dict) and "heldout_val" not in ckpt["train"]:
+        # trained before the validation compositions existed: its training saw them
+        ckpt = {**ckpt, "train": {**ckpt["train"], "heldout_val": False}}
     if kind not in ("draw", "caption"):
         return ckpt
     ckpt = dict(ckpt)

@@ -204,6 +204,8 @@ class TrainConfig:
     cpu_bf16: bool = False        # the same on CPUs with AVX512-BF16 / AMX (see runtime.bf16_native)
     compile: bool = False
     data: str = ""                # data folder (MNIST IDX files / prepared COCO); "" = the default
+    heldout_val: bool = True      # withhold the validation compositions from training too (MNIST with captions,
+                                  # shapes): the heldout-val split that every choice is made on (off in old files)
     init: str = ""                # start from these weights (a checkpoint file or a pretrained name), fresh optimiser
     ema: float = 0.0              # > 0: also keep θ̄, the exponential moving average of the weights with this decay
                                   # (e.g. 0.999); evaluations, the checkpoint's model and exports are θ̄

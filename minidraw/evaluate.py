@@ -24,7 +24,7 @@ import torch
 
 from .configs import PRESETS, TrainConfig
 from .cycle import caption_images, cycle_captioner
-from .data.select import evaluation_splits, heldout_for
+from .data.select import evaluation_splits, heldout_for, validation_for
 from .measures import bound, generate, iwae, retrieval_metrics, retrieval_scores, sharpened_bound, ssi
 from .models import Kind, kind_of, kind_of_config
 from .scoring import accuracy_evaluation, agreement, bleu4, caption_fidelity, facts_for, require_sacrebleu
@@ -57,13 +57,31 @@ def _device_of(model) -> torch.device:
 
 def splits_for(train: dict, model_cfg, data: Optional[str] = None) -> dict:
     """The evaluation splits of a checkpoint's data: ``train``, ``test`` and, where the data has
-    them, ``heldout`` compositions (MNIST with captions, shapes). ``train`` is the checkpoint's
-    saved training settings."""
+    them, ``heldout`` compositions (MNIST with captions, shapes) and, where its training withheld them, the
+    ``heldout-val`` compositions that choices are made on. ``train`` is the checkpoint's saved training
+    settings."""
     root = data if data is not None else (train.get("data") or None)
     name = str(train.get("preset", ""))
     data_set = (PRESETS[name].data if name in PRESETS else
                 "mnist_captions" if kind_of_config(model_cfg).takes_caption else "mnist")
-    return evaluation_splits(data_set, int(train.get("seed", 0)), root)
+    return evaluation_splits(data_set, int(train.get("seed", 0)), root, bool(train.get("heldout_val", False)))
+
+
+def describe_splits(splits: dict) -> dict[str, str]:
+    """What each split of :func:`splits_for` holds, in words: ``minidraw evaluate`` prints it and keeps it in its
+    JSON, so every number says which compositions it was measured on."""
+    words = {}
+    for name, data in splits.items():
+        if isinstance(data, torch.Tensor) or not hasattr(data, "describe_heldout"):
+            words[name] = f"{name} split, {len(data)} examples"
+        elif name == "heldout":
+            words[name] = "held-out compositions, reported: " + ", ".join(data.describe_heldout())
+        elif name == "heldout-val":
+            words[name] = "validation compositions, for choices: " + ", ".join(data.describe_validation())
+        else:
+            withheld = "held-out and validation" if data.validation else "held-out"
+            words[name] = f"{name} split: seen compositions only (no {withheld} pair)"
+    return words
 
 
 def evaluate(model, splits: dict, metrics: Iterable[str] = DEFAULT_METRICS, sizes: Sizes = Sizes(), seed: int = 0,
@@ -74,7 +92,8 @@ def evaluate(model, splits: dict, metrics: Iterable[str] = DEFAULT_METRICS, size
     that need captions are skipped for unconditional models. Keys: ``train_bound``,
     ``test_bound`` (and ``_se``), ``test_iwae`` (over the first ``sizes.iwae`` test images) and
     ``iwae_tightening`` (−L − (−L_K) on those same images), ``R@1`` … ``R@50``, ``med_r``, ``ssi``,
-    ``fidelity_seen``, ``fidelity_heldout`` (percent; ``classifiers``: where the fidelity
+    ``fidelity_seen``, ``fidelity_heldout``, ``fidelity_heldout_val`` (on the ``heldout-val`` split, where
+    ``splits`` has it) (percent; ``classifiers``: where the fidelity
     classifiers are cached), and ``seconds``. With a ``sharpener`` (:mod:`minidraw.sharpen`) the
     same measures are taken after sharpening too: ``test_bound_sharp`` (the paper's column,
     :func:`minidraw.measures.sharpened_bound`), ``ssi_sharp``, ``fidelity_seen_sharp``,
@@ -144,7 +163,8 @@ def evaluate(model, splits: dict, metrics: Iterable[str] = DEFAULT_METRICS, size
             say(f"SSI{' after sharpening' if sh is not None else ''} over {len(truth)} captions: "
                 f"{row['ssi' + suffix]:.3f}")
     if captioned and "fidelity" in metrics:
-        for (name, key), (suffix, sh) in itertools.product((("test", "fidelity_seen"), ("heldout", "fidelity_heldout")),
+        for (name, key), (suffix, sh) in itertools.product((("test", "fidelity_seen"), ("heldout", "fidelity_heldout"),
+                                                            ("heldout-val", "fidelity_heldout_val")),
                                                            sharpeners.items()):
             if name not in splits:
                 continue
@@ -155,7 +175,8 @@ def evaluate(model, splits: dict, metrics: Iterable[str] = DEFAULT_METRICS, size
             row[f"{key}{suffix}_by_template"] = result.by_template()
             say(f"fidelity, {name} captions{' after sharpening' if sh is not None else ''}: {row[key + suffix]:.1f} %")
     if reader is not None:
-        for (name, key), (suffix, sh) in itertools.product((("test", "seen"), ("heldout", "heldout")),
+        for (name, key), (suffix, sh) in itertools.product((("test", "seen"), ("heldout", "heldout"),
+                                                            ("heldout-val", "heldout_val")),
                                                            sharpeners.items()):
             if name not in splits:
                 continue
@@ -183,7 +204,8 @@ COLUMNS = (("train_bound", "train −L", "{:.1f}"), ("test_bound", "test −L", 
            ("R@1", "R@1", "{:.1f}"), ("R@5", "R@5", "{:.1f}"), ("R@10", "R@10", "{:.1f}"),
            ("R@50", "R@50", "{:.1f}"), ("med_r", "med r", "{:g}"),
            ("ssi", "SSI", "{:.3f}"), ("ssi_sharp", "SSI sharpened", "{:.3f}"),
-           ("fidelity_seen", "fidelity seen %", "{:.1f}"), ("fidelity_heldout", "fidelity held-out %", "{:.1f}"),
+           ("fidelity_seen", "fidelity seen %", "{:.1f}"), ("fidelity_heldout_val", "fidelity validation %", "{:.1f}"),
+           ("fidelity_heldout", "fidelity held-out %", "{:.1f}"),
            ("fidelity_seen_sharp", "fidelity seen, sharpened %", "{:.1f}"),
            ("fidelity_heldout_sharp", "fidelity held-out, sharpened %", "{:.1f}"),
            ("cycle_exact_seen", "cycle exact seen %", "{:.1f}"), ("cycle_slots_seen", "cycle slots seen %", "{:.1f}"),
@@ -209,14 +231,16 @@ def markdown_table(rows: dict[str, dict], columns=COLUMNS) -> str:
 
 # ---- what a training run evaluates beside its test bound ------------------------------------------------------
 def fidelity_evaluation(cfg: TrainConfig, test_src) -> Callable[[torch.nn.Module], dict]:
-    """``model -> {"fidelity_seen", "fidelity_heldout", ..._by_template}`` on the first
-    ``cfg.eval_fidelity`` captions of the test and held-out splits: the learning curve of what
-    the model draws, not only of its bound."""
+    """``model -> {"fidelity_seen", "fidelity_heldout", ..._by_template}`` (and ``fidelity_heldout_val``
+    where the run withholds validation compositions) on the first ``cfg.eval_fidelity`` captions of the
+    test and held-out splits: the learning curve of what the model draws, not only of its bound."""
     heldout = heldout_for(test_src)
     if heldout is None:
         raise ValueError("eval_fidelity needs MNIST with captions or captioned shapes: caption fidelity has no "
                          f"checker for {type(test_src).__name__}")
     splits = {"test": test_src, "heldout": heldout}
+    if validation_for(test_src) is not None:
+        splits["heldout-val"] = validation_for(test_src)
     sizes = Sizes(fidelity=cfg.eval_fidelity)
 
     def fidelity(model) -> dict:

@@ -303,7 +303,8 @@ def _run(cfg: TrainConfig, out, progress: bool, rank: int, world: int, local: in
     device = pick_device(local_rank=local)
     model_cfg = preset(cfg.preset, **cfg.model)
     kind = kind_of_config(model_cfg)
-    train_src, test_src, source, vocab = select.data_for(data_of(cfg.preset), cfg.seed, cfg.data or None)
+    train_src, test_src, source, vocab = select.data_for(data_of(cfg.preset), cfg.seed, cfg.data or None,
+                                                                cfg.heldout_val)
     if kind.takes_caption and vocab is not None and model_cfg.vocab_size != len(vocab):
         model_cfg.vocab_size = len(vocab)    # e.g. COCO: the prepared vocabulary decides
     with seeded(cfg.seed):                 # the initial weights: a function of the seed
@@ -311,6 +312,9 @@ def _run(cfg: TrainConfig, out, progress: bool, rank: int, world: int, local: in
         trainee = objective_for(model, cfg).to(device)   # the model, or it and its training-only terms
     opt = make_optimizer(cfg.optimizer, trainee.parameters(), cfg.lr, cfg.beta1)
     start, ckpt = _resume(out, model, trainee, opt, rank, device)
+    if start and bool(ckpt.get("train", {}).get("heldout_val", False)) != cfg.heldout_val:
+        raise ValueError(f"{out} was trained with heldout_val={not cfg.heldout_val}: its training data would change "
+                         f"mid-run; resume with --set heldout_val={not cfg.heldout_val} or use another --out")
     init_sha256 = _start(model, trainee, cfg, train_src, rank, progress) if start == 0 else ckpt.get("init_sha256")
     ema = weight_average(model, cfg.ema)
     if ema is not None and start > 0 and "live" in ckpt:                # the average goes on where it was

@@ -239,6 +239,10 @@ def test_evaluate_command_on_a_checkpoint(tmp_path, capsys):
                      "bound,retrieval", "--bound", "8", "--queries", "5", "--json", str(out)]) == 0
     row = json.loads(out.read_text())
     assert row["step"] == 2 and np.isfinite(row["test_bound"]) and "R@10" in row and "ssi" not in row
+    # which compositions each number is on: the reported held-out ones and the validation ones, named
+    assert row["splits"]["heldout"].startswith("held-out compositions, reported: ")
+    assert row["splits"]["heldout-val"].startswith("validation compositions, for choices: ")
+    assert "seen compositions only (no held-out and validation pair)" in row["splits"]["test"]
     assert "| run |" in capsys.readouterr().out
     capsys.readouterr()
     for argv, message in ((["--checkpoint", str(tmp_path / "run" / "checkpoint.pt"), "--metrics", "bleu"],
@@ -247,6 +251,15 @@ def test_evaluate_command_on_a_checkpoint(tmp_path, capsys):
         assert cli.main(["evaluate", *argv]) == 2
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_a_file_from_before_the_validation_compositions_is_scored_without_them(mnist_dir):
+    from minidraw import pretrained
+    from minidraw.evaluate import splits_for
+    ckpt = checkpoint.upgrade(checkpoint.read(pretrained.path("noaligndraw-mnist")))
+    assert ckpt["train"]["heldout_val"] is False                     # its training saw those scenes
+    splits = splits_for(ckpt["train"], preset("aligndraw_mnist_small"), str(mnist_dir))
+    assert "heldout" in splits and "heldout-val" not in splits and not splits["test"].validation
 
 
 def test_evaluate_with_a_corrupt_mnist_file_is_one_line(tmp_path, capsys, mnist_dir):

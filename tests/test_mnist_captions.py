@@ -12,6 +12,7 @@ from minidraw.data.mnist_captions import (
     MnistCaptions,
     caption_text,
     choose_heldout,
+    choose_validation,
     parse_caption,
 )
 from minidraw.text import UnknownWordError
@@ -110,6 +111,34 @@ def test_heldout_pairs_never_in_training_and_always_in_heldout(data):
 def test_heldout_choice_is_seeded(data):
     assert choose_heldout(0) == choose_heldout(0) != choose_heldout(1)
     assert data["train"].heldout == choose_heldout(0)
+
+
+def _uses(b, pairs) -> torch.Tensor:
+    """Which scenes of batch ``b`` put a digit of ``pairs`` in its slot: ``(M,)`` bool."""
+    return torch.tensor([any((s, d) in pairs for s, d in zip(ss, dd) if s >= 0)
+                         for ss, dd in zip(b.meta["slots"].tolist(), b.meta["digits"].tolist())])
+
+
+def test_validation_compositions_are_withheld_beside_the_reported_ones(pools):
+    held, val = choose_heldout(0), choose_validation(0)
+    assert len(val) == len(SLOTS) and len({d for _, d in val}) == len(SLOTS)
+    assert {s for s, _ in val} == set(range(len(SLOTS))) and not held & val    # one more digit per slot
+    sets = {s: MnistCaptions(s, pools=pools, seed=3, validation=True) for s in ("train", "test", "heldout-val")}
+    for split in ("train", "test"):                   # training and seen scenes use neither kind of pair
+        b = sets[split].batch(np.arange(3000))
+        assert not _uses(b, held | val).any() and not b.meta["heldout"].any(), split
+    b = sets["heldout-val"].batch(np.arange(3000))    # every validation scene has a validation pair, none held out
+    assert _uses(b, val).all() and not _uses(b, held).any() and b.meta["heldout"].all()
+    assert set(b.meta["template"].tolist()) == set(range(len(TEMPLATES)))     # every template is validated
+    # the reported held-out split is the same images whether or not validation pairs were withheld
+    plain, withheld = (MnistCaptions("heldout", pools=pools, seed=3, validation=v).batch(np.arange(200))
+                       for v in (False, True))
+    assert torch.equal(plain.images, withheld.images) and torch.equal(plain.captions, withheld.captions)
+    # without validation nothing changes: the training stream is the one runs before it saw
+    assert sets["train"].validation and not MnistCaptions("train", pools=pools).validation
+    assert MnistCaptions("heldout-val", pools=pools).validation            # the split implies it
+    assert sets["test"].is_heldout(sets["heldout-val"].texts([0])[0])
+    assert not MnistCaptions("test", pools=pools, seed=3).is_heldout(sets["heldout-val"].texts([0])[0])
 
 
 def test_bad_captions_and_arguments(pools):

@@ -10,7 +10,7 @@ import torch
 
 import minidraw.data
 from minidraw.data.common import CaptionBatch
-from minidraw.data.shapes import ShapesCaptions, heldout_pairs, render_caption
+from minidraw.data.shapes import ShapesCaptions, heldout_pairs, render_caption, validation_pairs
 from minidraw.data.shapes_grammar import (
     MAX_LEN,
     VOCAB,
@@ -117,6 +117,23 @@ def test_heldout_never_in_training(holdout_seed):
                       for ss, cc in zip(sc.shape, sc.colour)])
     assert novel.any(1).all()
     assert novel[sc.n_objects == 2, 1].any() and not novel[sc.n_objects == 2].all(1).all()
+
+
+def test_validation_pairs_are_withheld_beside_the_reported_ones():
+    held, val = set(heldout_pairs(0)), set(validation_pairs(0))
+    assert not held & val and sorted(s for s, _ in val) == sorted(SHAPES)
+    for split in ("train", "test"):
+        sc = ShapesCaptions(split, validation=True).scenes(np.arange(20_000))
+        present = sc.shape >= 0
+        seen = {(SHAPES[s], COLOURS[c]) for s, c in zip(sc.shape[present], sc.colour[present])}
+        assert not seen & (held | val) and len(seen) == 12
+    ds = ShapesCaptions("heldout-val")
+    sc = ds.scenes(np.arange(20_000))
+    pairs = [[(SHAPES[s], COLOURS[c]) if s >= 0 else None for s, c in zip(ss, cc)] for ss, cc in zip(sc.shape, sc.colour)]
+    assert all(any(p in val for p in row) and not any(p in held for p in row) for row in pairs)
+    assert ds.batch(np.arange(100)).meta["heldout"].all()
+    a, b = (ShapesCaptions("heldout", validation=v).batch(np.arange(100)) for v in (False, True))
+    assert torch.equal(a.images, b.images)             # the reported split does not depend on validation
 
 
 def test_heldout_flag(batches):

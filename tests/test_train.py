@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -463,7 +464,10 @@ def test_caption_fidelity_is_logged_at_each_evaluation(tmp_path):
     assert [r["step"] for r in rows] == [1, 2]
     for r in rows:
         assert 0 <= r["fidelity_seen"] <= 100 and 0 <= r["fidelity_heldout"] <= 100
+        assert 0 <= r["fidelity_heldout_val"] <= 100       # the validation compositions, withheld by default
         assert set(r["fidelity_seen_by_template"]) >= {"left of", "top right corner"} and r["seconds"] > 0
+    with pytest.raises(ValueError, match="heldout_val=True"):     # a run's data never changes mid-run
+        train.run(replace(cfg, max_steps=3, heldout_val=False), tmp_path, progress=False)
     with pytest.raises(ValueError, match="no checker"):
         evaluate.fidelity_evaluation(cfg, torch.zeros(4, 1, 28, 28))
 

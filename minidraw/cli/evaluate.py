@@ -9,7 +9,8 @@ from pathlib import Path
 from ..checkpoint import load
 from ..cycle import load_captioner
 from ..errors import UserError
-from ..evaluate import DEFAULT_METRICS, METRICS, NO_BOUND_METRICS, Sizes, evaluate, markdown_table, splits_for
+from ..evaluate import (DEFAULT_METRICS, METRICS, NO_BOUND_METRICS, Sizes, describe_splits, evaluate, markdown_table,
+                        splits_for)
 from ..models import kind_of
 from ..runtime import device as pick_device
 from ..sample import load_sharpener, refuse_non_drawing, vocabulary_for
@@ -84,11 +85,18 @@ def run(args: argparse.Namespace) -> int:
         sharpener = load_sharpener(args.sharpen, model, vocabulary_for(model, ckpt), map_location=dev)
     captioner = load_captioner(args.captioner, map_location=dev) if args.captioner else None
     splits = splits_for(ckpt["train"], model.cfg, args.data)
+    described = describe_splits(splits)
+    for name, words in described.items():
+        print(f"{name}: {words}")
+    if "heldout" in splits and "heldout-val" not in splits:
+        print("heldout-val: none (this model's training did not withhold validation compositions, so choices "
+              "about it could only be made on the reported held-out ones)")
     sizes = Sizes(bound=args.bound, iwae=args.iwae, K=args.k, queries=args.queries, ssi=args.ssi,
                   fidelity=args.fidelity)
     row = evaluate(model, splits, metrics, sizes, seed=args.seed, progress=True, classifiers=args.classifiers,
                    sharpener=sharpener, captioner=captioner)
-    row = {"checkpoint": str(args.checkpoint), "step": ckpt.get("step"), "data": ckpt.get("data"), **row}
+    row = {"checkpoint": str(args.checkpoint), "step": ckpt.get("step"), "data": ckpt.get("data"),
+           "splits": described, **row}
     path = Path(args.checkpoint)
     print(markdown_table({(path.parent.name if path.stem == "checkpoint" else path.stem) or "model": row}))
     if args.json:

@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     resume = Path(args.out) / CHECKPOINT
     if not args.preset and not args.config and resume.exists():   # resume with the saved settings
         try:
-            cfg = resume_config(read(resume).get("train"), sets)
+            cfg = resume_config(upgrade(read(resume), str(resume)).get("train"), sets)
         except ValueError as e:
             raise ValueError(f"{resume}: {e}") from None
     else:

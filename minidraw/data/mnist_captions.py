@@ -22,9 +22,16 @@ ever has that digit in that slot, whichever template describes it. Hold-outs
 are drawn from ``holdout_seed`` (one digit per slot, 8 of the 80 pairs) and
 recorded on the data set.
 
+**Validation compositions.** With ``validation=True`` a second set of 8 pairs (one
+more digit per slot, :func:`choose_validation`) is withheld from training too.
+Its scenes are the ``heldout-val`` split: every choice (settings, checkpoint,
+seed) is made on them, and the ``heldout`` split is reported once, untouched.
+
 **Splits.** ``train`` draws digits from the training pool and only scenes with no
-held-out pair; ``test`` draws digits from the test pool, seen scenes only;
-``heldout`` draws test digits and scenes with at least one held-out pair.
+held-out (or validation) pair; ``test`` draws digits from the test pool, seen
+scenes only; ``heldout`` draws test digits and scenes with at least one held-out
+pair; ``heldout-val`` test digits and scenes with a validation pair and no
+held-out one.
 
 **Determinism.** Example ``i`` is a pure function of (seed, split, i): every
 random choice comes from :func:`minidraw.data.common.uniform`, so an "epoch" is
@@ -62,7 +69,7 @@ SLOTS = ("left", "right", "top", "bottom", "top left", "top right", "bottom left
 # template t puts digit D in slot t and (two-digit templates) digit E in PARTNER[t]
 PARTNER = (1, 0, 3, 2, -1, -1, -1, -1)
 TWO_DIGITS = tuple(p >= 0 for p in PARTNER)
-SPLITS = ("train", "test", "heldout")
+SPLITS = ("train", "test", "heldout", "heldout-val")
 
 
 def slot_corners(canvas: int = CANVAS, jitter: int = 4) -> np.ndarray:
@@ -114,7 +121,21 @@ def choose_heldout(holdout_seed: int = 0) -> frozenset[tuple[int, int]]:
     return frozenset((s, int(d)) for s, d in enumerate(digits))
 
 
-def _scene_tables(heldout: frozenset, split: str) -> tuple[np.ndarray, np.ndarray]:
+def choose_validation(holdout_seed: int = 0) -> frozenset[tuple[int, int]]:
+    """The validation pairs: one more (slot, digit) per slot, eight different digits, none of them the slot's
+    held-out digit (slot ``s`` gets the permutation's digit ``s + 2`` where :func:`choose_heldout` takes ``s``)."""
+    digits = np.random.default_rng(holdout_seed).permutation(10)[2: 2 + len(SLOTS)]
+    return frozenset((s, int(d)) for s, d in enumerate(digits))
+
+
+def stream_key(seed: int, split: str) -> int:
+    """The random stream of (seed, split): ``3·seed + i`` for the first three splits (as before the validation
+    split existed, so their examples are unchanged), a stream of its own for ``heldout-val``."""
+    return seed * 3 + SPLITS.index(split) if split != "heldout-val" else 0x80000000 + seed
+
+
+def _scene_tables(heldout: frozenset, split: str,
+                  validation: frozenset = frozenset()) -> tuple[np.ndarray, np.ndarray]:
     """For each template, the (D, E) pairs the split may use: ``(8, 100, 2)`` and counts ``(8,)``."""
     table = np.zeros((len(TEMPLATES), 100, 2), dtype=np.int64)
     counts = np.zeros(len(TEMPLATES), dtype=np.int64)
@@ -122,8 +143,9 @@ def _scene_tables(heldout: frozenset, split: str) -> tuple[np.ndarray, np.ndarra
         pairs = itertools.product(range(10), range(10)) if TWO_DIGITS[t] else ((d, -1) for d in range(10))
         keep = []
         for d, e in pairs:
-            novel = (t, d) in heldout or (TWO_DIGITS[t] and (PARTNER[t], e) in heldout)
-            if novel == (split == "heldout"):
+            novel, val = ((t, d) in held or (TWO_DIGITS[t] and (PARTNER[t], e) in held)
+                          for held in (heldout, validation))
+            if {"heldout": novel, "heldout-val": val and not novel}.get(split, not (novel or val)):
                 keep.append((d, e))
         counts[t] = len(keep)
         table[t, : len(keep)] = keep
@@ -136,17 +158,19 @@ class MnistCaptions(Dataset):
     ``pools`` are the digit images to draw from (:func:`digit_pools`; read from
     ``root`` when not given). ``length`` is one epoch (default: the pool's size);
     :meth:`batch` takes any index >= 0 — the stream is infinite — while
-    ``dataset[i]`` keeps to ``[0, length)`` like any ``Dataset``.
+    ``dataset[i]`` keeps to ``[0, length)`` like any ``Dataset``. ``validation``: withhold the validation
+    pairs from ``train`` and ``test`` too (implied by ``split="heldout-val"``).
     """
 
     endless = True  # an infinite stream: any index >= 0 is an example (the trainer relies on it)
 
     def __init__(self, split: str = "train", pools: DigitPools | None = None,
                  root: str | os.PathLike | None = None, seed: int = 0, holdout_seed: int = 0,
-                 length: int | None = None, jitter: int = 4) -> None:
+                 length: int | None = None, jitter: int = 4, validation: bool = False) -> None:
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         self.split, self.seed, self.holdout_seed, self.jitter = split, seed, holdout_seed, jitter
+        self.validation = validation or split == "heldout-val"
         self.pools = digit_pools(root) if pools is None else pools
         images, labels = self.pools.split("train" if split == "train" else "test")
         order = np.argsort(labels, kind="stable")  # pool sorted by label: digit d is a contiguous run
@@ -157,10 +181,11 @@ class MnistCaptions(Dataset):
         if (self._count == 0).any():
             raise ValueError(f"the {split} digit pool lacks digits {np.flatnonzero(self._count == 0).tolist()}")
         self.heldout = choose_heldout(holdout_seed)
-        self._table, self._per_template = _scene_tables(self.heldout, split)
+        self.validation_pairs = choose_validation(holdout_seed) if self.validation else frozenset()
+        self._table, self._per_template = _scene_tables(self.heldout, split, self.validation_pairs)
         self._templates = np.flatnonzero(self._per_template)  # templates with any scene in this split
         self._corners = slot_corners(CANVAS, jitter)
-        self._key = seed * len(SPLITS) + SPLITS.index(split)   # one random stream per (seed, split)
+        self._key = stream_key(seed, split)                     # one random stream per (seed, split)
         self._caption_ids = self._caption_table()
         self.length = length if length is not None else len(labels)
         self.vocab = VOCAB
@@ -226,17 +251,22 @@ class MnistCaptions(Dataset):
         return self.batch(index).texts(self.vocab)
 
     def _novel(self, slots: np.ndarray, digits: np.ndarray) -> np.ndarray:
-        """Which scenes ``(M, 2)`` put a digit in a held-out slot: ``(M,)`` bool."""
+        """Which scenes ``(M, 2)`` put a digit in a slot withheld from training (held out, or for
+        validation): ``(M,)`` bool."""
         held = np.zeros((len(SLOTS) + 1, 11), dtype=bool)  # row/column -1 = "no digit": never held out
-        for s, d in self.heldout:
+        for s, d in self.heldout | self.validation_pairs:
             held[s, d] = True
         return (held[slots, digits]).any(1)
 
     def is_heldout(self, text: str) -> bool:
-        """Does the scene this caption describes use a held-out (slot, digit) pair?"""
+        """Does the scene this caption describes use a (slot, digit) pair withheld from training?"""
         t, d, e = parse_caption(text)
         return bool(self._novel(np.array([[t, PARTNER[t] if e >= 0 else -1]]), np.array([[d, e]]))[0])
 
     def describe_heldout(self) -> list[str]:
         """The held-out pairs in words, e.g. ``'digit 3 in the left slot'``."""
         return [f"digit {d} in the {SLOTS[s]} slot" for s, d in sorted(self.heldout)]
+
+    def describe_validation(self) -> list[str]:
+        """The validation pairs in words (empty without ``validation``)."""
+        return [f"digit {d} in the {SLOTS[s]} slot" for s, d in sorted(self.validation_pairs)]

@@ -29,46 +29,58 @@ def mnist_binarized(root=None) -> tuple[torch.Tensor, torch.Tensor, str]:
             torch.from_numpy(binarize(pools.test_images, seed=1)), pools.source)
 
 
-def data_for(data: str, seed: int = 0, root: Optional[str | os.PathLike] = None):
+def data_for(data: str, seed: int = 0, root: Optional[str | os.PathLike] = None, validation: bool = False):
     """``(training source, test source, description, vocabulary or None)`` for data set ``data``: "mnist"
     (binarised digits, for the unconditional DRAW), "mnist_captions", "shapes" or "coco" — what a preset names
     (:data:`minidraw.configs.PRESETS`). The training source follows ``seed``, the test source does not.
-    ``root``: the data folder (MNIST's IDX files, or prepared COCO), ``None`` for the default."""
+    ``root``: the data folder (MNIST's IDX files, or prepared COCO), ``None`` for the default. ``validation``:
+    data with held-out compositions also withholds its validation compositions from both (the
+    ``heldout-val`` split, :func:`validation_for`)."""
     root = root or None
     if data == "mnist":
         train, test, source = mnist_binarized(root)
         return train, test, source, None
     if data == "shapes":
-        train, test = ShapesCaptions("train", seed=seed), ShapesCaptions("test", seed=TEST_SEED)
+        train, test = (ShapesCaptions(split, seed=sd, validation=validation)
+                       for split, sd in (("train", seed), ("test", TEST_SEED)))
         return train, test, "captioned shapes (generated)", train.vocab
     if data == "coco":
         train, test = CocoCaptions("train", root=root), CocoCaptions("dev", root=root)
         return train, test, f"MS-COCO 2014 captions, {len(train)} training captions", train.vocab
     if data == "mnist_captions":
         pools = digit_pools(root)
-        train = MnistCaptions("train", pools, seed=seed)
-        return train, MnistCaptions("test", pools, seed=TEST_SEED), pools.source, train.vocab
+        train, test = (MnistCaptions(split, pools, seed=sd, validation=validation)
+                       for split, sd in (("train", seed), ("test", TEST_SEED)))
+        return train, test, pools.source, train.vocab
     raise ValueError(f"no data set named {data!r}: give mnist, mnist_captions, shapes or coco")
 
 
-def heldout_for(test):
-    """The held-out compositions that go with test split ``test`` (MNIST with captions, shapes),
-    with its seeds; ``None`` for data without them."""
+def heldout_for(test, split: str = "heldout"):
+    """The held-out compositions (``split="heldout-val"``: the validation compositions) that go with test
+    split ``test`` (MNIST with captions, shapes), with its seeds; ``None`` for data without them."""
     if isinstance(test, MnistCaptions):
-        return MnistCaptions("heldout", test.pools, seed=test.seed, holdout_seed=test.holdout_seed)
+        return MnistCaptions(split, test.pools, seed=test.seed, holdout_seed=test.holdout_seed,
+                             validation=test.validation)
     if isinstance(test, ShapesCaptions):
-        return ShapesCaptions("heldout", seed=test.seed, holdout_seed=test.holdout_seed)
+        return ShapesCaptions(split, seed=test.seed, holdout_seed=test.holdout_seed, validation=test.validation)
     return None
 
 
-def evaluation_splits(data: str, seed: int = 0, root: Optional[str | os.PathLike] = None) -> dict:
-    """``{"train", "test"}`` of data set ``data`` and, where it has them, ``"heldout"`` compositions; for COCO
-    the test split (the trainer watches dev)."""
-    train, test, _, _ = data_for(data, seed, root)
+def validation_for(test):
+    """The validation compositions (``heldout-val``) of test split ``test``, where its training withheld
+    them; ``None`` otherwise."""
+    return heldout_for(test, "heldout-val") if getattr(test, "validation", False) else None
+
+
+def evaluation_splits(data: str, seed: int = 0, root: Optional[str | os.PathLike] = None,
+                      validation: bool = False) -> dict:
+    """``{"train", "test"}`` of data set ``data`` and, where it has them, ``"heldout"`` compositions (and with
+    ``validation`` the ``"heldout-val"`` ones); for COCO the test split (the trainer watches dev)."""
+    train, test, _, _ = data_for(data, seed, root, validation)
     splits = {"train": train, "test": test}
-    heldout = heldout_for(test)
-    if heldout is not None:
-        splits["heldout"] = heldout
+    for name, extra in (("heldout", heldout_for(test)), ("heldout-val", validation_for(test))):
+        if extra is not None:
+            splits[name] = extra
     if isinstance(test, CocoCaptions):
         splits["test"] = CocoCaptions("test", root=root or None)
     return splits

@@ -23,7 +23,11 @@ data set, :class:`ShapesCaptions`.
 
 **Held-out compositions.** ``holdout_seed`` picks one colour per shape (three
 different colours): those (shape, colour) pairs never appear on *any* object of
-a ``train`` (or ``test``) image. ``heldout`` images have at least one. Object
+a ``train`` (or ``test``) image. ``heldout`` images have at least one. With
+``validation=True`` a second colour per shape (:func:`validation_pairs`) is
+withheld from training as well; the ``heldout-val`` split puts one of those on an
+object (and no held-out pair anywhere): every choice is made on it, and
+``heldout`` is reported once. Object
 attributes are drawn from tables of the allowed pairs, so no sampling is ever
 rejected and retried.
 
@@ -47,7 +51,7 @@ from .shapes_grammar import MAX_LEN, VOCAB, caption_ids, caption_texts, scene_fr
 from .shapes_render import render
 from .shapes_scene import BACKGROUNDS, COLOURS, POSITIONS, RELATIONS, SHAPES, SIZES, Scene, layout
 
-SPLITS = ("train", "test", "heldout")
+SPLITS = ("train", "test", "heldout", "heldout-val")
 
 
 # ---- the picture of any caption -------------------------------------------------
@@ -58,10 +62,28 @@ def render_caption(text: str, size: int = 32) -> torch.Tensor:
 
 
 # ---- held-out pairs and the data set -----------------------------------------------
+def _colour_order(holdout_seed: int) -> np.ndarray:
+    return np.argsort(uniform(holdout_seed, np.arange(len(COLOURS)), 0xC0105), kind="stable")
+
+
 def heldout_pairs(holdout_seed: int = 0) -> tuple[tuple[str, str], ...]:
     """One (shape, colour) pair per shape, three different colours, drawn from ``holdout_seed``."""
-    perm = np.argsort(uniform(holdout_seed, np.arange(len(COLOURS)), 0xC0105), kind="stable")
+    perm = _colour_order(holdout_seed)
     return tuple((shape, COLOURS[perm[s]]) for s, shape in enumerate(SHAPES))
+
+
+def validation_pairs(holdout_seed: int = 0) -> tuple[tuple[str, str], ...]:
+    """The validation pairs: one more colour per shape, the three colours :func:`heldout_pairs` left."""
+    perm = _colour_order(holdout_seed)
+    return tuple((shape, COLOURS[perm[len(SHAPES) + s]]) for s, shape in enumerate(SHAPES))
+
+
+def _pair_table(chosen) -> np.ndarray:
+    """``(3, 6)`` bool: is (shape, colour) one of ``chosen``?"""
+    table = np.zeros((len(SHAPES), len(COLOURS)), dtype=bool)
+    for s, c in chosen:
+        table[SHAPES.index(s), COLOURS.index(c)] = True
+    return table
 
 
 class ShapesCaptions(Dataset):
@@ -69,17 +91,18 @@ class ShapesCaptions(Dataset):
 
     ``split``: ``train`` and ``test`` (different random streams, so different
     images) use only (shape, colour) pairs outside :attr:`heldout`; ``heldout``
-    puts a held-out pair on at least one object. ``length`` is one epoch (default
-    50,000 train, 10,000 test/heldout); ``size`` the canvas side in pixels.
+    puts a held-out pair on at least one object; ``heldout-val`` a validation pair (``validation``: withhold
+    :func:`validation_pairs` from ``train`` and ``test`` too; implied by that split). ``length`` is one epoch
+    (default 50,000 train, 10,000 test/heldout); ``size`` the canvas side in pixels.
     For training call :meth:`batch` with a batch of indices: it is vectorised.
     """
 
     endless = True  # an infinite stream: any index >= 0 is an example (the trainer relies on it)
 
-    DEFAULT_LENGTH = {"train": 50_000, "test": 10_000, "heldout": 10_000}
+    DEFAULT_LENGTH = {"train": 50_000, "test": 10_000, "heldout": 10_000, "heldout-val": 10_000}
 
     def __init__(self, split: str = "train", seed: int = 0, holdout_seed: int = 0,
-                 length: int | None = None, size: int = 32) -> None:
+                 length: int | None = None, size: int = 32, validation: bool = False) -> None:
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         if size < 16:
@@ -87,19 +110,32 @@ class ShapesCaptions(Dataset):
         self.split, self.seed, self.holdout_seed, self.size = split, seed, holdout_seed, size
         self.length = self.DEFAULT_LENGTH[split] if length is None else int(length)
         self.vocab, self.max_len, self.image_shape = VOCAB, MAX_LEN, (3, size, size)
+        self.validation = validation or split == "heldout-val"
         self._heldout = heldout_pairs(holdout_seed)
-        self._held = np.zeros((len(SHAPES), len(COLOURS)), dtype=bool)  # (3, 6) is (shape, colour) held out?
-        for s, c in self._heldout:
-            self._held[SHAPES.index(s), COLOURS.index(c)] = True
+        self.validation_pairs = validation_pairs(holdout_seed) if self.validation else ()
+        reported, val = _pair_table(self._heldout), _pair_table(self.validation_pairs)
+        self._held = reported | val                                       # (3, 6) withheld from training?
         pairs = np.array([(s, c) for s in range(len(SHAPES)) for c in range(len(COLOURS))])  # (18, 2)
-        is_held = self._held[pairs[:, 0], pairs[:, 1]]
-        self._all, self._seen, self._novel = pairs, pairs[~is_held], pairs[is_held]        # (18|15|3, 2)
-        self._key = seed * len(SPLITS) + SPLITS.index(split)  # one random stream per (seed, split)
+        is_reported, is_val = reported[pairs[:, 0], pairs[:, 1]], val[pairs[:, 0], pairs[:, 1]]
+        self._seen = pairs[~(is_reported | is_val)]                       # (15 or 12, 2)
+        # the pair in slot h, and what the other slot may hold
+        self._novel, self._all = ((pairs[is_val], pairs[~is_reported]) if split == "heldout-val" else
+                                  (pairs[is_reported], pairs))
+        self._key = (seed * 3 + SPLITS.index(split) if split != "heldout-val" else
+                     0x80000000 + seed)                                   # one random stream per (seed, split)
 
     @property
     def heldout(self) -> tuple[tuple[str, str], ...]:
         """The held-out (shape, colour) pairs, e.g. ``(('circle', 'blue'), ...)``."""
         return self._heldout
+
+    def describe_heldout(self) -> list[str]:
+        """The held-out pairs in words, e.g. ``'magenta circle'``."""
+        return [f"{c} {s}" for s, c in self._heldout]
+
+    def describe_validation(self) -> list[str]:
+        """The validation pairs in words (empty without ``validation``)."""
+        return [f"{c} {s}" for s, c in self.validation_pairs]
 
     def __len__(self) -> int:
         return self.length
@@ -108,7 +144,7 @@ class ShapesCaptions(Dataset):
         """The random scenes behind examples ``indices`` (no drawing: cheap)."""
         i, k = as_indices(indices), self._key
         n_objects = 1 + (uniform(k, i, 0) >= 0.5)                    # (M,) 1 or 2, evenly
-        if self.split == "heldout":                                   # slot h gets a held-out pair,
+        if self.split.startswith("heldout"):                          # slot h gets a held-out pair,
             h = np.where(n_objects == 1, 0, randint(k, i, 1, 2))      # the other slot any pair
             novel = self._novel[randint(k, i, 2, len(self._novel))]   # (M, 2)
             other = self._all[randint(k, i, 3, len(self._all))]
@@ -129,7 +165,7 @@ class ShapesCaptions(Dataset):
                      n_objects=n_objects.astype(np.int64), relation=relation, position=position)
 
     def _is_novel(self, scene: Scene) -> np.ndarray:
-        """Which scenes ``(M,)`` have an object with a held-out (shape, colour) pair."""
+        """Which scenes ``(M,)`` have an object with a (shape, colour) pair withheld from training."""
         held = self._held[np.maximum(scene.shape, 0), np.maximum(scene.colour, 0)] & (scene.shape >= 0)
         return held.any(1)
 
@@ -158,5 +194,5 @@ class ShapesCaptions(Dataset):
         return caption_texts(self.scenes(indices))
 
     def is_heldout(self, text: str) -> bool:
-        """Does the scene this caption describes use a held-out (shape, colour) pair?"""
+        """Does the scene this caption describes use a (shape, colour) pair withheld from training?"""
         return bool(self._is_novel(scene_from_caption(text))[0])

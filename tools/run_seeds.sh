@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Train recipes for several seeds, one after another, each in its own resumable run directory.
+#
+#   bash tools/run_seeds.sh RUNS RECIPE:SEED [RECIPE:SEED ...]
+#   e.g. OMP_NUM_THREADS=1 bash tools/run_seeds.sh ~/runs aligndraw-mnist-paper:0 aligndraw-mnist:0 &
+#
+# RUNS/RECIPE-sSEED holds each run; run the same command again after a kill and every run goes on from its
+# last checkpoint (finished runs return at once). aligndraw-mnist also gets its second stage, from the first
+# stage's weights, in RUNS/aligndraw-mnist-sSEED-2 (the recipe's header gives the settings). Extra
+# `key=value` settings for every run (e.g. data=/path/to/mnist) come from the SETS variable.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=$1; shift
+PY=${PYTHON:-python}
+for job in "$@"; do
+  recipe=${job%%:*}; seed=${job##*:}
+  run="$RUNS/$recipe-s$seed"
+  echo "== $(date -u +%FT%TZ) $recipe seed $seed -> $run"
+  $PY -m minidraw train --config "$recipe" --quiet --set seed="$seed" ${SETS:-} --out "$run"
+  if [ "$recipe" = aligndraw-mnist ]; then
+    $PY -m minidraw train --config "$recipe" --quiet --set seed="$seed" ${SETS:-} init="$run/checkpoint.pt" \
+        what_adversary=12 where_kl=2 lr=5e-4 warmup_steps=200 max_steps=3000 --out "$run-2"
+  fi
+done
+echo "== $(date -u +%FT%TZ) done"
