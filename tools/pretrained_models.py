@@ -23,6 +23,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import sys
 from pathlib import Path
 
@@ -141,11 +142,11 @@ def curve_rows(run: Path) -> list[dict]:
         if key not in r:
             continue
         row = {"step": r["step"], "minutes": round(m, 2), "test_bound": round(bounds.get(r["step"], float("nan")), 2)}
-        for split in ("seen", "heldout"):
+        for split in ("seen", "heldout_val", "heldout"):
             if f"fidelity_{split}" in r:
                 row[f"fidelity_{split}"] = round(r[f"fidelity_{split}"], 1)
                 for template, v in r[f"fidelity_{split}_by_template"].items():
-                    row[f"{split}: {template}"] = round(v, 1)
+                    row[f"{split.replace('_', '-')}: {template}"] = round(v, 1)
         out.append(row)
     return out
 
@@ -204,7 +205,7 @@ def card(name: str, result: dict, minutes: float | None, where: str) -> str:
              "| | |", "|---|---|",
              f"| file | `{info['file']}` ({Path(pretrained.path(name)).stat().st_size / 1e6:.2f} MB, float16 weights, no optimiser state) |",
              f"| sha256 | `{info['sha256']}` |",
-             f"| data | {ckpt.get('data', '?')} |",
+             f"| data | {re.sub(r' [(]/[^)]*[)]', '', str(ckpt.get('data', '?')))} |",   # no build machine's path
              f"| steps | {ckpt.get('step')} (batch {train.get('batch_size')})"
              + (f", in {len(ckpt['stages'])} stages (below) |" if ckpt.get("stages") else " |"),
              f"| wall time | {minutes:.0f} minutes of training |" if minutes else "| wall time | unknown |",
@@ -227,13 +228,37 @@ def card(name: str, result: dict, minutes: float | None, where: str) -> str:
              f"* test −L = {result['test_bound']:.2f} ± {result['test_bound_se']:.2f} nats per image; "
              f"train −L = {result['train_bound']:.2f} ± {result['train_bound_se']:.2f}"]
     if "fidelity_seen" in result:
+        val = "fidelity_heldout_val" in result
         lines += [f"* caption fidelity: **{result['fidelity_seen']:.1f} %** on seen compositions, "
-                  f"**{result.get('fidelity_heldout', float('nan')):.1f} %** on held-out ones", "",
-                  "| template | seen % | held-out % |", "|---|---:|---:|"]
+                  + (f"{result['fidelity_heldout_val']:.1f} % on the validation ones, " if val else "")
+                  + f"**{result.get('fidelity_heldout', float('nan')):.1f} %** on held-out ones", "",
+                  "| template | seen % |" + (" validation % |" if val else "") + " held-out % |",
+                  "|---|---:|" + ("---:|" if val else "") + "---:|"]
         held = result.get("fidelity_heldout_by_template", {})
+        checked = result.get("fidelity_heldout_val_by_template", {})
         for t, v in result["fidelity_seen_by_template"].items():
-            lines.append(f"| {t} | {v:.1f} | {held.get(t, float('nan')):.1f} |")
-    return "\n".join(lines + notes(name) + stages(name, ckpt) + settings(ckpt, train))
+            lines.append(f"| {t} | {v:.1f} |" + (f" {checked.get(t, float('nan')):.1f} |" if val else "")
+                         + f" {held.get(t, float('nan')):.1f} |")
+    return "\n".join(lines + seeds_section(name) + notes(name) + stages(name, ckpt) + settings(ckpt, train))
+
+
+def seeds_section(name: str) -> list[str]:
+    """Every seed of the recipe (``tools/recipe_seeds.py measure``): each seed's row, the mean ± sd, the splits
+    they were measured on, and which seeds miss the targets. The shipped weights are the first seed."""
+    from minidraw import seeds
+    if not (seeds.SEEDS_DIR / f"{name}.json").is_file():
+        return []
+    rows = seeds.rows(name)
+    lines = ["", "## Every seed", "",
+             f"The recipe was run with {len(rows)} seeds; the shipped weights are seed {rows[0]['seed']}, fixed before "
+             "the runs. Every choice about the recipe was made on the validation compositions; the held-out ones were "
+             f"measured once per seed, on the last checkpoint ({SIZES['fidelity']:,} captions per split):", "",
+             seeds.seed_table(name), "", "Splits:", ""]
+    lines += [f"* {split}: {words}" for split, words in seeds.splits(name).items()]
+    missed = seeds.shortfalls(name)
+    lines += ["", "Targets (every seed: seen ≥ 90 %, held out ≥ 85 %, every held-out template ≥ 75 %): "
+              + ("met by every seed." if not missed else "missed — " + "; ".join(missed) + ".")]
+    return lines
 
 
 def stages(name: str, ckpt: dict) -> list[str]:
@@ -264,6 +289,7 @@ def flat(train: dict) -> dict:
 
 def settings(ckpt: dict, train: dict) -> list[str]:
     """The end of every card: the model's configuration and its training settings, as JSON."""
+    train = {**train, **({"data": "(the data folder)"} if train.get("data") else {})}   # no build machine's path
     return ["", "## Configuration", "", "```json", json.dumps(ckpt["config"], indent=1), "```", "",
             "## Training settings", "", "```json", json.dumps(train, indent=1), "```", ""]
 

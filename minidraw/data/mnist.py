@@ -166,10 +166,10 @@ def digit_pools(root: str | os.PathLike | None = None, carve_train: int = 8000,
         perm = np.random.default_rng(seed).permutation(len(test_x))
         tr, te = perm[:carve_train], perm[carve_train:]
         return DigitPools(test_x[tr], test_y[tr], test_x[te], test_y[te],
-                          f"MNIST test split only ({directory}): {len(tr)} of its digits to train on, "
+                          f"MNIST test split only: {len(tr)} of its digits to train on, "
                           f"the other {len(te)} to test on (seeded split {seed}); not the standard MNIST train/test")
     return DigitPools(train_x, train_y, test_x, test_y,
-                      f"MNIST ({directory}): train split ({len(train_x)}) to train on, test split ({len(test_x)}) to test on")
+                      f"MNIST: train split ({len(train_x)}) to train on, test split ({len(test_x)}) to test on")
 
 
 def binarize(images: np.ndarray, seed: int = 0) -> np.ndarray:

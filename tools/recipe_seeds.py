@@ -1,0 +1,94 @@
+"""Every seed of a recipe, measured once and reported: each seed's row and the mean ± sd over seeds.
+
+    python tools/recipe_seeds.py measure aligndraw-mnist --runs ~/runs     # each RUNS/NAME-sS (-2: stage 2)
+    python tools/recipe_seeds.py table aligndraw-mnist-paper noaligndraw-mnist aligndraw-mnist
+
+``measure`` evaluates the last checkpoint of every seed's run (``RUNS/NAME-sSEED``, or its second stage
+``RUNS/NAME-sSEED-2`` where the recipe has one) as the model cards do — the bound on 1,000 test images, caption
+fidelity on 1,000 captions of each split — and writes ``minidraw/recipes/seeds/NAME.json`` (one row per seed,
+with the split each number was measured on) and each seed's learning curve ``minidraw/recipes/curves/NAME-sSEED.csv``.
+The protocol: no checkpoint is picked (the last one of the recipe's schedule is the run's result), the shipped
+seed is the first, fixed before the runs, and every choice about the recipe was made on the validation
+compositions (``fidelity_heldout_val``); the held-out compositions are measured here, once per seed.
+``table`` prints the comparison (:func:`minidraw.seeds.table`).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+
+from pretrained_models import SIZES, evaluate_file, write_curve  # noqa: E402
+
+SEEDS_DIR = ROOT / "minidraw" / "recipes" / "seeds"
+
+
+def seed_runs(name: str, runs: Path) -> dict[int, Path]:
+    """``{seed: run directory}`` of recipe ``name`` under ``runs``: the last stage of each seed."""
+    found = {}
+    for run in sorted(runs.glob(f"{name}-s*")):
+        m = re.fullmatch(rf"{re.escape(name)}-s(\d+)(-2)?", run.name)
+        if m and (run / "checkpoint.pt").is_file():
+            seed = int(m.group(1))
+            if m.group(2) or seed not in found:          # the second stage, where there is one, is the result
+                found[seed] = run
+    return found
+
+
+def measure(name: str, runs: Path, classifiers: str | None) -> Path:
+    import torch
+    found = seed_runs(name, runs)
+    if not found:
+        raise SystemExit(f"no runs of {name} under {runs} (expected {name}-s0, {name}-s1, ...)")
+    rows = []
+    for seed, run in sorted(found.items()):
+        ckpt = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)
+        train = ckpt.get("train", {})
+        if not train.get("heldout_val", False):
+            raise SystemExit(f"{run}: trained without validation compositions (heldout_val), so choices about it "
+                             "were not made under the protocol; rerun the recipe")
+        if train.get("seed") != seed or ckpt.get("step") != train.get("max_steps"):
+            raise SystemExit(f"{run}: seed {train.get('seed')} at step {ckpt.get('step')} of {train.get('max_steps')}:"
+                             " measure a finished run of its own seed")
+        row = evaluate_file(run / "checkpoint.pt", classifiers)
+        row = {"seed": seed, **{k: v for k, v in row.items() if k != "data"}}
+        rows.append(row)
+        write_curve(f"{name}-s{seed}", run)
+        print(f"seed {seed}: seen {row.get('fidelity_seen', float('nan')):.1f} %, validation "
+              f"{row.get('fidelity_heldout_val', float('nan')):.1f} %, held out {row.get('fidelity_heldout', float('nan')):.1f} %")
+    from minidraw.evaluate import describe_splits, splits_for
+    from minidraw.checkpoint import load
+    model, ckpt = load(found[min(found)] / "checkpoint.pt")
+    SEEDS_DIR.mkdir(parents=True, exist_ok=True)
+    path = SEEDS_DIR / f"{name}.json"
+    path.write_text(json.dumps({"name": name, "splits": describe_splits(splits_for(ckpt["train"], model.cfg)),
+                                "captions_per_split": SIZES["fidelity"], "rows": rows}, indent=1) + "\n")
+    print(f"wrote {path}")
+    return path
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("action", choices=["measure", "table"])
+    p.add_argument("names", nargs="+", help="recipe names, e.g. aligndraw-mnist")
+    p.add_argument("--runs", type=Path, help="the folder holding NAME-sSEED run directories (measure)")
+    p.add_argument("--classifiers", default=None, help="fidelity classifiers' cache folder")
+    a = p.parse_args(argv)
+    if a.action == "measure":
+        if a.runs is None:
+            p.error("measure needs --runs")
+        for name in a.names:
+            measure(name, a.runs, a.classifiers)
+    else:
+        from minidraw.seeds import table
+        print(table(a.names))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
