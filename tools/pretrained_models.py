@@ -6,8 +6,10 @@
 
 ``export`` evaluates the run's checkpoint with :func:`minidraw.evaluate.evaluate` (the bound on
 1,000 test images and caption fidelity on 1,000 captions per split, seen and held out) and the
-shipped file the same way; when the run is better (higher mean of the two fidelities for a
-captioned model, a lower test bound for unconditional DRAW) or ``--force`` is given, it writes
+shipped file the same way. A run under the validation protocol (``heldout_val``) is exported when it
+is seed 0 — the shipped seed is fixed before the runs, never picked on held-out numbers. An older run
+is exported when it is better (higher mean of the two fidelities for a captioned model, a lower test
+bound for unconditional DRAW); ``--force`` exports either way. It writes
 the float16 weights with :func:`minidraw.pretrained.export`, the learning curve
 (``minidraw/recipes/curves/NAME.csv``) and the model card (``minidraw/weights/NAME.md``).
 
@@ -384,6 +386,12 @@ def export(name: str, run: Path, force: bool, classifiers: str | None) -> None:
     old = evaluate_file(pretrained.path(name), classifiers) if name in pretrained.list() else None
     print("run:    ", summary(new))
     print("shipped:", summary(old) if old else "none")
+    train = torch.load(ckpt, map_location="cpu", weights_only=True).get("train", {})
+    if train.get("heldout_val") and train.get("seed") != 0 and not force:
+        raise SystemExit(f"{run} is seed {train.get('seed')}: under the protocol the shipped weights are seed 0, fixed "
+                         "before the runs (every seed is reported by tools/recipe_seeds.py); --force to export anyway")
+    if train.get("heldout_val"):     # the protocol: seed 0's last checkpoint ships; no choice on held-out numbers
+        force = True
     if not (force or better(new, old)):
         print(f"the run does not improve on the shipped {name}; nothing exported (--force to export anyway)")
         return
