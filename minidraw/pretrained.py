@@ -49,6 +49,10 @@ MODELS: dict[str, dict[str, Optional[str]]] = {
                               "variant": "align",
                               "description": "alignDRAW on MNIST with captions, one generator LSTM (the paper's "
                                              "layout) and, ours, α averaging the word embeddings (minidraw.compose)"},
+    "aligndraw-mnist-paper": {"file": "aligndraw-mnist-paper.pt", "data": "mnist_captions", "kind": "caption",
+                              "variant": "align",
+                              "description": "the paper's alignDRAW on MNIST with captions, exactly: α over the "
+                                             "bidirectional LSTM's states, one generator LSTM (minidraw.aligndraw)"},
     "noaligndraw-mnist": {"file": "noaligndraw-mnist.pt", "data": "mnist_captions", "kind": "caption",
                           "variant": "noalign",
                           "description": "noalignDRAW (one sentence vector, no alignment) on MNIST with captions"},
