@@ -295,8 +295,9 @@ def exercise_problems(cells: list[dict]) -> list[str]:
                 problems.append(f"exercise {k} has no solution cell after it")
                 continue
             code = _src(solution)
-            if "hide-input" not in solution.get("metadata", {}).get("tags", []):
-                problems.append(f"exercise {k}: the solution cell is not tagged hide-input (hidden by default)")
+            if "hide-cell" not in solution.get("metadata", {}).get("tags", []):
+                problems.append(f"exercise {k}: the solution cell is not tagged hide-cell (code and output hidden "
+                                "behind one toggle: an answer printed under its question gives it away)")
             if not code.startswith(f"# Solution to exercise {k}"):
                 problems.append(f"exercise {k}: the solution must start '# Solution to exercise {k}'")
             if not re.search(r"^\s*assert\b", code, re.M):
@@ -319,11 +320,13 @@ def test_the_structure_check_catches_a_bad_chapter():
     good = [md("# T"), md(":::{admonition} About this chapter\n**You will learn**\n**You need first**: nothing\n"
                           "**Run time**: about 2 minutes\n:::"), code("import x"), md("## Exercises")]
     for k in (1, 2, 3):
-        good += [md(f"**Exercise {k}.** do it"), code(f"# Solution to exercise {k}\nassert 1 + 1 == 2", ["hide-input"])]
+        good += [md(f"**Exercise {k}.** do it"), code(f"# Solution to exercise {k}\nassert 1 + 1 == 2", ["hide-cell"])]
     assert opener_problems(good, "x") == [] and exercise_problems(good) == []
     shown = good[:-1] + [code("# Solution to exercise 3\nassert True")]
-    assert any("hide-input" in p for p in exercise_problems(shown))
-    unchecked = good[:-1] + [code("# Solution to exercise 3\nprint(1)", ["hide-input"])]
+    assert any("hide-cell" in p for p in exercise_problems(shown))
+    input_only = good[:-1] + [code("# Solution to exercise 3\nassert True", ["hide-input"])]   # its output would show
+    assert any("hide-cell" in p for p in exercise_problems(input_only))
+    unchecked = good[:-1] + [code("# Solution to exercise 3\nprint(1)", ["hide-cell"])]
     assert any("checks nothing" in p for p in exercise_problems(unchecked))
     assert any("3–5" in p for p in exercise_problems(good[:-4]))
     assert opener_problems([good[0], md("no opener")], "x")
