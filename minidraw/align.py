@@ -54,8 +54,8 @@ class Alignment(nn.Module):
     def forward(self, h_dec: Tensor, keys: Tensor, h_lang: Tensor, mask: Tensor,
                 checked: bool = False) -> tuple[Tensor, Tensor]:
         """One step: ``h_dec (M, dec_size)`` = h^gen_{t−1}, ``keys`` from :meth:`keys`,
-        ``h_lang (M, L, D)`` the vectors α averages (the paper: the word states, D = lang_size; alignDRAW's
-        the word-valued alignment of :mod:`minidraw.compose` passes the word embeddings),
+        ``h_lang (M, L, D)`` the vectors α averages (the paper: the word states, D = lang_size; the
+        word-valued alignment of :mod:`minidraw.compose` passes the word embeddings),
         ``mask (M, L)`` True on real words
         -> ``(s_t (M, D), α^t (M, L))``.
         ``checked=True``: the caller ran :meth:`check_mask` on ``mask`` once for all steps (the check

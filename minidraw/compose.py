@@ -21,7 +21,7 @@ Two changes to the paper's alignDRAW (:mod:`minidraw.aligndraw`), and two traini
   z^where weighed β (``where_kl``) in the objective NLL + β KL^where + KL^what. The bound that is logged,
   evaluated and reported is always the true one.
 
-The alignDRAW chapter measures why each of these draws held-out compositions.
+The compositions chapter of the book derives each of these and measures what it does to held-out compositions.
 """
 from __future__ import annotations
 
@@ -199,14 +199,15 @@ class WhatAdversary(nn.Module):
 
     ``nats`` = BCE(ȳ, y) − BCE(f(h^what_t), y), per step: how much f reads of the layout (0: nothing)."""
 
-    def __init__(self, cfg: ComposeDrawConfig, weight: float, hidden: int = 64) -> None:
+    def __init__(self, cfg: ComposeDrawConfig, weight: float, hidden: int = 64, in_size: Optional[int] = None) -> None:
         super().__init__()
         told = torch.ones(cfg.vocab_size, dtype=torch.bool)
         told[0] = False                                                        # <pad>
         told[cfg.content_first: cfg.content_last + 1] = False                  # what the what path may know
         self.register_buffer("told", told, persistent=False)
         self.weight = weight
-        self.f = nn.Sequential(nn.Linear(cfg.dec_size - cfg.dec_size // 2, hidden), nn.Tanh(),
+        in_size = cfg.dec_size - cfg.dec_size // 2 if in_size is None else in_size    # h^what_t's size
+        self.f = nn.Sequential(nn.Linear(in_size, hidden), nn.Tanh(),
                                nn.Linear(hidden, int(told.sum())))
 
     def layout(self, captions: Tensor) -> tuple[Tensor, Tensor]:

@@ -187,28 +187,32 @@ def novel_compositions(model, data, n: int = 200, seed: int = 0, classifiers=Non
 
 # ---- what the what path knows ----------------------------------------------------------------
 def layout_probe(model, data, n: int = 2000, steps: int = 1500, seed: int = 0, generate: bool = True,
-                 lr: float = 3e-3) -> dict[str, float]:
+                 lr: float = 3e-3, part: str = "what") -> dict[str, float]:
     """Train a fresh :class:`minidraw.compose.WhatAdversary` on h^what_t of ``n`` captions of ``data`` (the model
     drawing from the prior with ``generate``, else its posterior pass over the data's images) and score it on
     ``n // 4`` others: ``{"train": nats, "test": nats}`` per step that it reads of the layout words beyond their
     frequencies, and ``"all"``: the most there is to read, the words' cross-entropy under their frequencies
-    (the model is not changed; its random state is restored)."""
+    (the model is not changed; its random state is restored). ``part``: the states probed, ``"what"`` (h^what_t)
+    or ``"where"`` (h^where_t, which reads the layout words: how much there is to hide)."""
+    if part not in ("what", "where"):
+        raise ValueError(f"part must be 'what' or 'where', got {part!r}")
     if not getattr(model.cfg, "what_where", False):
-        raise ValueError("layout_probe reads the what LSTM of a what/where model (what_where=True)")
+        raise ValueError("layout_probe reads the what or the where LSTM of a what/where model (what_where=True)")
     where = model.where_size                                         # h^gen = [h^where ; h^what]
+    pick = slice(where, None) if part == "what" else slice(0, where)
 
     def states(index):
         b = data.batch(index)
         with evaluating(model, seed) as device, torch.no_grad():
             ids, lengths = b.captions.to(device), b.lengths.to(device)
             if generate:
-                return model.generate(ids, lengths, keep_states=True).states[..., where:], ids
-            return model(b.images.to(device), ids, lengths, keep_states=True).states[..., where:], ids
+                return model.generate(ids, lengths, keep_states=True).states[..., pick], ids
+            return model(b.images.to(device), ids, lengths, keep_states=True).states[..., pick], ids
 
     (h, ids), (h_test, ids_test) = states(np.arange(n)), states(np.arange(n, n + n // 4))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        probe = WhatAdversary(model.cfg, 1.0).to(h.device)
+        probe = WhatAdversary(model.cfg, 1.0, in_size=h.shape[-1]).to(h.device)
         opt = torch.optim.Adam(probe.parameters(), lr=lr)
         for _ in range(steps):                                       # h is fixed: only the guess f learns
             i = torch.randint(0, n, (256,))
