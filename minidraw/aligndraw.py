@@ -163,11 +163,11 @@ class CaptionDraw(nn.Module):
     @torch.no_grad()
     def generate(self, captions: Optional[Tensor] = None, lengths: Optional[Tensor] = None,
                  sentence: Optional[Tensor] = None, M: Optional[int] = None,
-                 temperature: float = 1.0, keep_states: bool = False) -> Generated:
+                 temperature: float = 1.0, keep_states: bool = False, noise: Optional[Tensor] = None) -> Generated:
         """Draw one image per caption from the prior p(z_t | z_<t, y), σ scaled by ``temperature``;
-        ``keep_states``: h^gen_t of every step in ``.states``."""
+        ``keep_states``: h^gen_t of every step in ``.states``; ``noise``: the ε of every z_t, ``(T, M, z_size)``."""
         M = self._count(captions, sentence, M)
-        return self.draw.generate(M, self.context(captions, lengths, sentence), temperature, keep_states)
+        return self.draw.generate(M, self.context(captions, lengths, sentence), temperature, keep_states, noise)
 
     @torch.no_grad()
     def iwae(self, images: Tensor, captions: Optional[Tensor] = None, lengths: Optional[Tensor] = None,

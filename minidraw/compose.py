@@ -170,7 +170,8 @@ class ComposeDraw(CaptionDraw):
     @torch.no_grad()
     def generate(self, captions: Optional[Tensor] = None, lengths: Optional[Tensor] = None,
                  sentence: Optional[Tensor] = None, M: Optional[int] = None,
-                 temperature: float | tuple[float, float] = 1.0, keep_states: bool = False) -> Generated:
+                 temperature: float | tuple[float, float] = 1.0, keep_states: bool = False,
+                 noise: Optional[Tensor] = None) -> Generated:
         """As :meth:`CaptionDraw.generate`; with ``what_where``, ``temperature`` may be a pair (τ^where, τ^what)
         that scales z^where and z^what apart."""
         if isinstance(temperature, (tuple, list)):
@@ -181,7 +182,7 @@ class ComposeDraw(CaptionDraw):
             p = next(self.parameters())
             temperature = torch.tensor([float(temperature[0])] * zw + [float(temperature[1])] * (self.cfg.z_size - zw),
                                        device=p.device, dtype=p.dtype)          # (z_size,)
-        return super().generate(captions, lengths, sentence, M, temperature, keep_states)
+        return super().generate(captions, lengths, sentence, M, temperature, keep_states, noise)
 
 
 # ---- training only ----------------------------------------------------------------------------------------

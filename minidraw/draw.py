@@ -177,20 +177,24 @@ class Draw(nn.Module):
     # ---- generation ----------------------------------------------------------------
     @torch.no_grad()
     def generate(self, M: int, context: Optional[Context] = None, temperature: float | Tensor = 1.0,
-                 keep_states: bool = False) -> Generated:
+                 keep_states: bool = False, noise: Optional[Tensor] = None) -> Generated:
         """Draw ``M`` images from the prior: z_t ~ p(z_t | z_<t), σ scaled by ``temperature`` (a number, or one
-        per number of z_t, ``(z_size,)``); ``keep_states``: h^dec_t of every step in ``.states``."""
+        per number of z_t, ``(z_size,)``); ``keep_states``: h^dec_t of every step in ``.states``; ``noise``: the
+        ε of z_t = μ^p_t + τ σ^p_t ε, ``(T, M, z_size)`` (default: drawn from N(0, I))."""
         device, dtype = self.c0.device, self.c0.dtype
         if not isinstance(temperature, (int, float, Tensor)):
             raise ValueError(f"temperature: one number, or a tensor of one per number of z_t; got {temperature!r}")
         if isinstance(temperature, Tensor) and temperature.shape not in ((), (self.cfg.z_size,)):
             raise ValueError(f"temperature: one number, or one per number of z_t ({self.cfg.z_size}), "
                              f"got shape {tuple(temperature.shape)}")
+        if noise is not None and tuple(noise.shape) != (self.cfg.T, M, self.cfg.z_size):
+            raise ValueError(f"noise must have shape {(self.cfg.T, M, self.cfg.z_size)}, got {tuple(noise.shape)}")
         dec, canvas = self._start(M, device, dtype)
         canvases, writes, alphas, states = [], [], [], []
         for t in range(self.cfg.T):
             mu_p, logsigma_p = self.prior_params(dec[0], t)
-            z = mu_p + temperature * torch.exp(logsigma_p) * torch.randn_like(mu_p)  # z_t ~ p(z_t | z_<t)
+            eps = torch.randn_like(mu_p) if noise is None else noise[t]                 # ε (M, z_size)
+            z = mu_p + temperature * torch.exp(logsigma_p) * eps                    # z_t ~ p(z_t | z_<t)
             dec, alpha = self._decode(z, dec, context)
             delta, w_write = self.write(dec[0])
             canvas = canvas + delta
