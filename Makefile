@@ -18,7 +18,7 @@ TORCH_SPEC ?= torch==2.13.0
 MINIDRAW_DATA ?= $(if $(wildcard ../shared/data/mnist),$(abspath ../shared/data),)
 export MINIDRAW_DATA
 
-.PHONY: install book book-check browser test pytest-nbval bench strip git-filter setup-cells repository clean
+.PHONY: install web book book-check browser test pytest-nbval bench strip git-filter setup-cells repository clean
 
 install: $(VENV)/.installed
 
@@ -28,7 +28,18 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e ".[dev]"
 	touch $@
 
-book: install
+# The live pages' JavaScript: onnxruntime-web from the npm registry, pinned by package-lock.json. Without Node.js
+# the book still builds; its live pages show their static figures and say why.
+web:
+	@if [ -f node_modules/onnxruntime-web/dist/ort.wasm.min.js ] && [ node_modules/.package-lock.json -nt package-lock.json ]; then \
+	  :; \
+	elif command -v npm >/dev/null 2>&1; then \
+	  npm ci --no-audit --no-fund --ignore-scripts --loglevel=error; \
+	else \
+	  echo "make web: Node.js (npm) is missing, so the live pages will show their static figures only"; \
+	fi
+
+book: install web
 	env -u MPLBACKEND $(BIN)/jupyter-book build --warningiserror --keep-going .   # figures inline, whatever MPLBACKEND the caller set
 	@echo "book: $(CURDIR)/_build/html/index.html"
 
@@ -37,7 +48,7 @@ book-check: book
 	$(MAKE) browser
 
 browser: install
-	$(BIN)/python -m pytest tests/test_rendered_book.py -m browser -q
+	$(BIN)/python -m pytest tests/test_rendered_book.py tests/test_live_pages.py -m browser -q -rs
 
 # Every chapter executes twice, once under nbval and once in the book build. The two are independent, so
 # they run side by side, one process per core with one thread each: the chapters' small models are
