@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import re
 import textwrap
 from pathlib import Path
 from typing import Sequence
@@ -105,6 +106,23 @@ def _word_layout(words: Sequence[str], chars: int) -> list[tuple[int, int]]:
     return place
 
 
+# matplotlib's player buttons are font-awesome 4 icons from a CDN; these glyphs need no font and no network
+_BUTTONS = {"fa fa-play fa-flip-horizontal": "◀", "fa fa-fast-backward": "|◀◀", "fa fa-step-backward": "|◀",
+            "fa fa-fast-forward": "▶▶|", "fa fa-step-forward": "▶|", "fa fa-pause": "❚❚", "fa fa-play": "▶",
+            "fa fa-minus": "−", "fa fa-plus": "+"}
+
+
+def animation_html(anim) -> str:
+    """``anim.to_jshtml()`` that loads nothing from the internet: matplotlib's player links font-awesome from a CDN
+    for its buttons' icons; here the link goes and each icon becomes a plain character."""
+    html = re.sub(r'<link rel="stylesheet"\s+href="https?://[^"]*font-awesome[^"]*">', "", anim.to_jshtml())
+    for icon, glyph in _BUTTONS.items():
+        html = html.replace(f'<i class="{icon}"></i>', glyph)
+    if "fa fa-" in html or "https://" in html:
+        raise RuntimeError("matplotlib's animation player changed: it still needs font-awesome or the network")
+    return html
+
+
 def animate_drawing(canvases: torch.Tensor, window=None, N: int | None = None, title: str | None = None,
                     interval: int = 150, size: float = 2.5, words: Sequence[str] | None = None,
                     alpha: torch.Tensor | np.ndarray | None = None, cmap: str = "Oranges"):
@@ -115,8 +133,8 @@ def animate_drawing(canvases: torch.Tensor, window=None, N: int | None = None, t
     ignored) each word's background is shaded by α_t,j / max_j α_t,j at step t:
     the words the model is drawing from light up.
 
-    In a notebook show it with ``IPython.display.HTML(anim.to_jshtml())`` (it works in the
-    rendered book, no kernel needed); ``anim.save("drawing.gif")`` writes a GIF.
+    In a notebook show it with ``IPython.display.HTML(animation_html(anim))`` (it works in the
+    rendered book, no kernel needed, and offline); ``anim.save("drawing.gif")`` writes a GIF.
     """
     from matplotlib import animation
     T = canvases.shape[0]

@@ -42,3 +42,15 @@ def test_show_source_displays_every_call(monkeypatch):
     assert viz.show_source(viz.image_grid) is None
     assert [type(o).__name__ for o in shown] == ["Code", "Code"]
     assert "def to_numpy_image" in shown[0].data and "def image_grid" in shown[1].data
+
+
+def test_an_animation_plays_offline():
+    """matplotlib's player links font-awesome from a CDN; animation_html keeps every button and loads nothing."""
+    canvases = torch.rand(3, 1, 12, 10)                                      # (T, C, B, A)
+    anim = viz.animate_drawing(canvases, title="t")
+    html = viz.animation_html(anim)
+    assert "font-awesome" not in html and "https://" not in html and "fa fa-" not in html
+    for action in ("first_frame", "previous_frame", "play_animation", "pause_animation", "next_frame", "last_frame"):
+        assert f".{action}()" in html                                        # the buttons are all there
+    assert html.count("<button") == anim.to_jshtml().count("<button")
+    assert html.count("data:image/png;base64") >= 3                          # every frame, inline
