@@ -353,3 +353,18 @@ def test_one_figure_style_for_the_whole_book():
     for path in CHAPTERS:
         code = "\n".join(_src(c) for c in _cells(path) if c["cell_type"] == "code")
         assert "plt.style.use" not in code and "rcParams[" not in code and "mpl.rc(" not in code, path.name
+
+
+def test_diagrams_are_drawn_by_tools_diagrams_py(tmp_path):
+    """book/figures/*.svg are what tools/diagrams.py draws, byte for byte (a diagram edited without
+    running `python tools/diagrams.py` is caught), and each committed one is an SVG document."""
+    import xml.etree.ElementTree as ET
+    import diagrams
+    written = diagrams.write_all(tmp_path)
+    assert sorted(p.name for p in written) == ["aligndraw.svg", "captioner.svg", "draw.svg", "lapgan_level.svg",
+                                               "whatwhere.svg"]
+    for path in written:
+        committed = REPO / "book" / "figures" / path.name
+        assert committed.exists() and committed.read_bytes() == path.read_bytes(), \
+            f"book/figures/{path.name} is stale: run `python tools/diagrams.py`"
+        assert ET.parse(committed).getroot().tag == "{http://www.w3.org/2000/svg}svg", path.name
