@@ -227,7 +227,7 @@ def aligndraw_diagram() -> Figure:
                                 fc="#f3f8fd", ec=KINDS["net"][1], lw=1.0, zorder=1))
     note(ax, (0.3, 3.3), "bidirectional LSTM", ha="left", va="top", style="italic")
     langs = []
-    for xk, k in ((1.0, "1"), (2.7, "2"), (5.1, "N")):
+    for xk, k in ((1.0, "1"), (2.7, "2"), (5.1, "L")):
         word = box(ax, (xk, 0.85), f"$y_{k}$", "input", w=0.9, h=0.7)
         langs.append(box(ax, (xk, 2.3), f"$h^{{lang}}_{k}$", "net", w=1.1, h=0.75))
         arrow(ax, word, langs[-1])
@@ -235,12 +235,12 @@ def aligndraw_diagram() -> Figure:
     for y in (0.85, 2.3):
         note(ax, (3.9, y), "$\\cdots$", fontsize=FONT)
     arrow(ax, langs[0], langs[1], both=True)
-    note(ax, (3.1, 0.2), "caption of $N$ words", style="italic")
-    align = box(ax, (3.1, 4.45), "alignment  $\\alpha_t^k \\propto \\exp(v^\\top \\tanh(U h^{lang}_k"
+    note(ax, (3.1, 0.2), "caption of $L$ words", style="italic")
+    align = box(ax, (3.1, 4.45), "alignment  $\\alpha^t_j \\propto \\exp(v^\\top \\tanh(U h^{lang}_j"
                 " + W h^{gen}_{t-1}))$", "attn", w=5.9, size=SMALL)
     for lang in langs:
         arrow(ax, lang, (lang.x, align.y - align.h / 2))
-    s = box(ax, (3.1, 6.3), "$s_t = \\sum_k \\alpha_t^k\\, h^{lang}_k$", "attn", w=2.8, h=1.0)
+    s = box(ax, (3.1, 6.3), "$s_t = \\sum_j \\alpha^t_j\\, h^{lang}_j$", "attn", w=2.8, h=1.0)
     arrow(ax, align, s)
     # one step t of the generator
     prev = box(ax, (7.25, 4.45), "$h^{gen}_{t-1}$", "net", w=1.4)
@@ -279,13 +279,13 @@ def whatwhere_diagram() -> Figure:
     """Ours: alignDRAW's generator split into a *where* LSTM (the window) and a *what* LSTM (the patch)."""
     fig, ax = new(18, 9.2)
     # the caption: embeddings, BiLSTM keys, alignment asked by h^where, two contexts
-    cap = box(ax, (1.3, 0.75), "caption $y_1 \\ldots y_N$", "input", w=2.5)
+    cap = box(ax, (1.3, 0.75), "caption $y_1 \\ldots y_L$", "input", w=2.5)
     emb = box(ax, (1.3, 2.35), "embeddings\n$E\\,y_j$", "net", w=2.0, h=1.0)
     lang = box(ax, (4.45, 2.35), "BiLSTM\n$h^{lang}_j$", "net", w=1.9, h=1.0)
-    align = box(ax, (4.45, 4.1), "alignment $\\alpha_t^j$ from\n$h^{where}_{t-1}$ and $h^{lang}_j$", "attn", w=2.8,
+    align = box(ax, (4.45, 4.1), "alignment $\\alpha^t_j$ from\n$h^{where}_{t-1}$ and $h^{lang}_j$", "attn", w=2.8,
                 h=1.2)
-    s = box(ax, (1.3, 5.85), "layout\n$s_t = \\sum_j \\alpha_t^j\\, E y_j$", "attn", w=2.2, h=1.2)
-    s_what = box(ax, (4.45, 5.85), "content words ($m_j{=}1$)\n$s^{what}_t = \\sum_j \\alpha_t^j\\, m_j\\, E y_j$",
+    s = box(ax, (1.3, 5.85), "layout\n$s_t = \\sum_j \\alpha^t_j\\, E y_j$", "attn", w=2.2, h=1.2)
+    s_what = box(ax, (4.45, 5.85), "content words ($m_j{=}1$)\n$s^{what}_t = \\sum_j \\alpha^t_j\\, m_j\\, E y_j$",
                  "attn", w=3.4, h=1.3)
     for a, b in ((cap, emb), (emb, lang), (lang, align), (emb, s), (align, s), (align, s_what)):
         arrow(ax, a, b)
