@@ -45,3 +45,28 @@ def test_the_card_lists_each_stage_with_what_changed(tool):
     assert "2. 10,000 steps" in text and "lr=0.0005 max_steps=10000 model.what_adversary=12.0`" in text
     assert "beta1" not in text and "model.T" not in text                    # newer fields and unchanged ones: not
     assert tool.stages("aligndraw-mnist", {"step": 5}) == []
+
+
+def test_every_seed_is_measured_from_its_last_stage_and_only_under_the_protocol(tmp_path):
+    import torch
+    spec = importlib.util.spec_from_file_location("recipe_seeds", TOOL.parent / "recipe_seeds.py")
+    seeds_tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(seeds_tool)
+    for run in ("m-s0", "m-s0-2", "m-s1", "m-s10", "other-s0", "m-s2"):     # m-s2 has no checkpoint yet
+        (tmp_path / run).mkdir()
+        if run != "m-s2":
+            (tmp_path / run / "checkpoint.pt").write_bytes(b"")
+    found = seeds_tool.seed_runs("m", tmp_path)
+    assert {k: v.name for k, v in found.items()} == {0: "m-s0-2", 1: "m-s1", 10: "m-s10"}
+    # a run trained before the validation compositions existed is refused, not reported
+    torch.save({"kind": "draw", "config": {}, "model": {}, "step": 5, "train": {"seed": 1, "max_steps": 5}},
+               tmp_path / "m-s1" / "checkpoint.pt")
+    (tmp_path / "m-s0").rename(tmp_path / "x0")
+    (tmp_path / "m-s0-2").rename(tmp_path / "x1")
+    (tmp_path / "m-s10").rename(tmp_path / "x2")
+    with pytest.raises(SystemExit, match="without validation compositions"):
+        seeds_tool.measure("m", tmp_path, None)
+    torch.save({"kind": "draw", "config": {}, "model": {}, "step": 3,
+                "train": {"seed": 1, "max_steps": 5, "heldout_val": True}}, tmp_path / "m-s1" / "checkpoint.pt")
+    with pytest.raises(SystemExit, match="measure a finished run"):                  # stopped early: not a result
+        seeds_tool.measure("m", tmp_path, None)
