@@ -284,3 +284,49 @@ def temperatures(model, vocab: Vocabulary, caption: str, temps: Sequence[float] 
     """``n`` drawings of ``caption`` at each prior temperature (σ scaled by it), the same seed for
     each: ``{temperature: images (n, C, B, A)}``. At 0 all ``n`` are the same picture."""
     return {float(t): sample(model, vocab, caption, n, seed, float(t)).images.float().cpu() for t in temps}
+
+
+# ---- the caption editor (needs a kernel) -------------------------------------------------------------------
+def caption_editor(models: dict, caption: str, n: int = 16, seed: int = 0):
+    """An ipywidgets caption editor: type a caption, press Enter or *draw*; ``n`` samples and the first one drawn
+    step by step, its words lit by α. ``models``: ``{name: (model, vocabulary)}``; a caption goes to the first
+    model whose vocabulary holds all its words, and one no model knows is answered with the words they know.
+
+    Every picture is a bare :class:`~matplotlib.figure.Figure` rendered to PNG or HTML (``pyplot=False``), never
+    one of pyplot's open figures: in JupyterLab a widget's callback can run on another thread (kernel comms over
+    subshells) while the inline backend shows and closes pyplot's figures, which left stray copies in the log
+    console and, once, no grid in the widget."""
+    import html
+
+    import ipywidgets as widgets
+
+    from .viz import animate_drawing, animation_html, image_grid, png
+
+    box = widgets.Text(value=caption, description="caption", continuous_update=False,
+                       layout=widgets.Layout(width="80%"))
+    button = widgets.Button(description="draw")
+    grid, steps, message = widgets.Image(format="png"), widgets.HTML(), widgets.HTML()
+    known = widgets.HTML("<small>" + "<br>".join(f"<b>{name} words:</b> {html.escape(' '.join(v.content_words))}"
+                                                 for name, (_, v) in models.items()) + "</small>")
+
+    def draw(_=None) -> None:
+        text = box.value
+        found = [mv for mv in models.values() if all(w in mv[1] for w in tokenize(text))]
+        model, vocab = found[0] if found else next(iter(models.values()))
+        try:
+            out = sample(model, vocab, text, n, seed)          # unknown words: a ValueError naming them
+        except ValueError as e:
+            message.value = f"<pre>{html.escape(str(e))}</pre>"
+            return
+        message.value = ""
+        grid.value = png(image_grid(out.images.cpu(), ncols=8, size=1.0, title=text, pyplot=False))
+        if out.alpha is not None:                              # the first drawing, its words lit by α
+            anim = animate_drawing(out.canvases[:, 0].cpu(), out.write.pick(0), model.cfg.write_N, title="sample 1",
+                                   words=tokenize(text), alpha=out.alpha[0].cpu(), size=3.0, pyplot=False)
+            steps.value = animation_html(anim)
+
+    button.on_click(draw)
+    box.observe(draw, names="value")                           # Enter (or leaving the box) draws too
+    editor = widgets.VBox([known, widgets.HBox([box, button]), message, grid, steps])
+    editor.draw = draw                                         # for a first drawing, or a test
+    return editor

@@ -6,6 +6,7 @@ The book never pastes package code into a chapter; it shows it with
 from __future__ import annotations
 
 import inspect
+import io
 import os
 import re
 import textwrap
@@ -37,15 +38,30 @@ def to_numpy_image(image: torch.Tensor | np.ndarray) -> np.ndarray:
     return np.clip(a, 0, 1)
 
 
+def figure(figsize: tuple[float, float], pyplot: bool = True, **kwargs) -> Figure:
+    """A new figure: pyplot's (shown by ``plt.show()`` and by a notebook's inline backend) or, with
+    ``pyplot=False``, a bare :class:`~matplotlib.figure.Figure` that no backend shows by itself — what a widget's
+    callback needs, since it may run on another thread while the inline backend shows and closes pyplot's figures."""
+    return plt.figure(figsize=figsize, **kwargs) if pyplot else Figure(figsize=figsize, **kwargs)
+
+
+def png(fig: Figure, dpi: int = 100) -> bytes:
+    """The figure as PNG bytes (e.g. for an ``ipywidgets.Image``)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    return buffer.getvalue()
+
+
 def image_grid(images: torch.Tensor | np.ndarray, captions: Sequence[str] | None = None,
                ncols: int = 4, size: float = 2.2, wrap: int = 28, fontsize: int = 8,
-               title: str | None = None) -> plt.Figure:
-    """Show ``images (M, C, B, A)`` in a grid, each with its caption wrapped underneath."""
+               title: str | None = None, pyplot: bool = True) -> plt.Figure:
+    """Show ``images (M, C, B, A)`` in a grid, each with its caption wrapped underneath. ``pyplot=False``: a
+    :class:`~matplotlib.figure.Figure` outside pyplot's list of open figures (see :func:`figure`)."""
     n = len(images)
     nrows = (n + ncols - 1) // ncols
     extra = 0.0 if captions is None else 0.14 * (1 + max(len(textwrap.wrap(c, wrap)) for c in captions))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, (size + extra) * nrows + 0.4 * bool(title)),
-                             squeeze=False, layout="constrained")
+    fig = figure((size * ncols, (size + extra) * nrows + 0.4 * bool(title)), pyplot, layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False)
     for k, ax in enumerate(axes.flat):
         ax.axis("off")
         if k >= n:
@@ -125,7 +141,7 @@ def animation_html(anim) -> str:
 
 def animate_drawing(canvases: torch.Tensor, window=None, N: int | None = None, title: str | None = None,
                     interval: int = 150, size: float = 2.5, words: Sequence[str] | None = None,
-                    alpha: torch.Tensor | np.ndarray | None = None, cmap: str = "Oranges"):
+                    alpha: torch.Tensor | np.ndarray | None = None, cmap: str = "Oranges", pyplot: bool = True):
     """A matplotlib animation of one drawing ``(T, C, B, A)``, the write window boxed in red.
 
     With ``words`` (the caption's tokens) the caption is written under the canvas,
@@ -153,7 +169,7 @@ def animate_drawing(canvases: torch.Tensor, window=None, N: int | None = None, t
     lines = place[-1][0] + 1 if place else 0
     strip = 0.05 + 0.22 * lines                                           # inches of caption under the canvas
     height = size + 0.3 + (strip if words else 0.0)
-    fig = plt.figure(figsize=(size, height))
+    fig = figure((size, height), pyplot)
     ax = fig.add_axes((0, (height - size - 0.3) / height, 1, size / height))
     ax.axis("off")
     im = ax.imshow(to_numpy_image(canvases[0]), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
@@ -184,7 +200,8 @@ def animate_drawing(canvases: torch.Tensor, window=None, N: int | None = None, t
         return (im, label, *texts) if box is None else (im, box, label, *texts)
 
     anim = animation.FuncAnimation(fig, frame, frames=T, interval=interval, blit=False)
-    plt.close(fig)
+    if pyplot:
+        plt.close(fig)
     return anim
 
 

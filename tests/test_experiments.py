@@ -193,3 +193,24 @@ def test_a_pair_of_temperatures_scales_z_where_and_z_what_apart():
     classifiers = Path(__file__).resolve().parents[1] / "book" / "checkpoints" / "classifiers"
     rates = E.noise_sources(model, MnistCaptions("heldout"), n=60, pairs=((1, 1), (0, 0)), classifiers=classifiers)
     assert set(rates) == {(1, 1), (0, 0)} and all(0 <= r <= 100 for r in rates.values())
+
+
+def test_the_caption_editor_draws_outside_pyplot(monkeypatch):
+    """Enter draws; the figures never enter pyplot's list (a widget callback may run on another thread)."""
+    widgets = pytest.importorskip("ipywidgets")
+    import matplotlib.pyplot as plt
+
+    from minidraw import pretrained
+    from minidraw.experiments import caption_editor
+    models = {"MNIST": pretrained.load("aligndraw-mnist")}
+    editor = caption_editor(models, "the digit 3 is at the top left of the image .", n=4)
+    box = editor.children[1].children[0]
+    message, grid, steps = editor.children[2:]
+    open_before = plt.get_fignums()
+    box.value = "the digit 5 is on the left of the digit 2 ."                   # Enter: the value is submitted
+    assert grid.value[:8] == b"\x89PNG\r\n\x1a\n" and "<img" in steps.value and message.value == ""
+    assert "https://" not in steps.value                                         # the player loads nothing
+    assert plt.get_fignums() == open_before                                      # no figure left to pyplot
+    box.value = "the digit 5 is on the left of the digit seven ."
+    assert "seven" in message.value
+    assert isinstance(editor, widgets.VBox)
