@@ -1,22 +1,23 @@
 """image2text: a soft-attention captioner (Xu et al., 2015, "Show, Attend and Tell").
 
 The other direction from alignDRAW: read a picture, write its caption. A small CNN turns the
-image into a grid of L feature vectors ``a_1 .. a_L`` (one per cell of a coarse grid; two more
-numbers per cell give the cell's x and y in [−1, 1], so *where* is as easy to read as *what*).
+image into a grid of Q feature vectors ``a_1 .. a_Q`` (one per cell of a coarse grid; two more
+numbers per cell give the cell's coordinates (ξ, η) in [−1, 1], so *where* is as easy to read as
+*what*). Xu et al. write L for the number of cells; the book keeps L for the caption's length.
 An LSTM then writes the caption one word at a time; before each word it looks at the grid with
 the same Bahdanau alignment that alignDRAW's generator uses to look at the caption
 (:class:`minidraw.align.Alignment`)::
 
-    h_0, c_0  = tanh(W_h ā), tanh(W_c ā)                    ā = (1/L) Σ_i a_i
-    e_i^t     = vᵀ tanh(U a_i + W h_{t−1} + b)                (i = 1 .. L)
-    α^t       = softmax_i(e^t),   z_t = Σ_i α_i^t a_i         where the word looks
-    h_t       = LSTM(h_{t−1}, [E y_{t−1} ; z_t])
-    p(y_t | y_<t, x) = softmax(W_o [h_t ; z_t] + b_o)
+    h_0, c_0  = tanh(W_{h_0} ā), tanh(W_{c_0} ā)            ā = (1/Q) Σ_i a_i
+    e_i^t     = vᵀ tanh(U a_i + W h_{t−1} + b)                (i = 1 .. Q)
+    α^t       = softmax_i(e^t),   ẑ_t = Σ_i α_i^t a_i         where the word looks (Xu et al.'s context ẑ_t)
+    h_t       = LSTM(h_{t−1}, [E y_{t−1} ; ẑ_t])
+    p(y_t | y_<t, x) = softmax(W_o [h_t ; ẑ_t] + b_o)
 
 **Content words** (ours, an option the shipped captioners use): the words that name what is in
 the picture — digits; sizes, colours, shapes and backgrounds — can be scored from the attended
-features alone, ``W_c z_t + b_c`` (without the cell's coordinates), while the LSTM state still
-scores every other word and so decides *when* a content word comes. Scored from ``[h_t ; z_t]``,
+features alone, ``W_content ẑ_t + b_content`` (without the cell's coordinates), while the LSTM state
+still scores every other word and so decides *when* a content word comes. Scored from ``[h_t ; ẑ_t]``,
 a content word also learns the caption's statistics: if no training picture has a 3 on the left,
 "the digit 3 is on the left" is a sentence the LSTM has learnt never to say, and a picture of one
 is captioned with another digit. Scored from what is seen, it cannot learn that.
@@ -26,12 +27,12 @@ features still leave the words that say *where* — "left", "top", "above" — t
 state knows which digit it has just named. On held-out scenes that is most of the mistakes: with
 no training picture of a 4 in the left slot, "the digit 4 is on the" is followed by "right", the
 only relation the LSTM ever saw after a 4. Position words are scored instead from where the step
-looked (z_t's two coordinates) and from a small *grammar* LSTM that reads the words so far with
+looked (ẑ_t's two coordinates) and from a small *grammar* LSTM that reads the words so far with
 every content word as one shared token, so it knows the sentence's shape ("on the" wants left or
 right; "at the top" wants left, right or of) and never which digit was named::
 
-    g_t = LSTM_g(g_{t−1}, E ŷ_{t−1})        ŷ: the word, content words as one token
-    p(y_t = a position word | ·) ∝ exp(MLP([g_t ; x_t ; y_t]))     (x_t, y_t): where α^t looked
+    g_t = LSTM_g(g_{t−1}, E ỹ_{t−1})        ỹ: the word, content words as one token
+    p(y_t = a position word | ·) ∝ exp(MLP([g_t ; ξ_t ; η_t]))     (ξ_t, η_t): where α^t looked
 
 Word id 0 (``<pad>``) doubles as the start symbol (y_0) and as the end of the caption: the
 model learns to emit 0 after the last word, so a caption of n words is n + 1 predictions.
@@ -48,7 +49,7 @@ path can fall out of the beam early), so the greedy caption is kept as one more 
 caption returned never scores below greedy's.
 
 Shapes: M images ``(M, C, B, A)`` — A is the width and B the height, as everywhere in the
-book — L grid cells, D' = ``feature_size`` + 2 numbers per cell, N words.
+book — Q grid cells, D' = ``feature_size`` + 2 numbers per cell, captions of L words (padded).
 """
 from __future__ import annotations
 
@@ -145,7 +146,7 @@ class CaptionerOutput:
     loss: Tensor         # (M,)  −Σ_t log p(y_t | y_<t, x)
     correct: Tensor      # (M,)  words (and ends) whose most likely prediction was right
     count: Tensor        # (M,)  n + 1 predictions per caption
-    alpha: Tensor        # (M, N + 1, L)  where each prediction looked
+    alpha: Tensor        # (M, L + 1, Q)  where each prediction looked
 
     def metrics(self) -> dict[str, float]:
         return {"word_acc": (self.correct.sum() / self.count.sum()).item(),
@@ -155,7 +156,7 @@ class CaptionerOutput:
 @dataclass
 class Decoded:
     """Decoded captions: ``ids`` (M lists of word ids, the end dropped), ``log_prob (M,)`` =
-    log p(y | x) of each (its end included), and ``alpha (M, N + 1, L)``, where each word looked
+    log p(y | x) of each (its end included), and ``alpha (M, L + 1, Q)``, where each word looked
     (rows past a caption's end are zero)."""
 
     ids: list[list[int]]
@@ -164,7 +165,7 @@ class Decoded:
 
 
 class Encoder(nn.Module):
-    """CNN: image ``(M, C, B, A)`` -> grid ``(M, L, D')`` with each cell's (x, y) appended."""
+    """CNN: image ``(M, C, B, A)`` -> grid ``(M, Q, D')`` with each cell's coordinates (ξ, η) appended."""
 
     def __init__(self, cfg: CaptionerConfig) -> None:
         super().__init__()
@@ -181,8 +182,8 @@ class Encoder(nn.Module):
 
     def forward(self, images: Tensor) -> Tensor:
         f = self.net(images)                                             # (M, F, rows, cols)
-        f = f.flatten(2).transpose(1, 2)                                 # (M, L, F)
-        return torch.cat([f, self.coords.expand(f.shape[0], -1, -1)], -1)  # (M, L, D')  a_i = [features ; x ; y]
+        f = f.flatten(2).transpose(1, 2)                                 # (M, Q, F)
+        return torch.cat([f, self.coords.expand(f.shape[0], -1, -1)], -1)  # (M, Q, D')  a_i = [f_i ; ξ_i ; η_i]
 
 
 class Captioner(nn.Module):
@@ -200,12 +201,12 @@ class Captioner(nn.Module):
         self.embed = nn.Embedding(cfg.vocab_size, cfg.embed_size)       # id 0: start and end
         self.align = Alignment(D, cfg.hidden_size, cfg.align_size)      # the alignment alignDRAW uses
         self.lstm = nn.LSTMCell(cfg.embed_size + D, cfg.hidden_size)
-        self.out = nn.Linear(cfg.hidden_size + D, cfg.vocab_size)       # W_o [h_t ; z_t] + b_o
+        self.out = nn.Linear(cfg.hidden_size + D, cfg.vocab_size)       # W_o [h_t ; ẑ_t] + b_o
         self.content = None
-        if cfg.content_last:                                             # content words: W_c z_t^features + b_c
+        if cfg.content_last:                                     # content words: W_content ẑ_t^features + b_content
             self.content = nn.Linear(cfg.feature_size, cfg.content_last - cfg.content_first + 1)
         self.grammar = self.position = None
-        if cfg.position_last:                                            # position words: MLP([g_t ; x_t ; y_t])
+        if cfg.position_last:                                            # position words: MLP([g_t ; ξ_t ; η_t])
             self.grammar = nn.LSTMCell(cfg.embed_size, cfg.grammar_size)
             self.position = nn.Sequential(nn.Linear(cfg.grammar_size + 2, cfg.grammar_size), nn.Tanh(),
                                           nn.Linear(cfg.grammar_size, cfg.position_last - cfg.position_first + 1))
@@ -220,7 +221,7 @@ class Captioner(nn.Module):
     def start(self, images: Tensor):
         """The grid, its alignment keys, and (h_0, c_0) for ``images``."""
         self._check(images)
-        a = self.encoder(images)                                         # (M, L, D')
+        a = self.encoder(images)                                         # (M, Q, D')
         mean = a.mean(1)                                                 # (M, D')  ā
         state = (torch.tanh(self.init_h(mean)), torch.tanh(self.init_c(mean)))
         if self.grammar is not None:                                     # (h, c, g, c^g): g_0 = 0
@@ -229,33 +230,33 @@ class Captioner(nn.Module):
         return a, self.align.keys(a), state
 
     def step(self, word: Tensor, state, a: Tensor, keys: Tensor):
-        """One word: ``word (M,)`` = y_{t−1} -> log p(y_t | ·) ``(M, V)``, the new state, α^t ``(M, L)``.
+        """One word: ``word (M,)`` = y_{t−1} -> log p(y_t | ·) ``(M, V)``, the new state, α^t ``(M, Q)``.
         The state is ``(h, c)``, or ``(h, c, g, c^g)`` with position words."""
         cfg = self.cfg
         mask = torch.ones(a.shape[:2], dtype=torch.bool, device=a.device)
-        z, alpha = self.align(state[0], keys, a, mask, checked=True)    # z_t = Σ_i α_i a_i  (M, D')
-        h = self.lstm(torch.cat([self.embed(word), z], -1), state[:2])   # h_t = LSTM(h_{t−1}, [E y_{t−1} ; z_t])
-        logits = self.out(torch.cat([h[0], z], -1))                      # (M, V)  W_o [h_t ; z_t] + b_o
+        z, alpha = self.align(state[0], keys, a, mask, checked=True)    # ẑ_t = Σ_i α_i a_i  (M, D')
+        h = self.lstm(torch.cat([self.embed(word), z], -1), state[:2])   # h_t = LSTM(h_{t−1}, [E y_{t−1} ; ẑ_t])
+        logits = self.out(torch.cat([h[0], z], -1))                      # (M, V)  W_o [h_t ; ẑ_t] + b_o
         if self.content is not None:                                     # content words: from what is seen only
             logits = _scored(logits, cfg.content_first, self.content(z[:, : cfg.feature_size]))
         if self.grammar is None:
             return F.log_softmax(logits, -1), h, alpha
-        blind = torch.where((word >= cfg.content_first) & (word <= cfg.content_last), cfg.content_first, word)  # ŷ
-        g = self.grammar(self.embed(blind), state[2:])                   # g_t = LSTM_g(g_{t−1}, E ŷ_{t−1})
-        where = self.position(torch.cat([g[0], z[:, cfg.feature_size:]], -1))  # MLP([g_t ; x_t ; y_t])
+        blind = torch.where((word >= cfg.content_first) & (word <= cfg.content_last), cfg.content_first, word)  # ỹ
+        g = self.grammar(self.embed(blind), state[2:])                   # g_t = LSTM_g(g_{t−1}, E ỹ_{t−1})
+        where = self.position(torch.cat([g[0], z[:, cfg.feature_size:]], -1))  # MLP([g_t ; ξ_t ; η_t])
         return F.log_softmax(_scored(logits, cfg.position_first, where), -1), h + g, alpha
 
     # ---- training ---------------------------------------------------------------------------------
     def forward(self, images: Tensor, captions: Tensor, lengths: Tensor) -> CaptionerOutput:
-        """Teacher-forced −log p(caption | image), ``captions (M, N)`` padded with 0, ``lengths (M,)``."""
-        M, N = captions.shape
+        """Teacher-forced −log p(caption | image), ``captions (M, L)`` padded with 0, ``lengths (M,)``."""
+        M, N = captions.shape                                            # N = L here: the padded caption length
         if lengths.shape != (M,) or bool((lengths < 1).any()) or bool((lengths > N).any()):
             raise ValueError(f"lengths must be (M,) = ({M},) whole numbers in 1..{N} (every caption needs a word)")
         zero = captions.new_zeros(M, 1)
-        inputs = torch.cat([zero, captions], 1)                          # (M, N + 1)  y_0 = 0 (start), y_1 ..
-        targets = torch.cat([captions, zero], 1)                         # (M, N + 1)  y_1 .. y_n, 0 (end)
+        inputs = torch.cat([zero, captions], 1)                          # (M, L + 1)  y_0 = 0 (start), y_1 ..
+        targets = torch.cat([captions, zero], 1)                         # (M, L + 1)  y_1 .. y_n, 0 (end)
         t = torch.arange(N + 1, device=captions.device)
-        keep = t[None, :] <= lengths[:, None]                            # (M, N + 1)  predictions 0..n
+        keep = t[None, :] <= lengths[:, None]                            # (M, L + 1)  predictions 0..n
         targets = targets.masked_fill(t[None, :] == lengths[:, None], 0)  # the end, even if padding held words
         a, keys, state = self.start(images)
         steps = int(lengths.max())                                       # nothing past the longest caption
@@ -268,7 +269,7 @@ class Captioner(nn.Module):
         target, keep = targets[:, : steps + 1], keep[:, : steps + 1]
         nll = -logp.gather(-1, target[..., None]).squeeze(-1) * keep     # (M, n_max + 1)
         correct = (logp.argmax(-1) == target) & keep
-        alpha = torch.stack(alphas, 1) * keep[..., None]                 # (M, n_max + 1, L)
+        alpha = torch.stack(alphas, 1) * keep[..., None]                 # (M, n_max + 1, Q)
         return CaptionerOutput(nll.sum(1), correct.sum(1).float(), keep.sum(1).float(), alpha.detach())
 
     def log_prob(self, images: Tensor, captions: Tensor, lengths: Tensor) -> Tensor:
@@ -326,7 +327,7 @@ class Captioner(nn.Module):
         max_len = max_len or self.cfg.max_len
         M, k, dev = images.shape[0], width, images.device
         a, keys, state = self.start(images)
-        L, V = a.shape[1], self.cfg.vocab_size
+        L, V = a.shape[1], self.cfg.vocab_size                          # L here: the Q grid cells
         rep = lambda x: x.repeat_interleave(k, 0)                        # noqa: E731  (M, ...) -> (M·k, ...)
         a, keys, state = rep(a), rep(keys), tuple(rep(x) for x in state)
         score = torch.full((M, k), float("-inf"), device=dev)
