@@ -365,7 +365,7 @@ def lapgan_diagram() -> Figure:
 
 
 def captioner_diagram() -> Figure:
-    """An image-to-text captioner with soft attention (Xu et al. 2015, Show, Attend and Tell): word step i."""
+    """An image-to-text captioner with soft attention (Xu et al. 2015, Show, Attend and Tell): word step t."""
     fig, ax = new(18, 5.9)
     img = box(ax, (0.85, 3.0), "image\n$x$", "input", w=1.3, h=1.0)
     cnn = box(ax, (2.85, 3.0), "small\nCNN", "net", w=1.4, h=1.0)
@@ -376,27 +376,27 @@ def captioner_diagram() -> Figure:
                                         fc=KINDS["input"][0], ec=KINDS["input"][1], lw=0.8, zorder=3))
             ax.add_patch(cells[-1])
     grid = Node(5.01, 3.0, 1.3, 1.3, cells[4])
-    note(ax, (grid.x, 1.95), "$a_1 \\ldots a_L$: features\nof $L$ grid cells", va="top")
+    note(ax, (grid.x, 1.95), "$a_1 \\ldots a_Q$: features\nof $Q$ grid cells", va="top")
     arrow(ax, img, cnn)
     arrow(ax, cnn.at("r"), (4.35, 3.0))
-    att = box(ax, (8.75, 4.6), "attention over the cells\n$\\beta_{i,l} \\propto \\exp f(a_l, h_{i-1})$", "attn",
+    att = box(ax, (8.75, 4.6), "attention over the cells\n$\\alpha^t_i \\propto \\exp\\, e(a_i, h_{t-1})$", "attn",
               w=3.5, h=1.0)
-    ctx = box(ax, (8.75, 2.25), "context\n$\\hat z_i = \\sum_l \\beta_{i,l}\\, a_l$", "attn", w=2.5, h=1.2)
-    lstm = box(ax, (12.0, 2.25), "LSTM\n$h_i$", "net", w=1.3, h=1.0)
-    emb = box(ax, (12.0, 0.55), "previous word $E\\,w_{i-1}$", "input", w=3.2, h=0.7)
-    outp = box(ax, (14.95, 2.25), "$p(w_i\\,|\\,w_{<i}, x)$\n$= \\mathrm{softmax}(W[h_i; \\hat z_i])$", "net",
+    ctx = box(ax, (8.75, 2.25), "context\n$\\hat z_t = \\sum_i \\alpha^t_i\\, a_i$", "attn", w=2.5, h=1.2)
+    lstm = box(ax, (12.0, 2.25), "LSTM\n$h_t$", "net", w=1.3, h=1.0)
+    emb = box(ax, (12.0, 0.55), "previous word $E\\,y_{t-1}$", "input", w=3.2, h=0.7)
+    outp = box(ax, (14.95, 2.25), "$p(y_t\\,|\\,y_{<t}, x)$\n$= \\mathrm{softmax}(W_o[h_t; \\hat z_t])$", "net",
                w=3.0, h=1.0, size=SMALL)
-    word = box(ax, (17.35, 2.25), "$w_i$", "input", w=0.9)
-    arrow(ax, (5.7, 3.3), att, label="$a_l$", at=(6.4, 4.05))
-    arrow(ax, (5.7, 2.6), ctx, label="$a_l$", at=(6.4, 2.45))
-    arrow(ax, att, ctx, label="$\\beta_{i,l}$", at=(9.35, 3.45))
+    word = box(ax, (17.35, 2.25), "$y_t$", "input", w=0.9)
+    arrow(ax, (5.7, 3.3), att, label="$a_i$", at=(6.4, 4.05))
+    arrow(ax, (5.7, 2.6), ctx, label="$a_i$", at=(6.4, 2.45))
+    arrow(ax, att, ctx, label="$\\alpha^t_i$", at=(9.35, 3.45))
     for a, b in ((ctx, lstm), (emb, lstm), (lstm, outp)):
         arrow(ax, a, b)
     arrow(ax, outp, word, label="greedy\nor beam", at=(17.35, 3.55))
-    arrow(ax, lstm.at("t"), att.at("r"), via=[(lstm.x, att.y)], label="$h_{i-1}$", at=(lstm.x, 3.6))
+    arrow(ax, lstm.at("t"), att.at("r"), via=[(lstm.x, att.y)], label="$h_{t-1}$", at=(lstm.x, 3.6))
     arrow(ax, word.at("b"), emb.at("r"), via=[(word.x, emb.y)], label="next step's input\n(training: the true word)",
           at=(15.6, emb.y))
-    note(ax, (0.2, 5.5), "word step $i$ ($h_0$ from the mean of the $a_l$)", ha="left", style="italic")
+    note(ax, (0.2, 5.5), "word step $t$ ($h_0$ from the mean of the $a_i$)", ha="left", style="italic")
     legend(ax, ["input", "net", "attn"], training=False)
     return fig
 
