@@ -249,13 +249,13 @@ class Captioner(nn.Module):
     # ---- training ---------------------------------------------------------------------------------
     def forward(self, images: Tensor, captions: Tensor, lengths: Tensor) -> CaptionerOutput:
         """Teacher-forced −log p(caption | image), ``captions (M, L)`` padded with 0, ``lengths (M,)``."""
-        M, N = captions.shape                                            # N = L here: the padded caption length
-        if lengths.shape != (M,) or bool((lengths < 1).any()) or bool((lengths > N).any()):
-            raise ValueError(f"lengths must be (M,) = ({M},) whole numbers in 1..{N} (every caption needs a word)")
+        M, L = captions.shape                                            # the padded caption length
+        if lengths.shape != (M,) or bool((lengths < 1).any()) or bool((lengths > L).any()):
+            raise ValueError(f"lengths must be (M,) = ({M},) whole numbers in 1..{L} (every caption needs a word)")
         zero = captions.new_zeros(M, 1)
         inputs = torch.cat([zero, captions], 1)                          # (M, L + 1)  y_0 = 0 (start), y_1 ..
         targets = torch.cat([captions, zero], 1)                         # (M, L + 1)  y_1 .. y_n, 0 (end)
-        t = torch.arange(N + 1, device=captions.device)
+        t = torch.arange(L + 1, device=captions.device)
         keep = t[None, :] <= lengths[:, None]                            # (M, L + 1)  predictions 0..n
         targets = targets.masked_fill(t[None, :] == lengths[:, None], 0)  # the end, even if padding held words
         a, keys, state = self.start(images)
@@ -327,13 +327,13 @@ class Captioner(nn.Module):
         max_len = max_len or self.cfg.max_len
         M, k, dev = images.shape[0], width, images.device
         a, keys, state = self.start(images)
-        L, V = a.shape[1], self.cfg.vocab_size                          # L here: the Q grid cells
+        Q, V = a.shape[1], self.cfg.vocab_size                          # Q grid cells, V words
         rep = lambda x: x.repeat_interleave(k, 0)                        # noqa: E731  (M, ...) -> (M·k, ...)
         a, keys, state = rep(a), rep(keys), tuple(rep(x) for x in state)
         score = torch.full((M, k), float("-inf"), device=dev)
         score[:, 0] = 0.0                                                # one live beam to start with
         words = torch.zeros(M, k, 0, dtype=torch.long, device=dev)       # (M, k, t)
-        alphas = images.new_zeros(M, k, 0, L)
+        alphas = images.new_zeros(M, k, 0, Q)
         done = torch.zeros(M, k, dtype=torch.bool, device=dev)
         word = torch.zeros(M * k, dtype=torch.long, device=dev)
         for i in range(max_len + 1):
@@ -349,7 +349,7 @@ class Captioner(nn.Module):
             beam, word_ = index // V, index % V
             pick = lambda x: x.gather(1, beam.view(M, k, *([1] * (x.dim() - 2))).expand(-1, -1, *x.shape[2:]))  # noqa: E731
             words = torch.cat([pick(words), word_[..., None]], -1)
-            alpha = pick(alpha.view(M, k, L)) * (~pick(done))[..., None]  # α of each chosen beam's source
+            alpha = pick(alpha.view(M, k, Q)) * (~pick(done))[..., None]  # α of each chosen beam's source
             alphas = torch.cat([pick(alphas), alpha[:, :, None]], 2)
             done = pick(done) | (word_ == 0)
             flat = (beam + torch.arange(M, device=dev)[:, None] * k).view(-1)
