@@ -132,6 +132,13 @@ def test_a_run_from_the_shipped_weights_exports_as_their_next_stage(checkpoint, 
     pretrained.export(checkpoint, "aligndraw-mnist", weights_dir=d)        # from scratch: one stage again
     saved = torch.load(d / "aligndraw-mnist.pt", weights_only=True)
     assert saved["step"] == 2 and "stages" not in saved
+    # a second stage from a training checkpoint (the recipe's stage 2 from RUN/checkpoint.pt): both stages
+    train.run(configs.load_config("compose_mnist_small", None, [*TINY, "max_steps=2", f"init={checkpoint}"]),
+              tmp_path / "stage2", progress=False)
+    pretrained.export(tmp_path / "stage2" / "checkpoint.pt", "aligndraw-mnist", weights_dir=d)
+    saved = torch.load(d / "aligndraw-mnist.pt", weights_only=True)
+    assert [s["step"] for s in saved["stages"]] == [2, 2] and saved["step"] == 4
+    assert saved["stages"][1]["train"]["init"] == str(checkpoint)
 
 
 # ---- what goes wrong ------------------------------------------------------------------------------
