@@ -85,13 +85,13 @@
   // ---- one run: 8 samples of one caption ---------------------------------------------------------------------
   api.draw = async function (name, text, seed, temperature) {
     const { meta, session } = await loadModel(name);
+    const start = performance.now();                                      // encoding, noise and the model
     const words = encode(meta, text);
     const { M, L, T, Z } = meta;
     const ids = new BigInt64Array(M * L);                                  // (M, L), padding 0 after the words
     for (let m = 0; m < M; m++) words.forEach((w, j) => { ids[m * L + j] = BigInt(w); });
     const eps = normals(seed, T * M * Z).map((v) => v * temperature);     // (T, M, Z): z_t = μ + σ τ ε
     const ort = window.ort;
-    const start = performance.now();
     const out = await session.run({ ids: new ort.Tensor("int64", ids, [M, L]),
                                     eps: new ort.Tensor("float32", eps, [T, M, Z]) });
     const ms = performance.now() - start;
@@ -201,6 +201,7 @@
         status.textContent = `drawn in ${run.ms.toFixed(0)} ms, in this browser (8 samples, ${meta.T} steps each)`;
         let t = 0;
         show(0);
+        root.dataset.state = "animating";                                 // the first canvases are on the page
         timer = setInterval(() => { t += 1; if (t >= meta.T) { clearInterval(timer); root.dataset.state = "drawn"; return; } show(t); }, 120);
         if (meta.T === 1) root.dataset.state = "drawn";
       };
