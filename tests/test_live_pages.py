@@ -188,3 +188,19 @@ def test_without_webassembly_the_static_figures_stay(site, no_wasm_browser):
     text = no_wasm_browser.find_element("css selector", ".minidraw-live").text
     assert "WebAssembly" in text and "figures below" in text
     assert no_wasm_browser.execute_script("return document.querySelectorAll('.cell_output img').length") > 0
+
+
+def test_no_page_asks_for_anything_beyond_the_book(site, browser):
+    """Every page of the book, served on 127.0.0.1: no request leaves it (no CDN for fonts, scripts or widgets)."""
+    toc = (REPO / "_toc.yml").read_text()
+    pages = ["index"] + [f"book/{p.split('/')[-1]}" for p in __import__("re").findall(r"file:\s*(\S+)", toc)]
+    browser.get_log("performance")                                              # forget the earlier pages' requests
+    outside = {}
+    for page in pages:
+        browser.get(f"{site}/{page}.html")
+        time.sleep(0.5)                                                         # late requests: fonts, lazy scripts
+        urls = [u for u in _requests(browser) if u.startswith(("http:", "https:", "ws:", "wss:"))]
+        far = [u for u in urls if not u.startswith(site + "/")]
+        if far:
+            outside[page] = far
+    assert not outside, outside
