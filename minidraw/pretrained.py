@@ -45,10 +45,6 @@ MODELS: dict[str, dict[str, Optional[str]]] = {
                         "description": "alignDRAW on MNIST with captions (60×60, one or two digits), ours: α averages "
                                        "the word embeddings and the generator is split into a where-LSTM and a "
                                        "what-LSTM (minidraw.compose)"},
-    "aligndraw-mnist-plain": {"file": "aligndraw-mnist-plain.pt", "data": "mnist_captions", "kind": "compose",
-                              "variant": "align",
-                              "description": "alignDRAW on MNIST with captions, one generator LSTM (the paper's "
-                                             "layout) and, ours, α averaging the word embeddings (minidraw.compose)"},
     "aligndraw-mnist-paper": {"file": "aligndraw-mnist-paper.pt", "data": "mnist_captions", "kind": "caption",
                               "variant": "align",
                               "description": "the paper's alignDRAW on MNIST with captions, exactly: α over the "
@@ -208,8 +204,9 @@ def export(checkpoint: str | os.PathLike, name: str, weights_dir: str | os.PathL
     (``weights_dir`` defaults to ``minidraw/weights/``).
 
     A run that went on from the weights it replaces (trained with ``init=`` their name or any copy of the file: the
-    run records the sha256 of what it started from) is their next stage:
-    ``step`` counts every stage's steps, and ``stages`` lists each stage's steps and training settings.
+    run records the sha256 of what it started from), or from a training checkpoint file that is still where
+    ``init`` names it, is their next stage: ``step`` counts every stage's steps, and ``stages`` lists each stage's
+    steps and training settings.
     """
     if name not in MODELS:
         raise UnknownModelError(f"no pretrained model named {name!r}; the names are {', '.join(MODELS)}")
@@ -236,6 +233,13 @@ def export(checkpoint: str | os.PathLike, name: str, weights_dir: str | os.PathL
             stages = [*(before.get("stages") or [{"step": before.get("step", 0), "train": before.get("train", {})}]),
                       this]
         if stages:
+            payload["stages"], payload["step"] = stages, sum(stage["step"] for stage in stages)
+    if "stages" not in payload:                    # went on from a training checkpoint file: its stages, then this
+        init = Path(str(ckpt.get("train", {}).get("init") or ""))
+        if ckpt.get("init_sha256") and init.is_file() and pooch.file_hash(str(init), alg="sha256") == ckpt["init_sha256"]:
+            before = torch.load(init, map_location="cpu", weights_only=True)
+            stages = [*(before.get("stages") or [{"step": before.get("step", 0), "train": before.get("train", {})}]),
+                      {"step": ckpt.get("step", 0), "train": ckpt.get("train", {})}]
             payload["stages"], payload["step"] = stages, sum(stage["step"] for stage in stages)
     atomic_write(dest, lambda f: torch.save(payload, f))
     line = f"{dest.name} {pooch.file_hash(str(dest), alg='sha256')}\n"

@@ -26,8 +26,8 @@ SHIPPED = pretrained.list()
 FIDELITY_FLOORS = {
     # what/where generator, 28,000 steps and 3,000 with what_adversary and where_kl: held-out vertical pairs 75-77 % on its card
     "aligndraw-mnist": (88.0, 80.0, 70.0, 45.0),    # card: 94.5 / 89.1 %, worst templates 92.2 / 75.2 %
-    # one generator LSTM: it does not draw held-out vertical pairs (0-1 % on its card): no held-out template floor
-    "aligndraw-mnist-plain": (88.0, 55.0, 70.0, None),    # card: 95.3 / 64.8 %, worst seen template 85.1 %
+    # the paper's alignDRAW: it draws no held-out two-digit composition (1-8 % on its card): no held-out template floor
+    "aligndraw-mnist-paper": (88.0, 45.0, 70.0, None),   # card: 95.1 / 54.2 %, worst seen template 83.0 %
     "aligndraw-shapes": (90.0, 82.0, 70.0, 55.0),   # card: 97.2 / 88.3 %, worst templates 91.2 / 76.7 %
     # noalignDRAW (16,000 steps) draws no held-out horizontal pair (0.8–0.9 % on its card): no template floor
     "noaligndraw-mnist": (76.0, 48.0, 50.0, None),  # card: 83.7 / 55.9 %, worst seen template 62.7 %
@@ -71,13 +71,17 @@ def test_each_file_matches_its_sha256_holds_float16_weights_only_and_has_a_card(
 
 def test_the_shipped_weights_stay_small():
     total = sum((pretrained.WEIGHTS_DIR / pretrained.info(n)["file"]).stat().st_size for n in SHIPPED)
-    assert total < 16e6, f"{total / 1e6:.1f} MB of shipped weights"
+    assert total < 16.5e6, f"{total / 1e6:.1f} MB of shipped weights"   # the paper's alignDRAW reads 2m-wide s_t
 
 
 def _splits(name):
+    """The seen and held-out splits the file's training had: under the protocol its seen test scenes leave out the
+    validation compositions too."""
+    val = bool(torch.load(pretrained.path(name), map_location="cpu", weights_only=True).get("train", {})
+               .get("heldout_val", False))
     if pretrained.MODELS[name]["data"] == "mnist_captions":
-        return MnistCaptions("test"), MnistCaptions("heldout")
-    return ShapesCaptions("test"), ShapesCaptions("heldout")
+        return MnistCaptions("test", validation=val), MnistCaptions("heldout")
+    return ShapesCaptions("test", validation=val), ShapesCaptions("heldout")
 
 
 @pytest.mark.parametrize("name", [n for n in FIDELITY_FLOORS if n in SHIPPED])
@@ -191,7 +195,7 @@ def test_the_lapgan_baseline_has_not_collapsed_and_draws_where_the_caption_says(
     assert (ink_in > 2 * ink_out).float().mean() > 0.9                        # ink where the digits go
 
 
-@pytest.mark.parametrize("name", [n for n in ("aligndraw-mnist", "aligndraw-mnist-plain", "noaligndraw-mnist",
+@pytest.mark.parametrize("name", [n for n in ("aligndraw-mnist", "aligndraw-mnist-paper", "noaligndraw-mnist",
                                               "aligndraw-shapes", "draw-mnist") if n in SHIPPED])
 def test_a_shipped_file_holds_nothing_of_training_and_trains_on_exactly_its_bound(name):
     """No training-only setting or weight in the file (the adversary, where_kl, ...): its configuration is its

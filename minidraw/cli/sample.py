@@ -53,7 +53,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     """The ``sample`` options, on ``p`` (the ``sample`` subcommand's parser)."""
     p.description, p.epilog, p.formatter_class = DESCRIPTION, EXAMPLES, argparse.RawDescriptionHelpFormatter
     p.add_argument("--checkpoint", metavar="CKPT", help="a checkpoint written by `minidraw train --out`")
-    p.add_argument("--model", metavar="NAME", help="a pretrained model instead: aligndraw-mnist, aligndraw-mnist-plain, "
+    p.add_argument("--model", metavar="NAME", help="a pretrained model instead: aligndraw-mnist, aligndraw-mnist-paper, "
                                                    "noaligndraw-mnist, "
                                                    "aligndraw-shapes or draw-mnist (default with a caption alone: "
                                                    "the one that knows its words)")
