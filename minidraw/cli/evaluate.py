@@ -86,11 +86,6 @@ def run(args: argparse.Namespace) -> int:
     captioner = load_captioner(args.captioner, map_location=dev) if args.captioner else None
     splits = splits_for(ckpt["train"], model.cfg, args.data)
     described = describe_splits(splits)
-    for name, words in described.items():
-        print(f"{name}: {words}")
-    if "heldout" in splits and "heldout-val" not in splits:
-        print("heldout-val: none (this model's training did not withhold validation compositions, so choices "
-              "about it could only be made on the reported held-out ones)")
     sizes = Sizes(bound=args.bound, iwae=args.iwae, K=args.k, queries=args.queries, ssi=args.ssi,
                   fidelity=args.fidelity)
     row = evaluate(model, splits, metrics, sizes, seed=args.seed, progress=True, classifiers=args.classifiers,
@@ -98,6 +93,11 @@ def run(args: argparse.Namespace) -> int:
     row = {"checkpoint": str(args.checkpoint), "step": ckpt.get("step"), "data": ckpt.get("data"),
            "splits": described, **row}
     path = Path(args.checkpoint)
+    for name, words in described.items():                 # which compositions each number was measured on
+        print(f"{name}: {words}")
+    if "heldout" in splits and "heldout-val" not in splits:
+        print("heldout-val: none (this model's training did not withhold validation compositions, so choices "
+              "about it could only be made on the reported held-out ones)")
     print(markdown_table({(path.parent.name if path.stem == "checkpoint" else path.stem) or "model": row}))
     if args.json:
         Path(args.json).write_text(json.dumps(row, indent=1) + "\n")

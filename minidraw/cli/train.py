@@ -5,7 +5,7 @@ import argparse
 import os
 from pathlib import Path
 
-from ..checkpoint import read
+from ..checkpoint import read, upgrade
 from ..configs import PRESETS, load_config, recipes, resume_config
 from ..rundir import CHECKPOINT
 from ..train import run as train_run
