@@ -90,6 +90,12 @@ def uniform(seed: int, index: np.ndarray, stream: int) -> np.ndarray:
     return (x >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
 
 
+def stream_key(seed: int, splits: tuple[str, ...], split: str) -> int:
+    """The random stream of (seed, split): ``3·seed + i`` for the first three splits (train, test, heldout: as before
+    the validation split existed, so their examples are unchanged), a stream of its own for ``heldout-val``."""
+    return seed * 3 + splits.index(split) if split != "heldout-val" else 0x80000000 + seed
+
+
 def randint(seed: int, index: np.ndarray, stream: int, high) -> np.ndarray:
     """Integers in [0, high) (``high`` may be an array, one bound per index)."""
     return np.minimum((uniform(seed, index, stream) * high).astype(np.int64), np.asarray(high) - 1)

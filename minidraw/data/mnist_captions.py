@@ -48,7 +48,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..text import Vocabulary, tokenize
-from .common import CaptionBatch, as_indices, item_index, randint
+from .common import CaptionBatch, as_indices, item_index, randint, stream_key
 from .mnist import DigitPools, digit_pools
 
 CANVAS, DIGIT = 60, 28
@@ -128,12 +128,6 @@ def choose_validation(holdout_seed: int = 0) -> frozenset[tuple[int, int]]:
     return frozenset((s, int(d)) for s, d in enumerate(digits))
 
 
-def stream_key(seed: int, split: str) -> int:
-    """The random stream of (seed, split): ``3·seed + i`` for the first three splits (as before the validation
-    split existed, so their examples are unchanged), a stream of its own for ``heldout-val``."""
-    return seed * 3 + SPLITS.index(split) if split != "heldout-val" else 0x80000000 + seed
-
-
 def _scene_tables(heldout: frozenset, split: str,
                   validation: frozenset = frozenset()) -> tuple[np.ndarray, np.ndarray]:
     """For each template, the (D, E) pairs the split may use: ``(8, 100, 2)`` and counts ``(8,)``."""
@@ -185,7 +179,7 @@ class MnistCaptions(Dataset):
         self._table, self._per_template = _scene_tables(self.heldout, split, self.validation_pairs)
         self._templates = np.flatnonzero(self._per_template)  # templates with any scene in this split
         self._corners = slot_corners(CANVAS, jitter)
-        self._key = stream_key(seed, split)                     # one random stream per (seed, split)
+        self._key = stream_key(seed, SPLITS, split)             # one random stream per (seed, split)
         self._caption_ids = self._caption_table()
         self.length = length if length is not None else len(labels)
         self.vocab = VOCAB

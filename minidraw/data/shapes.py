@@ -46,7 +46,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .common import CaptionBatch, as_indices, item_index, randint, uniform
+from .common import CaptionBatch, as_indices, item_index, randint, stream_key, uniform
 from .shapes_grammar import MAX_LEN, VOCAB, caption_ids, caption_texts, scene_from_caption
 from .shapes_render import render
 from .shapes_scene import BACKGROUNDS, COLOURS, POSITIONS, RELATIONS, SHAPES, SIZES, Scene, layout
@@ -121,8 +121,7 @@ class ShapesCaptions(Dataset):
         # the pair in slot h, and what the other slot may hold
         self._novel, self._all = ((pairs[is_val], pairs[~is_reported]) if split == "heldout-val" else
                                   (pairs[is_reported], pairs))
-        self._key = (seed * 3 + SPLITS.index(split) if split != "heldout-val" else
-                     0x80000000 + seed)                                   # one random stream per (seed, split)
+        self._key = stream_key(seed, SPLITS, split)                       # one random stream per (seed, split)
 
     @property
     def heldout(self) -> tuple[tuple[str, str], ...]:
