@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from test_rendered_book import _chromium   # the one lookup of Chromium and its driver
 
 REPO = Path(__file__).resolve().parents[1]
 HTML = Path(os.environ.get("MINIDRAW_BOOK_HTML", REPO / "_build" / "html")).resolve()
@@ -32,12 +33,6 @@ pytestmark = pytest.mark.browser
 # the pages that hold a live element, and which
 EDITOR_PAGES = {"experiments": "aligndraw-mnist", "aligndraw": "aligndraw-mnist-paper"}
 EXPLORER_PAGE = "filterbanks"
-
-
-def _chromium() -> tuple[str, str] | None:
-    browser = next((shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None)
-    driver = shutil.which("chromedriver")
-    return (browser, driver) if browser and driver else None
 
 
 @pytest.fixture(scope="module")
