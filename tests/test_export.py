@@ -1,4 +1,5 @@
 """The drawing path as ONNX: onnxruntime draws what PyTorch draws, on the same noise."""
+import numpy as np
 import pytest
 import torch
 
@@ -31,7 +32,7 @@ def test_the_masked_bilstm_is_the_packed_language_model():
 @pytest.mark.parametrize("name, L", EXPORTED, ids=[n for n, _ in EXPORTED])
 def test_onnxruntime_draws_what_pytorch_draws(name, L, tmp_path):
     model, _ = pretrained.load(name)
-    path = export_onnx(model, tmp_path / f"{name}.onnx", M=8, L=L)
+    path = export_onnx(model, tmp_path / f"{name}.onnx", M=8, L=L, simplify=True)   # as the book ships it
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     for seed in (1, 2):
         ids, eps = example_inputs(model, 8, L, seed)                          # some captions padded
@@ -44,6 +45,20 @@ def test_onnxruntime_draws_what_pytorch_draws(name, L, tmp_path):
         torch.testing.assert_close(got[2], alpha, atol=1e-4, rtol=1e-4)
         # windows are in pixels (g_X up to A): within 1e-4 of their own size, float32's reach
         assert ((got[1] - windows).abs() / windows.abs().clamp(min=1)).max() < 1e-4
+
+
+def test_the_simplified_graph_is_smaller_and_draws_the_same(tmp_path):
+    onnx = pytest.importorskip("onnx")
+    model, _ = pretrained.load("aligndraw-mnist-paper")
+    plain = export_onnx(model, tmp_path / "plain.onnx", M=8, L=12)
+    simple = export_onnx(model, tmp_path / "simple.onnx", M=8, L=12, simplify=True)
+    nodes = [len(onnx.load(str(f)).graph.node) for f in (plain, simple)]
+    assert nodes[1] < 0.7 * nodes[0], nodes                                   # constants folded, repeats removed
+    ids, eps = example_inputs(model, 8, 12, 3)
+    feeds = {"ids": ids.numpy(), "eps": eps.numpy()}
+    runs = [ort.InferenceSession(str(f), providers=["CPUExecutionProvider"]).run(None, feeds) for f in (plain, simple)]
+    for a, b in zip(*runs):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
 
 def test_the_noise_given_is_the_noise_used():

@@ -102,6 +102,15 @@ def _wait(driver, selector: str, states: tuple[str, ...], timeout: float = 60) -
     raise AssertionError(f"{selector} never reached {states} (last: {state!r})")
 
 
+def _marks(driver) -> dict[str, float]:
+    """The page's own timeline (minidraw-live.js's performance marks, the first of each name), in seconds from
+    the navigation's start."""
+    return driver.execute_script("const t = {}; for (const m of performance.getEntriesByType('mark'))"
+                                 "  if (m.name.startsWith('minidraw:') && !(m.name.slice(9) in t))"
+                                 "    t[m.name.slice(9)] = m.startTime / 1000;"
+                                 "return t;")
+
+
 def _requests(driver) -> list[str]:
     """Every URL the page asked for, from Chromium's network log."""
     urls = []
@@ -138,8 +147,10 @@ def test_the_editor_draws_what_the_exported_model_draws(site, browser, page):
     want = session.run(["canvases"], {"ids": ids, "eps": eps})[0]
     got = np.asarray(run["canvases"], dtype=np.float32).reshape(want.shape)
     assert np.abs(got - want).max() < 1e-3                                      # every step of every sample
-    print(f"\n{page}: first drawing {first:.2f} s after the page was asked for; each further drawing "
-          f"{np.median(times):.0f} ms in the page (median of 5: 8 samples of {meta['T']} steps)")
+    marks = _marks(browser)
+    print(f"\n{page}: first drawing {first:.2f} s after the page was asked for ({marks[f'drawn:{name}']:.2f} s on "
+          f"the page's clock: runtime {marks['runtime']:.2f} s, session {marks[f'session:{name}']:.2f} s); each "
+          f"further drawing {np.median(times):.0f} ms in the page (median of 5: 8 samples of {meta['T']} steps)")
     # an unknown word is named, as the command line names it
     box = browser.find_element("css selector", ".minidraw-live .mdl-caption")
     box.clear()

@@ -9,14 +9,16 @@ At the end of an HTML build this extension writes ``_static/live/`` into the bui
 * ``ort/``: the three files of onnxruntime-web's WebAssembly backend, from ``node_modules`` (``npm ci``,
   pinned by ``package-lock.json``; ``make book`` runs it where Node.js is installed). Without them the build
   still succeeds: the pages show their static figures and say why;
-* ``minidraw-live.js`` and ``.css`` (from ``book/_ext/live/``), which every page loads; they do nothing on a
-  page without a ``minidraw-live`` or ``minidraw-filterbank`` element.
+* ``minidraw-live.js`` and ``.css`` (from ``book/_ext/live/``), which only the pages holding a ``minidraw-live``
+  or ``minidraw-filterbank`` element load. The script tag names the page's models (``data-models``), so the
+  script starts fetching the runtime and the models from the page's head, while the rest of the page loads.
 
 Nothing is fetched from anywhere else at build or read time: the pages work offline and from any static host.
 """
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -68,7 +70,7 @@ def write_models(out: Path) -> list[str]:
         model, vocab = pretrained.load(name)
         data = pretrained.info(name)["data"]
         L = 18 if data == "shapes" else 12
-        export_onnx(model, out / "models" / f"{name}.onnx", M=M, L=L)
+        export_onnx(model, out / "models" / f"{name}.onnx", M=M, L=L, simplify=True)
         cfg = model.cfg
         vocab = vocab or vocabulary_for(model)
         meta = {"name": name, "description": pretrained.info(name)["description"], "data": data,
@@ -94,8 +96,8 @@ def build_finished(app, exception) -> None:
     (out / "models").mkdir(parents=True, exist_ok=True)
     for f in ("minidraw-live.js", "minidraw-live.css"):
         shutil.copy2(HERE / "live" / f, out / f)
-    dist = REPO / "node_modules" / "onnxruntime-web" / "dist"
-    if all((dist / f).is_file() for f in ORT_FILES):
+    dist = ort_dist()
+    if dist is not None:
         (out / "ort").mkdir(exist_ok=True)
         for f in ORT_FILES:
             shutil.copy2(dist / f, out / "ort" / f)
@@ -108,8 +110,31 @@ def build_finished(app, exception) -> None:
     write_digit(out)
 
 
-def setup(app):
-    app.add_js_file("live/minidraw-live.js")
+def live_models(body: str) -> list[str] | None:
+    """The models a page's editors draw with, in page order; None for a page with nothing live."""
+    names = re.findall(r'class="minidraw-live"[^>]*data-model="([^"]+)"', body)
+    if not names and 'class="minidraw-filterbank"' not in body:
+        return None
+    return list(dict.fromkeys(names))
+
+
+def ort_dist() -> Path | None:
+    """onnxruntime-web's files, where ``npm ci`` installed them."""
+    dist = REPO / "node_modules" / "onnxruntime-web" / "dist"
+    return dist if all((dist / f).is_file() for f in ORT_FILES) else None
+
+
+def page_context(app, pagename, templatename, context, doctree) -> None:
+    models = live_models(context.get("body", ""))
+    if models is None:
+        return                                                   # a page with nothing live loads nothing of this
+    if models and ort_dist() is not None:                        # the runtime first, in the head: ready at once
+        app.add_js_file("live/ort/ort.wasm.min.js", priority=200)
+    app.add_js_file("live/minidraw-live.js", **({"data-models": " ".join(models)} if models else {}))
     app.add_css_file("live/minidraw-live.css")
+
+
+def setup(app):
+    app.connect("html-page-context", page_context)
     app.connect("build-finished", build_finished)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

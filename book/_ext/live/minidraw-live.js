@@ -14,41 +14,77 @@
   window.minidrawLive = api;
 
   // ---- onnxruntime-web, loaded once, only by a page that draws ----------------------------------------------
+  // A page with editors loads ort.wasm.min.js in its head, before this file (the book's extension puts it
+  // there), so the runtime is ready at once; otherwise it is fetched here. The WebAssembly runs in a worker
+  // (proxy): compiling 14 MB of it and making the sessions do not hold up the page's own scripts.
   let ortPromise = null;
   function loadOrt() {
     if (ortPromise) return ortPromise;
+    const ready = (ort) => {
+      ort.env.wasm.wasmPaths = BASE + "ort/";
+      ort.env.wasm.numThreads = 1;                 // threads need cross-origin isolation, which a static host lacks
+      ort.env.wasm.proxy = true;
+      performance.mark("minidraw:runtime");                               // marks: the browser test's timeline
+      return ort;
+    };
     ortPromise = new Promise((resolve, reject) => {
       if (typeof WebAssembly !== "object") {
         reject(new Error("this browser runs no WebAssembly"));
         return;
       }
+      if (window.ort) {
+        resolve(ready(window.ort));
+        return;
+      }
       const s = document.createElement("script");
       s.src = BASE + "ort/ort.wasm.min.js";
-      s.onload = () => {
-        window.ort.env.wasm.wasmPaths = BASE + "ort/";
-        window.ort.env.wasm.numThreads = 1;        // threads need cross-origin isolation, which a static host lacks
-        resolve(window.ort);
-      };
+      s.onload = () => resolve(ready(window.ort));
       s.onerror = () => reject(new Error("this build of the book has no onnxruntime-web (built without Node.js)"));
       document.head.appendChild(s);
     });
     return ortPromise;
   }
 
+  // The sessions are made one after another in page order, and the next starts only once the one before has
+  // drawn (or after 2 s), so the first editor on the page draws first instead of queueing behind the others in
+  // the one WebAssembly worker. A session is made from the model's URL: onnxruntime then sets up its runtime
+  // (most of the time to a first drawing) before it fetches the model, not after.
   const models = {};
+  const drawn = {};                                                      // name -> resolves after its first run
+  let sessions = Promise.resolve();
   function loadModel(name) {
     if (!models[name]) {
-      models[name] = (async () => {
+      if (typeof WebAssembly !== "object") {
+        models[name] = Promise.reject(new Error("this browser runs no WebAssembly"));
+        models[name].catch(() => {});                                    // the editor reports it, not the console
+        return models[name];
+      }
+      const meta = fetch(BASE + "models/" + name + ".json").then((r) => {
+        if (!r.ok) throw new Error(`this build of the book lacks models/${name}.json (HTTP ${r.status})`);
+        return r.json();
+      });
+      meta.catch(() => {});                                              // awaited below, after the session
+      let markDrawn;
+      drawn[name] = new Promise((resolve) => { markDrawn = resolve; });
+      drawn[name].resolve = markDrawn;
+      models[name] = sessions.then(async () => {
         const ort = await loadOrt();
-        const meta = await (await fetch(BASE + "models/" + name + ".json")).json();
+        // the graph was simplified when the book was built (minidraw.export, simplify=True): nothing left to do
         const session = await ort.InferenceSession.create(BASE + "models/" + name + ".onnx",
-                                                          { executionProviders: ["wasm"] });
-        meta.index = Object.fromEntries(meta.words.map((w, i) => [w, i]));
-        return { meta, session };
-      })();
+                                                          { executionProviders: ["wasm"], graphOptimizationLevel: "disabled" });
+        performance.mark("minidraw:session:" + name);
+        const m = await meta;
+        m.index = Object.fromEntries(m.words.map((w, i) => [w, i]));
+        return { meta: m, session };
+      });
+      models[name].catch(() => {});                                      // the editor reports a failure, not the console
+      sessions = models[name].then(() => Promise.race([drawn[name], new Promise((r) => setTimeout(r, 2000))]),
+                                   () => {});
     }
     return models[name];
   }
+  // The page's head names its models: start on them now, while the rest of the page loads.
+  (document.currentScript.dataset.models || "").split(/\s+/).filter(Boolean).forEach(loadModel);
 
   // ---- captions: the vocabulary's checks, as minidraw.text.Vocabulary.encode makes them ----------------------
   function encode(meta, text) {
@@ -92,11 +128,18 @@
     for (let m = 0; m < M; m++) words.forEach((w, j) => { ids[m * L + j] = BigInt(w); });
     const eps = normals(seed, T * M * Z).map((v) => v * temperature);     // (T, M, Z): z_t = μ + σ τ ε
     const ort = window.ort;
-    const out = await session.run({ ids: new ort.Tensor("int64", ids, [M, L]),
-                                    eps: new ort.Tensor("float32", eps, [T, M, Z]) });
+    const noise = Array.from(eps);                                         // the worker takes eps's buffer
+    let out;
+    try {
+      out = await session.run({ ids: new ort.Tensor("int64", ids, [M, L]),
+                                eps: new ort.Tensor("float32", eps, [T, M, Z]) });
+    } finally {
+      drawn[name].resolve();                                               // the next model's session may start
+    }
     const ms = performance.now() - start;
+    performance.mark("minidraw:drawn:" + name);
     api.timings.push(ms);
-    api.last = { name, text, seed, temperature, words, eps: Array.from(eps), ms,
+    api.last = { name, text, seed, temperature, words, eps: noise, ms,
                  canvases: out.canvases.data, windows: out.windows.data, alpha: out.alpha.data };
     return api.last;
   };
