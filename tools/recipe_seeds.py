@@ -2,6 +2,7 @@
 
     python tools/recipe_seeds.py measure aligndraw-mnist --runs ~/runs     # each RUNS/NAME-sS (-2: stage 2)
     python tools/recipe_seeds.py table aligndraw-mnist-paper noaligndraw-mnist aligndraw-mnist
+    python tools/recipe_seeds.py misses aligndraw-mnist --runs ~/runs                # where validation fails
 
 ``measure`` evaluates the last checkpoint of every seed's run (``RUNS/NAME-sSEED``, or its second stage
 ``RUNS/NAME-sSEED-2`` where the recipe has one) as the model cards do — the bound on 1,000 test images, caption
@@ -10,7 +11,9 @@ with the split each number was measured on) and each seed's learning curve ``min
 The protocol: no checkpoint is picked (the last one of the recipe's schedule is the run's result), the shipped
 seed is the first, fixed before the runs, and every choice about the recipe was made on the validation
 compositions (``fidelity_heldout_val``); the held-out compositions are measured here, once per seed.
-``table`` prints the comparison (:func:`minidraw.seeds.table`).
+``table`` prints the comparison (:func:`minidraw.seeds.table`). ``misses`` (MNIST with captions) draws 1,000
+captions of the *validation* compositions with each seed's last checkpoint and says, per template and per
+validation fact, which digit was drawn where the caption named another: the diagnosis a choice may rest on.
 """
 from __future__ import annotations
 
@@ -77,18 +80,50 @@ def measure(name: str, runs: Path, classifiers: str | None) -> Path:
     return path
 
 
+def misses(name: str, runs: Path, classifiers: str | None, n: int = 1000) -> None:
+    """Per seed: each two-digit template's rate on the validation captions and, for every (slot, digit) the
+    captions named but the drawing missed, what was read there instead (-1: no readable digit)."""
+    from collections import Counter, defaultdict
+
+    import numpy as np
+    from minidraw.checkpoint import load
+    from minidraw.evaluate import splits_for
+    from minidraw.measures import generate
+    from minidraw.scoring import caption_fidelity
+    for seed, run in sorted(seed_runs(name, runs).items()):
+        model, ckpt = load(run / "checkpoint.pt")
+        data = splits_for(ckpt["train"], model.cfg).get("heldout-val")
+        if data is None or not hasattr(data, "validation_pairs"):
+            raise SystemExit(f"{run}: no validation compositions of MNIST with captions to diagnose")
+        images = generate(model, data, n, seed=0)[0]
+        r = caption_fidelity(images, data.texts(np.arange(len(images))), data, classifiers)
+        read, named = r.details["digit"], r.details["named_digit"]
+        print(f"{name} seed {seed} ({run}, step {ckpt.get('step')}): {r.rate:.1f} % of {len(r)} validation captions shown")
+        wrong = defaultdict(Counter)
+        for t, title in enumerate(r.template_names):
+            sel = r.template == t
+            if sel.any():
+                print(f"  {title:>18s}: {100 * r.correct[sel].mean():5.1f} % of {sel.sum()}")
+            for i in np.nonzero(sel & ~r.correct)[0]:
+                for k in np.nonzero(r.named[i] & (read[i] != named[i]))[0]:
+                    wrong[title, int(k), int(named[i, k])][int(read[i, k])] += 1
+        print("  misses: (template, object, digit named) -> digits read there instead")
+        for key, c in sorted(wrong.items(), key=lambda kv: -sum(kv[1].values()))[:12]:
+            print(f"    {key}: {dict(c.most_common(4))}")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("action", choices=["measure", "table"])
+    p.add_argument("action", choices=["measure", "table", "misses"])
     p.add_argument("names", nargs="+", help="recipe names, e.g. aligndraw-mnist")
     p.add_argument("--runs", type=Path, help="the folder holding NAME-sSEED run directories (measure)")
     p.add_argument("--classifiers", default=None, help="fidelity classifiers' cache folder")
     a = p.parse_args(argv)
-    if a.action == "measure":
+    if a.action in ("measure", "misses"):
         if a.runs is None:
-            p.error("measure needs --runs")
+            p.error(f"{a.action} needs --runs")
         for name in a.names:
-            measure(name, a.runs, a.classifiers)
+            (measure if a.action == "measure" else misses)(name, a.runs, a.classifiers)
     else:
         from minidraw.seeds import table
         print(table(a.names))
