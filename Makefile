@@ -59,7 +59,7 @@ test: install
 	$(MAKE) browser
 
 pytest-nbval: install
-	$(BIN)/python -m pytest tests book -m "not browser" --nbval-lax --nbval-current-env --nbval-cell-timeout=1800 -q
+	$(BIN)/python -m pytest tests book -m "not browser" --nbval-lax --nbval-current-env --nbval-cell-timeout=1800 -q --durations=15   # the 15 slowest, for CI time
 
 # Strip notebook outputs before committing, with nbstripout (keeps cells marked NBVAL_CHECK_OUTPUT),
 # and ask Colab for a GPU in every notebook's metadata.
