@@ -31,11 +31,13 @@ from pretrained_models import SIZES, evaluate_file, write_curve  # noqa: E402
 SEEDS_DIR = ROOT / "minidraw" / "recipes" / "seeds"
 
 
-def seed_runs(name: str, runs: Path) -> dict[int, Path]:
-    """``{seed: run directory}`` of recipe ``name`` under ``runs``: the last stage of each seed."""
+def seed_runs(name: str, runs: Path, tag: str | None = None) -> dict[int, Path]:
+    """``{seed: run directory}`` of recipe ``name`` under ``runs``: the last stage of each seed (with ``tag``, the
+    second stages tagged so by ``tools/run_seeds.sh``, a lever under trial)."""
     found = {}
+    stage2 = "-2" + (f"-{re.escape(tag)}" if tag else "")
     for run in sorted(runs.glob(f"{name}-s*")):
-        m = re.fullmatch(rf"{re.escape(name)}-s(\d+)(-2)?", run.name)
+        m = re.fullmatch(rf"{re.escape(name)}-s(\d+)({stage2})?", run.name)
         if m and (run / "checkpoint.pt").is_file():
             seed = int(m.group(1))
             if m.group(2) or seed not in found:          # the second stage, where there is one, is the result
@@ -80,7 +82,7 @@ def measure(name: str, runs: Path, classifiers: str | None) -> Path:
     return path
 
 
-def misses(name: str, runs: Path, classifiers: str | None, n: int = 1000) -> None:
+def misses(name: str, runs: Path, classifiers: str | None, n: int = 1000, tag: str | None = None) -> None:
     """Per seed: each two-digit template's rate on the validation captions and, for every (slot, digit) the
     captions named but the drawing missed, what was read there instead (-1: no readable digit)."""
     from collections import Counter, defaultdict
@@ -90,7 +92,7 @@ def misses(name: str, runs: Path, classifiers: str | None, n: int = 1000) -> Non
     from minidraw.evaluate import splits_for
     from minidraw.measures import generate
     from minidraw.scoring import caption_fidelity
-    for seed, run in sorted(seed_runs(name, runs).items()):
+    for seed, run in sorted(seed_runs(name, runs, tag).items()):
         model, ckpt = load(run / "checkpoint.pt")
         data = splits_for(ckpt["train"], model.cfg).get("heldout-val")
         if data is None or not hasattr(data, "validation_pairs"):
@@ -118,12 +120,16 @@ def main(argv=None) -> int:
     p.add_argument("names", nargs="+", help="recipe names, e.g. aligndraw-mnist")
     p.add_argument("--runs", type=Path, help="the folder holding NAME-sSEED run directories (measure)")
     p.add_argument("--classifiers", default=None, help="fidelity classifiers' cache folder")
+    p.add_argument("--tag", default=None, help="misses: the second stages run with this TAG (a lever on trial)")
     a = p.parse_args(argv)
     if a.action in ("measure", "misses"):
         if a.runs is None:
             p.error(f"{a.action} needs --runs")
         for name in a.names:
-            (measure if a.action == "measure" else misses)(name, a.runs, a.classifiers)
+            if a.action == "measure":
+                measure(name, a.runs, a.classifiers)
+            else:
+                misses(name, a.runs, a.classifiers, tag=a.tag)
     else:
         from minidraw.seeds import table
         print(table(a.names))

@@ -8,6 +8,11 @@
 # last checkpoint (finished runs return at once). aligndraw-mnist also gets its second stage, from the first
 # stage's weights, in RUNS/aligndraw-mnist-sSEED-2 (the recipe's header gives the settings). Extra
 # `key=value` settings for every run (e.g. data=/path/to/mnist) come from the SETS variable.
+#
+# A lever on the second stage only (measured on the validation compositions before it is adopted): settings in
+# STAGE2_SETS and a TAG for its run directories; the first stage is shared, so it is not trained again:
+#   STAGE2_SETS="ema=0.999" TAG=ema bash tools/run_seeds.sh ~/runs aligndraw-mnist:0 aligndraw-mnist:1
+#   -> ~/runs/aligndraw-mnist-s0-2-ema, ...; then python tools/recipe_seeds.py misses aligndraw-mnist --runs ~/runs --tag ema
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=$1; shift
@@ -19,7 +24,7 @@ for job in "$@"; do
   $PY -m minidraw train --config "$recipe" --quiet --set seed="$seed" ${SETS:-} --out "$run"
   if [ "$recipe" = aligndraw-mnist ]; then
     $PY -m minidraw train --config "$recipe" --quiet --set seed="$seed" ${SETS:-} init="$run/checkpoint.pt" \
-        what_adversary=12 where_kl=2 lr=5e-4 warmup_steps=200 max_steps=3000 --out "$run-2"
+        what_adversary=12 where_kl=2 lr=5e-4 warmup_steps=200 max_steps=3000 ${STAGE2_SETS:-} --out "$run-2${TAG:+-$TAG}"
   fi
 done
 echo "== $(date -u +%FT%TZ) done"
