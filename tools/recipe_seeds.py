@@ -82,9 +82,11 @@ def measure(name: str, runs: Path, classifiers: str | None) -> Path:
     return path
 
 
-def misses(name: str, runs: Path, classifiers: str | None, n: int = 1000, tag: str | None = None) -> None:
-    """Per seed: each two-digit template's rate on the validation captions and, for every (slot, digit) the
-    captions named but the drawing missed, what was read there instead (-1: no readable digit)."""
+def misses(name: str, runs: Path, classifiers: str | None, n: int = 1000, tag: str | None = None,
+           first_stage: bool = False) -> None:
+    """Per seed: each template's rate on the validation captions and, for every (slot, digit) the captions
+    named but the drawing missed, what was read there instead (-1: no readable digit). ``first_stage``: the
+    first stage's checkpoints (``RUNS/NAME-sSEED``), to see what a second stage adds."""
     from collections import Counter, defaultdict
 
     import numpy as np
@@ -92,7 +94,10 @@ def misses(name: str, runs: Path, classifiers: str | None, n: int = 1000, tag: s
     from minidraw.evaluate import splits_for
     from minidraw.measures import generate
     from minidraw.scoring import caption_fidelity
-    for seed, run in sorted(seed_runs(name, runs, tag).items()):
+    found = seed_runs(name, runs, tag)
+    if first_stage:
+        found = {seed: run.with_name(f"{name}-s{seed}") for seed, run in found.items()}
+    for seed, run in sorted(found.items()):
         model, ckpt = load(run / "checkpoint.pt")
         data = splits_for(ckpt["train"], model.cfg).get("heldout-val")
         if data is None or not hasattr(data, "validation_pairs"):
@@ -121,6 +126,7 @@ def main(argv=None) -> int:
     p.add_argument("--runs", type=Path, help="the folder holding NAME-sSEED run directories (measure)")
     p.add_argument("--classifiers", default=None, help="fidelity classifiers' cache folder")
     p.add_argument("--tag", default=None, help="misses: the second stages run with this TAG (a lever on trial)")
+    p.add_argument("--first-stage", action="store_true", help="misses: each seed's first stage instead")
     a = p.parse_args(argv)
     if a.action in ("measure", "misses"):
         if a.runs is None:
@@ -129,7 +135,7 @@ def main(argv=None) -> int:
             if a.action == "measure":
                 measure(name, a.runs, a.classifiers)
             else:
-                misses(name, a.runs, a.classifiers, tag=a.tag)
+                misses(name, a.runs, a.classifiers, tag=a.tag, first_stage=a.first_stage)
     else:
         from minidraw.seeds import table
         print(table(a.names))
