@@ -123,7 +123,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("action", choices=["measure", "table", "misses"])
     p.add_argument("names", nargs="+", help="recipe names, e.g. aligndraw-mnist")
-    p.add_argument("--runs", type=Path, help="the folder holding NAME-sSEED run directories (measure)")
+    p.add_argument("--runs", type=Path, help="the folder holding NAME-sSEED run directories (measure, misses)")
     p.add_argument("--classifiers", default=None, help="fidelity classifiers' cache folder")
     p.add_argument("--tag", default=None, help="misses: the second stages run with this TAG (a lever on trial)")
     p.add_argument("--first-stage", action="store_true", help="misses: each seed's first stage instead")

@@ -50,7 +50,7 @@
   // the one WebAssembly worker. A session is made from the model's URL: onnxruntime then sets up its runtime
   // (most of the time to a first drawing) before it fetches the model, not after.
   const models = {};
-  const drawn = {};                                                      // name -> resolves after its first run
+  const drawn = {};                                                      // name -> call after its first run
   let sessions = Promise.resolve();
   function loadModel(name) {
     if (!models[name]) {
@@ -64,9 +64,7 @@
         return r.json();
       });
       meta.catch(() => {});                                              // awaited below, after the session
-      let markDrawn;
-      drawn[name] = new Promise((resolve) => { markDrawn = resolve; });
-      drawn[name].resolve = markDrawn;
+      const first = new Promise((resolve) => { drawn[name] = resolve; });
       models[name] = sessions.then(async () => {
         const ort = await loadOrt();
         // the graph was simplified when the book was built (minidraw.export, simplify=True): nothing left to do
@@ -78,8 +76,7 @@
         return { meta: m, session };
       });
       models[name].catch(() => {});                                      // the editor reports a failure, not the console
-      sessions = models[name].then(() => Promise.race([drawn[name], new Promise((r) => setTimeout(r, 2000))]),
-                                   () => {});
+      sessions = models[name].then(() => Promise.race([first, new Promise((r) => setTimeout(r, 2000))]), () => {});
     }
     return models[name];
   }
@@ -134,7 +131,7 @@
       out = await session.run({ ids: new ort.Tensor("int64", ids, [M, L]),
                                 eps: new ort.Tensor("float32", eps, [T, M, Z]) });
     } finally {
-      drawn[name].resolve();                                               // the next model's session may start
+      drawn[name]();                                                       // the next model's session may start
     }
     const ms = performance.now() - start;
     performance.mark("minidraw:drawn:" + name);
