@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,25 @@ def test_a_next_stage_extends_the_committed_curve(tool, tmp_path, monkeypatch):
     assert curve[-1]["fidelity_seen"] == 80.0 and curve[0]["test_bound"] == 200.0
     tool.write_curve("m", run)                                               # a run from scratch: its rows alone
     assert [r["step"] for r in tool.read_curve_rows(tmp_path / "m.csv")] == [100]
+
+
+def test_a_run_from_another_runs_checkpoint_follows_that_runs_curve(tool, tmp_path, monkeypatch):
+    import torch
+    monkeypatch.setattr(tool, "CURVES", tmp_path / "curves")
+    first, second = tmp_path / "s0", tmp_path / "s0-2"
+    for run, init, steps in ((first, "", (1000, 2000)), (second, str(first / "checkpoint.pt"), (500,))):
+        run.mkdir()
+        torch.save({"train": {"init": init}, "step": steps[-1]}, run / "checkpoint.pt")
+        rows = [r for step in steps for r in ({"step": step, "seconds": step / 100},
+                                              {"step": step, "fidelity_seen": step / 100, "fidelity_seen_by_template": {}})]
+        (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert tool.stage_runs(second) == [first, second] and tool.stage_runs(first) == [first]
+    tool.write_curve("m", second)                   # stage 1's rows, then stage 2's counted on from them
+    curve = tool.read_curve_rows(tmp_path / "curves" / "m.csv")
+    assert [r["step"] for r in curve] == [1000, 2000, 2500]
+    assert curve[-1]["minutes"] == pytest.approx((20 + 5) / 60, abs=0.01) and curve[-1]["fidelity_seen"] == 5.0
+    shutil.rmtree(first)                            # the first run's directory is gone: only what is at hand
+    assert tool.stage_runs(second) == [second]
 
 
 def test_the_card_lists_each_stage_with_what_changed(tool):

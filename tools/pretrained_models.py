@@ -54,6 +54,10 @@ def evaluate_file(path: Path, classifiers: str | None = None) -> dict:
         drawer_name = SHARPENS["shapes" if "shapes" in ckpt["train"]["preset"] else "mnist"]
         drawer, _ = pretrained.load(drawer_name)
         row = {"drawer": drawer_name, **model.test_metrics(fixed_batches(splits["test"], 500))}
+        # the drawings are measured on the drawer's splits: under the protocol its seen scenes leave out the
+        # validation compositions, which it never drew in training
+        drawer_train = torch.load(pretrained.path(drawer_name), map_location="cpu", weights_only=True).get("train", {})
+        splits = splits_for({**drawer_train, "data": ckpt["train"].get("data")}, drawer.cfg)
         row.update(evaluate(drawer, splits, ["bound", "ssi", "fidelity"], Sizes(bound=SIZES["bound"], ssi=SIZES["ssi"],
                                                                                  fidelity=SIZES["sharp_fidelity"]),
                             classifiers=classifiers, sharpener=model))
@@ -159,18 +163,32 @@ def read_curve_rows(path: Path) -> list[dict]:
         return [{k: (int(v) if k == "step" else float(v)) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
+def stage_runs(run: Path) -> list[Path]:
+    """The run directories of every stage that ends in ``run``, first stage first: a run that went on from a
+    training checkpoint (``--set init=RUN/checkpoint.pt``) whose run directory is still there follows that run."""
+    runs = [run]
+    while (runs[0] / "checkpoint.pt").is_file():
+        ckpt = torch.load(runs[0] / "checkpoint.pt", map_location="cpu", weights_only=True)
+        init = Path(str(ckpt.get("train", {}).get("init") or ""))
+        if not (init.name == "checkpoint.pt" and (init.parent / "metrics.jsonl").is_file()) or init.parent in runs:
+            return runs
+        runs.insert(0, init.parent)
+    return runs
+
+
 def write_curve(name: str, run: Path, after: bool = False) -> Path:
-    """``minidraw/recipes/curves/NAME.csv`` from ``run``; ``after``: the run went on from the shipped weights, so its
-    rows follow the committed curve's, their steps and minutes counted on from its last row."""
-    rows = curve_rows(run)
-    if not rows:
-        raise SystemExit(f"{run}: no evaluations in metrics.jsonl (train with eval_every > 0)")
+    """``minidraw/recipes/curves/NAME.csv`` from ``run`` and the runs of its earlier stages (:func:`stage_runs`),
+    each stage's steps and minutes counted on from the last row of the one before; ``after``: the first of them went
+    on from the shipped weights, so its rows follow the committed curve's."""
     CURVES.mkdir(parents=True, exist_ok=True)
     path = CURVES / f"{name}.csv"
-    if after:
-        before = read_curve_rows(path)
-        step, minutes = before[-1]["step"], before[-1]["minutes"]
-        rows = before + [{**r, "step": r["step"] + step, "minutes": round(r["minutes"] + minutes, 2)} for r in rows]
+    rows = read_curve_rows(path) if after else []
+    for stage in stage_runs(run):
+        more = curve_rows(stage)
+        if not more:
+            raise SystemExit(f"{stage}: no evaluations in metrics.jsonl (train with eval_every > 0)")
+        step, minutes = (rows[-1]["step"], rows[-1]["minutes"]) if rows else (0, 0.0)
+        rows += [{**r, "step": r["step"] + step, "minutes": round(r["minutes"] + minutes, 2)} for r in more]
     with open(path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[-1]))
         w.writeheader()
@@ -298,6 +316,8 @@ def flat(train: dict) -> dict:
 def settings(ckpt: dict, train: dict) -> list[str]:
     """The end of every card: the model's configuration and its training settings, as JSON."""
     train = {**train, **({"data": "(the data folder)"} if train.get("data") else {})}   # no build machine's path
+    if "/" in str(train.get("init") or ""):                                             # a run's checkpoint file
+        train["init"] = "RUN/checkpoint.pt (the stage before)"
     return ["", "## Configuration", "", "```json", json.dumps(ckpt["config"], indent=1), "```", "",
             "## Training settings", "", "```json", json.dumps(train, indent=1), "```", ""]
 
@@ -372,7 +392,7 @@ def write_card(name: str, run: Path | None, classifiers: str | None) -> Path:
     from minidraw import pretrained
     result = evaluate_file(pretrained.path(name), classifiers)
     minutes = None
-    if run is not None:
+    if run is not None and len(stage_runs(run)) == 1:    # a run in stages: the curve has every stage's minutes
         from minidraw.rundir import read_metrics
         rows = [r for r in read_metrics(run) if r["step"] <= (result["step"] or 0)]
         minutes = wall_minutes(rows)[-1] if rows else None
@@ -402,7 +422,8 @@ def export(name: str, run: Path, force: bool, classifiers: str | None) -> None:
         print(f"the run does not improve on the shipped {name}; nothing exported (--force to export anyway)")
         return
     dest = pretrained.export(ckpt, name)                  # it decides whether the run is the next stage
-    after = "stages" in torch.load(dest, map_location="cpu", weights_only=True)
+    # the next stage of the shipped weights themselves, rather than of a run whose directory is at hand
+    after = "stages" in torch.load(dest, map_location="cpu", weights_only=True) and len(stage_runs(run)) == 1
     print(f"exported {dest}" + (" as the next stage of the shipped weights" if after else ""))
     write_curve(name, run, after)
     write_card(name, None if after else run, classifiers)
