@@ -262,12 +262,13 @@ class CompositionObjective(Objective):
         self.where_kl = where_kl
 
     def forward(self, images: Tensor, captions: Tensor, lengths: Tensor) -> TrainingOutput:
-        out = self.model(images, captions, lengths, keep_states=self.adversary is not None)
+        adversary = self.adversary if self.active else None                    # terms_from: not yet, −L alone
+        out = self.model(images, captions, lengths, keep_states=adversary is not None)
         result = TrainingOutput(out.bound)
-        if self.adversary is not None:
+        if adversary is not None:
             h_what = out.states[..., self.model.where_size:]                   # (M, T, H) h^what_t
-            result.aux, result.adversary_nats = self.adversary(h_what, captions)
-        if self.where_kl != 1:                                                 # (β − 1) Σ_t KL^where_t, (M,)
+            result.aux, result.adversary_nats = adversary(h_what, captions)
+        if self.where_kl != 1 and self.active:                                                 # (β − 1) Σ_t KL^where_t, (M,)
             extra = (self.where_kl - 1) * out.latents.kl(dims=slice(0, self.model.cfg.z_size // 2)).sum(1)
             result.aux = extra if result.aux is None else result.aux + extra
         return result

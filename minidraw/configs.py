@@ -212,6 +212,8 @@ class TrainConfig:
     # terms of the training objective only, never of the model (minidraw.compose.CompositionObjective):
     what_adversary: float = 0.0   # λ: an adversary keeps the caption's layout words out of h^what (0: none)
     where_kl: float = 1.0         # β: the KL of z^where weighed β in NLL + β KL^where + KL^what (1: the bound)
+    terms_from: int = 0           # the two terms join the objective after this step (0: from the first), within one
+                                  # schedule: the adversary switched on mid-run rather than in a second stage
     sentence_pretrain_steps: int = 500   # skipthought with sentence_encoder="autoencoder": its pre-training steps
 
 
@@ -222,7 +224,7 @@ class TrainConfig:
                 raise ValueError(f"{name} must be {what}, got {getattr(self, name)!r}")
         for name in ("batch_size", "max_steps", "eval_examples", "checkpoint_every"):
             need(getattr(self, name) >= 1, name, "at least 1")
-        for name in ("warmup_steps", "eval_every", "eval_fidelity", "sentence_pretrain_steps", "seed"):
+        for name in ("warmup_steps", "eval_every", "eval_fidelity", "sentence_pretrain_steps", "seed", "terms_from"):
             need(getattr(self, name) >= 0, name, "0 or more")
         for name in ("max_minutes", "what_adversary", "where_kl"):
             need(0 <= getattr(self, name) < math.inf, name, "a finite number, 0 or more")

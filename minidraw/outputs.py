@@ -179,6 +179,7 @@ class Objective(nn.Module):
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
+        self.active = True       # False: the training-only terms are left out, the objective is −L alone
 
     def terms_state(self) -> dict[str, Tensor]:
         """The objective's own weights, without the model's: what a checkpoint keeps to resume it."""

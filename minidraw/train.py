@@ -13,7 +13,8 @@ every checkpoint, so sampling needs nothing else.
 **The objective** is −L in nats per image, averaged over the batch; a model kind with training-only
 terms (:mod:`minidraw.compose`: ``what_adversary``, ``where_kl``) is trained inside its
 :class:`~minidraw.outputs.Objective`, whose own weights ride in the checkpoint beside the model
-(``"objective"``) but never in it.
+(``"objective"``) but never in it. With ``terms_from = k`` the terms join only after step k of the same run
+(the objective's ``active`` flag, set before every step): a mid-run switch rather than a second stage.
 
 **Optimiser** as in the authors' released code (:mod:`minidraw.optim`): RMSProp (decay 0.9,
 eps 1e-6), every parameter's gradient clipped to L2 norm 10; Adam is offered too.
@@ -208,6 +209,8 @@ def fit(model, batches, cfg: TrainConfig, progress: bool = True, *, out: Optiona
                 torch.manual_seed(step_seed(cfg.seed, rank, step))
                 for group in opt.param_groups:
                     group["lr"] = learning_rate(cfg, step)
+                if objective is not None:
+                    objective.active = step > cfg.terms_from       # the training-only terms, from mid-run on
                 extras: dict = {}
                 try:
                     loss = train_step(model, opt, batches(step), cfg, step, metrics=extras)
@@ -252,6 +255,13 @@ def fit(model, batches, cfg: TrainConfig, progress: bool = True, *, out: Optiona
 
 
 # ---- a whole run: data, model, resumption, processes ---------------------------------------
+def data_parallel(trainee: torch.nn.Module, cfg: TrainConfig, device_ids: Optional[list[int]] = None):
+    """``trainee`` in DistributedDataParallel. With ``terms_from`` the objective's own weights (the adversary) take no
+    part in the steps before the switch, so DDP is told that some parameters may go unused in a step."""
+    return torch.nn.parallel.DistributedDataParallel(trainee, device_ids=device_ids,
+                                                     find_unused_parameters=cfg.terms_from > 0)
+
+
 def init_weights(model, source: str, objective: Optional[Objective] = None) -> str:
     """Copy the weights of ``source`` — a checkpoint file, or the name of a shipped model
     (:mod:`minidraw.pretrained`) — into ``model``; the two configurations must agree. This is how a
@@ -322,8 +332,7 @@ def _run(cfg: TrainConfig, out, progress: bool, rank: int, world: int, local: in
         ema.n_averaged.fill_(int(ckpt["ema_updates"]))
     if rank == 0:
         print(source)
-    net = torch.nn.parallel.DistributedDataParallel(trainee, device_ids=[local] if device.type == "cuda" else None) \
-        if world > 1 else trainee
+    net = data_parallel(trainee, cfg, [local] if device.type == "cuda" else None) if world > 1 else trainee
     net = torch.compile(net) if cfg.compile else net
     batches = Batches(train_src, cfg.batch_size, cfg.seed, rank, world, device)
     test = fixed_batches(test_src, cfg.eval_examples, device=device) if rank == 0 else None

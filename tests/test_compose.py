@@ -256,6 +256,43 @@ def test_a_run_with_the_objective_saves_the_model_alone_and_resumes_its_terms(tm
         train.run(load_config("aligndraw_mnist_small", None, ["what_adversary=1", "max_steps=1"]), None)
 
 
+def test_terms_from_switches_the_terms_on_mid_run_within_one_schedule(tmp_path, monkeypatch):
+    """``terms_from = k``: steps 1..k train −L alone (no adversary term, no reading of the layout, the adversary's
+    weights untouched); from step k + 1 both terms join the same run, its optimiser and its schedule, also when
+    the run was stopped before the switch and resumed with more steps."""
+    monkeypatch.setenv("MINIDRAW_DATA", str(Path(__file__).resolve().parents[2] / "shared" / "data"))
+    sets = ["max_steps=4", "eval_every=0", "eval_examples=8", "batch_size=4", "what_adversary=3", "where_kl=2",
+            "model.T=2", "model.enc_size=8", "model.dec_size=8", "model.z_size=4", "checkpoint_every=1"]
+    cfg = load_config("compose_mnist_small", None, [*sets, "max_steps=2", "terms_from=2"])
+    train.run(cfg, tmp_path / "run", progress=False)                   # two steps, both before the switch
+    ckpt = load(tmp_path / "run" / "checkpoint.pt")[1]
+    assert ckpt["objective"] and all(k.startswith("adversary.") for k in ckpt["objective"])
+    cfg.max_steps = 4
+    _, log = train.run(cfg, tmp_path / "run", progress=False)          # resumed: steps 3 and 4, after it
+    steps = [r for r in log if "bound" in r]
+    assert [r["step"] for r in steps] == [3, 4] and all("adversary_nats" in r for r in steps)
+    after = load(tmp_path / "run" / "checkpoint.pt")[1]["objective"]
+    assert any(not torch.equal(after[k], ckpt["objective"][k]) for k in after)
+    whole = load_config("compose_mnist_small", None, [*sets, "terms_from=2"])
+    _, log = train.run(whole, tmp_path / "whole", progress=False)      # one run across the switch
+    assert ["adversary_nats" in r for r in log if "bound" in r] == [False, False, True, True]
+    model = _what_where()
+    objective = CompositionObjective(model, what_adversary=2.0, where_kl=3.0)
+    images, ids, lengths, _ = _two_scenes(model.cfg)
+    objective.active = False
+    torch.manual_seed(4)
+    off = objective(images, ids, lengths)
+    torch.manual_seed(4)
+    torch.testing.assert_close(off.bound, model(images, ids, lengths).bound)
+    assert off.aux is None and off.adversary_nats is None
+    before = [p.detach().clone() for p in objective.adversary.parameters()]
+    opt = torch.optim.Adam(objective.parameters(), lr=1e-2)
+    train.train_step(objective, opt, (images, ids, lengths), configs.TrainConfig(lr=1e-2), 1)
+    assert all(torch.equal(a, b) for a, b in zip(before, objective.adversary.parameters()))   # untouched while off
+    with pytest.raises(ValueError, match="terms_from must be 0 or more"):
+        configs.TrainConfig(terms_from=-1)
+
+
 def test_checkpoints_of_earlier_releases_load_as_compose_models(tmp_path):
     """A file from before the split — one configuration with the extension's switches and the training-only terms,
     the adversary's weights in the model — loads as a ComposeDraw with the same weights and draws the same; its

@@ -344,6 +344,33 @@ def test_two_processes_equal_one_on_the_global_batch(tmp_path):
     assert any(not torch.equal(before[k], v) for k, v in single.state_dict().items())   # the step did something
 
 
+def _switch_worker(rank, world, init, out):
+    """One of two gloo processes training the what/where objective with ``terms_from=2`` under DDP, as ``run`` wraps
+    it: the adversary sits unused for two steps, then joins."""
+    import torch.distributed as dist
+    from minidraw.compose import CompositionObjective
+    from minidraw.data.mnist_captions import VOCAB
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
+    torch.manual_seed(0)
+    model = build(preset("compose_mnist_small", T=2, enc_size=8, dec_size=8, z_size=4, read_N=2, write_N=2))
+    cfg = tiny("max_steps=4", "what_adversary=3", "where_kl=2", "terms_from=2", "batch_size=2")
+    net = train.data_parallel(CompositionObjective(model, cfg.what_adversary, cfg.where_kl), cfg)
+    ids, lengths = VOCAB.encode_batch(["the digit 3 is on the left of the digit 7 .",
+                                       "the digit 1 is at the top of the digit 0 ."])
+    batch = (torch.rand(2, 1, 60, 60).round(), ids, lengths)
+    log = train.fit(net, lambda step: batch, cfg, progress=False, rank=rank)
+    if rank == 0:
+        torch.save({"adversary": ["adversary_nats" in r for r in log if "bound" in r]}, out)
+    dist.destroy_process_group()
+
+
+def test_the_terms_switch_on_mid_run_across_processes(tmp_path):
+    torch.multiprocessing.spawn(_switch_worker, args=(2, f"file://{tmp_path / 'init'}", tmp_path / "log.pt"),
+                                nprocs=2, join=True)
+    assert torch.load(tmp_path / "log.pt")["adversary"] == [False, False, True, True]
+
+
 def test_fit_leaves_the_callers_random_state_alone_and_still_replays_exactly():
     cfg = tiny("max_steps=3")
     images = torch.rand(64, 1, 28, 28).round()
