@@ -63,12 +63,7 @@ def measure(name: str, runs: Path, classifiers: str | None) -> Path:
         row = evaluate_file(run / "checkpoint.pt", classifiers)
         row = {"seed": seed, **{k: v for k, v in row.items() if k != "data"}}
         rows.append(row)
-        first = run.with_name(run.name[:-2]) if run.name.endswith("-2") else None
-        if first is not None and (first / "metrics.jsonl").is_file():       # stage 1's curve, then stage 2's after it
-            write_curve(f"{name}-s{seed}", first)
-            write_curve(f"{name}-s{seed}", run, after=True)
-        else:
-            write_curve(f"{name}-s{seed}", run)
+        write_curve(f"{name}-s{seed}", run)      # a second stage: stage 1's curve, then its own (stage_runs)
         print(f"seed {seed}: seen {row.get('fidelity_seen', float('nan')):.1f} %, validation "
               f"{row.get('fidelity_heldout_val', float('nan')):.1f} %, held out {row.get('fidelity_heldout', float('nan')):.1f} %")
     from minidraw.evaluate import describe_splits, splits_for
