@@ -11,7 +11,9 @@ Per page (the root page and every chapter of ``_toc.yml``) it checks that
 * no output cell shows a traceback, an error output or an ``...Error:`` line on stderr (a caught
   exception printed on purpose to stdout is fine);
 * the Colab launch button opens this page's own notebook in the configured repository;
-* every JavaScript animation (matplotlib's ``to_jshtml``) has frames, all decoded.
+* every JavaScript animation (matplotlib's ``to_jshtml``) has frames, all decoded;
+* no script on the page throws (an ``Uncaught`` error in the console, e.g. an inline script emitted twice;
+  the theme's own console messages and the browser's favicon request are not script errors).
 
 A full-page screenshot of each page goes to ``_build/screens/<page>.png``.
 
@@ -119,6 +121,7 @@ def browser(site):
                  "--disable-dev-shm-usage", "--hide-scrollbars", "--window-size=1280,1000",
                  f"--user-data-dir={profile}"):
         options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})       # the console, for script errors
     driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=found[1]))
     driver.set_page_load_timeout(120)
     driver.set_script_timeout(120)
@@ -215,11 +218,14 @@ def rendered(site, browser):
     def open_page(page: str) -> dict:
         if page not in cache:
             url = f"{site}/book/{page}.html"
+            browser.get_log("browser")                                  # what earlier pages left: not this one's
             browser.get(url)
             browser.execute_script("return document.readyState")
             mathjax_state = browser.execute_async_script(WAIT_FOR_MATHJAX)
             info = browser.execute_async_script(INSPECT)
             info["mathjax_state"] = mathjax_state
+            info["console_errors"] = [e["message"][:300] for e in browser.get_log("browser")     # a script that threw
+                                      if e["level"] == "SEVERE" and "Uncaught" in e["message"]]
             info["title"] = browser.title
             _screenshot(browser, SCREENS / f"{page}.png")
             cache[page] = info
@@ -310,3 +316,10 @@ def test_animations_have_frames(rendered, page):
         assert anim["decoded"] == anim["frames"], (
             f"{page}: animation {anim['id']}: {anim['frames'] - anim['decoded']} of {anim['frames']} frames did not decode")
         assert anim["shown"], f"{page}: animation {anim['id']} shows no frame"
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_no_script_throws(rendered, page):
+    _page_exists(page)
+    errors = rendered(page)["console_errors"]
+    assert not errors, f"{page}: uncaught errors in the console: {errors}"
