@@ -268,7 +268,7 @@ class CompositionObjective(Objective):
         if adversary is not None:
             h_what = out.states[..., self.model.where_size:]                   # (M, T, H) h^what_t
             result.aux, result.adversary_nats = adversary(h_what, captions)
-        if self.where_kl != 1 and self.active:                                                 # (β − 1) Σ_t KL^where_t, (M,)
+        if self.where_kl != 1 and self.active:                                 # (β − 1) Σ_t KL^where_t, (M,)
             extra = (self.where_kl - 1) * out.latents.kl(dims=slice(0, self.model.cfg.z_size // 2)).sum(1)
             result.aux = extra if result.aux is None else result.aux + extra
         return result

@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 
-from pretrained_models import SIZES, evaluate_file, write_curve  # noqa: E402
+from pretrained_models import SIZES, evaluate_file, stage_runs, write_curve  # noqa: E402
 
 SEEDS_DIR = ROOT / "minidraw" / "recipes" / "seeds"
 
@@ -91,7 +91,7 @@ def misses(name: str, runs: Path, classifiers: str | None, n: int = 1000, tag: s
     from minidraw.scoring import caption_fidelity
     found = seed_runs(name, runs, tag)
     if first_stage:
-        found = {seed: run.with_name(f"{name}-s{seed}") for seed, run in found.items()}
+        found = {seed: stage_runs(run)[0] for seed, run in found.items()}     # where its stages began
     for seed, run in sorted(found.items()):
         model, ckpt = load(run / "checkpoint.pt")
         data = splits_for(ckpt["train"], model.cfg).get("heldout-val")
