@@ -1,11 +1,10 @@
 """Every seed of a recipe, measured once and reported: each seed's row and the mean ± sd over seeds.
 
-    python tools/recipe_seeds.py measure aligndraw-mnist --runs ~/runs     # each RUNS/NAME-sS (-2: stage 2)
+    python tools/recipe_seeds.py measure aligndraw-mnist --runs ~/runs     # each RUNS/NAME-sSEED
     python tools/recipe_seeds.py table aligndraw-mnist-paper noaligndraw-mnist aligndraw-mnist
     python tools/recipe_seeds.py misses aligndraw-mnist --runs ~/runs                # where validation fails
 
-``measure`` evaluates the last checkpoint of every seed's run (``RUNS/NAME-sSEED``, or its second stage
-``RUNS/NAME-sSEED-2`` where the recipe has one) as the model cards do — the bound on 1,000 test images, caption
+``measure`` evaluates the last checkpoint of every seed's run (``RUNS/NAME-sSEED``) as the model cards do — the bound on 1,000 test images, caption
 fidelity on 1,000 captions of each split — and writes ``minidraw/recipes/seeds/NAME.json`` (one row per seed,
 with the split each number was measured on) and each seed's learning curve ``minidraw/recipes/curves/NAME-sSEED.csv``.
 The protocol: no checkpoint is picked (the last one of the recipe's schedule is the run's result), the shipped
@@ -26,22 +25,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 
-from pretrained_models import SIZES, evaluate_file, stage_runs, write_curve  # noqa: E402
+from pretrained_models import SIZES, evaluate_file, write_curve  # noqa: E402
 
 SEEDS_DIR = ROOT / "minidraw" / "recipes" / "seeds"
 
 
-def seed_runs(name: str, runs: Path, tag: str | None = None) -> dict[int, Path]:
-    """``{seed: run directory}`` of recipe ``name`` under ``runs``: the last stage of each seed (with ``tag``, the
-    second stages tagged so by ``tools/run_seeds.sh``, a lever under trial)."""
+def seed_runs(name: str, runs: Path) -> dict[int, Path]:
+    """``{seed: run directory}`` of recipe ``name`` under ``runs``: each ``NAME-sSEED`` that holds a checkpoint."""
     found = {}
-    stage2 = "-2" + (f"-{re.escape(tag)}" if tag else "")
     for run in sorted(runs.glob(f"{name}-s*")):
-        m = re.fullmatch(rf"{re.escape(name)}-s(\d+)({stage2})?", run.name)
+        m = re.fullmatch(rf"{re.escape(name)}-s(\d+)", run.name)
         if m and (run / "checkpoint.pt").is_file():
-            seed = int(m.group(1))
-            if m.group(2) or seed not in found:          # the second stage, where there is one, is the result
-                found[seed] = run
+            found[int(m.group(1))] = run
     return found
 
 
@@ -63,7 +58,7 @@ def measure(name: str, runs: Path, classifiers: str | None) -> Path:
         row = evaluate_file(run / "checkpoint.pt", classifiers)
         row = {"seed": seed, **{k: v for k, v in row.items() if k != "data"}}
         rows.append(row)
-        write_curve(f"{name}-s{seed}", run)      # a second stage: stage 1's curve, then its own (stage_runs)
+        write_curve(f"{name}-s{seed}", run)      # a run begun from another's weights: both curves (stage_runs)
         print(f"seed {seed}: seen {row.get('fidelity_seen', float('nan')):.1f} %, validation "
               f"{row.get('fidelity_heldout_val', float('nan')):.1f} %, held out {row.get('fidelity_heldout', float('nan')):.1f} %")
     from minidraw.evaluate import describe_splits, splits_for
@@ -77,11 +72,9 @@ def measure(name: str, runs: Path, classifiers: str | None) -> Path:
     return path
 
 
-def misses(name: str, runs: Path, classifiers: str | None, n: int = 1000, tag: str | None = None,
-           first_stage: bool = False) -> None:
+def misses(name: str, runs: Path, classifiers: str | None, n: int = 1000) -> None:
     """Per seed: each template's rate on the validation captions and, for every (slot, digit) the captions
-    named but the drawing missed, what was read there instead (-1: no readable digit). ``first_stage``: the
-    first stage's checkpoints (``RUNS/NAME-sSEED``), to see what a second stage adds."""
+    named but the drawing missed, what was read there instead (-1: no readable digit)."""
     from collections import Counter, defaultdict
 
     import numpy as np
@@ -89,9 +82,7 @@ def misses(name: str, runs: Path, classifiers: str | None, n: int = 1000, tag: s
     from minidraw.evaluate import splits_for
     from minidraw.measures import generate
     from minidraw.scoring import caption_fidelity
-    found = seed_runs(name, runs, tag)
-    if first_stage:
-        found = {seed: stage_runs(run)[0] for seed, run in found.items()}     # where its stages began
+    found = seed_runs(name, runs)
     for seed, run in sorted(found.items()):
         model, ckpt = load(run / "checkpoint.pt")
         data = splits_for(ckpt["train"], model.cfg).get("heldout-val")
@@ -120,8 +111,6 @@ def main(argv=None) -> int:
     p.add_argument("names", nargs="+", help="recipe names, e.g. aligndraw-mnist")
     p.add_argument("--runs", type=Path, help="the folder holding NAME-sSEED run directories (measure, misses)")
     p.add_argument("--classifiers", default=None, help="fidelity classifiers' cache folder")
-    p.add_argument("--tag", default=None, help="misses: the second stages run with this TAG (a lever on trial)")
-    p.add_argument("--first-stage", action="store_true", help="misses: each seed's first stage instead")
     a = p.parse_args(argv)
     if a.action in ("measure", "misses"):
         if a.runs is None:
@@ -130,7 +119,7 @@ def main(argv=None) -> int:
             if a.action == "measure":
                 measure(name, a.runs, a.classifiers)
             else:
-                misses(name, a.runs, a.classifiers, tag=a.tag, first_stage=a.first_stage)
+                misses(name, a.runs, a.classifiers)
     else:
         from minidraw.seeds import table
         print(table(a.names))

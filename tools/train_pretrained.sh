@@ -3,11 +3,10 @@
 #
 #   bash tools/train_pretrained.sh [RUNS] [SEEDS] [JOBS]     # defaults: $OUT/runs or runs/all, "0 1 2", 4
 #
-# Each recipe:seed pair trains in RUNS/RECIPE-sSEED (tools/run_seeds.sh: resumable, aligndraw-mnist's second stage
-# included), JOBS of them at a time (small models leave a GPU mostly idle, so several share it). Then
+# Each recipe:seed pair trains in RUNS/RECIPE-sSEED (tools/run_seeds.sh: resumable), JOBS of them at a time (small models leave a GPU mostly idle, so several share it). Then
 # tools/recipe_seeds.py measures every finished seed (1,000 captions per split, the validation and held-out
 # compositions apart) into minidraw/recipes/seeds/NAME.json, with each seed's curve; copy those back and ship seed 0
-# with `python tools/pretrained_models.py export NAME --run RUNS/NAME-s0` (RUNS/aligndraw-mnist-s0-2 for ours).
+# with `python tools/pretrained_models.py export NAME --run RUNS/NAME-s0`.
 # Run it again after an interruption: finished runs return at once, the others resume.
 set -euo pipefail
 cd "$(dirname "$0")/.."
