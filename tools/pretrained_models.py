@@ -32,6 +32,7 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))      # this checkout's minidraw, not another one installed: exports write into ROOT
 CURVES = ROOT / "minidraw" / "recipes" / "curves"
 SIZES = dict(bound=1000, fidelity=1000, ssi=500, sharp_fidelity=500)
 

@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tools"))
+sys.path[:0] = [str(ROOT), str(ROOT / "tools")]     # this checkout's minidraw and tools
 
 from pretrained_models import SIZES, evaluate_file, write_curve  # noqa: E402
 
