@@ -278,8 +278,9 @@ def seeds_section(name: str) -> list[str]:
         said = ("The weights shipped here were trained before the protocol; they are replaced by seed 0 of the runs "
                 f"below once every seed has finished. Seeds measured so far: {len(rows)}.")
     lines = ["", "## Every seed", "",
-             said + " Every choice about the recipe was made on the validation compositions; the held-out ones were "
-             f"measured once per seed, on the last checkpoint ({SIZES['fidelity']:,} captions per split):", "",
+             said + " No checkpoint and no seed was picked: the held-out compositions were measured once per seed, "
+             f"on the last checkpoint ({SIZES['fidelity']:,} captions per split; the notes say which settings were fixed "
+             "before the protocol, and on what):", "",
              seeds.seed_table(name), "", "Splits:", ""]
     lines += [f"* {split}: {words}" for split, words in seeds.splits(name).items()]
     missed = seeds.shortfalls(name)
