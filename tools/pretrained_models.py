@@ -279,8 +279,9 @@ def seeds_section(name: str) -> list[str]:
                 f"below once every seed has finished. Seeds measured so far: {len(rows)}.")
     lines = ["", "## Every seed", "",
              said + " No checkpoint and no seed was picked: the held-out compositions were measured once per seed, "
-             f"on the last checkpoint ({SIZES['fidelity']:,} captions per split; the notes say which settings were fixed "
-             "before the protocol, and on what):", "",
+             f"on the last checkpoint ({SIZES['fidelity']:,} captions per split"
+             + ("; the notes say which settings were fixed before the protocol, and on what" if notes(name) else "")
+             + "):", "",
              seeds.seed_table(name), "", "Splits:", ""]
     lines += [f"* {split}: {words}" for split, words in seeds.splits(name).items()]
     missed = seeds.shortfalls(name)
